@@ -1,0 +1,121 @@
+"""Engines, sessions and migrations: how the rest of the project reaches the database.
+
+``DATABASE_URL`` (or an explicit URL) chooses the database; the default is an SQLite file
+under ``var/``. ``postgresql://`` URLs use psycopg 3. The schema is brought up to date
+with Alembic, under a lock, so several processes starting at once migrate it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "database_url",
+    "make_engine",
+    "migrate",
+    "redact",
+    "session_factory",
+]
+
+DEFAULT_DATABASE_URL = "sqlite:///var/colesbarcodes.sqlite3"
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK_ID = 0x636F6C6573  # "coles", for pg_advisory_lock
+
+
+def database_url(explicit: str | None = None) -> str:
+    """The URL to use: an explicit one, else ``DATABASE_URL``, else the SQLite default."""
+    return explicit or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def redact(url: str | URL) -> str:
+    """A URL fit for logs and messages: the password is never shown."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _normalize(url: str | URL) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (see :func:`database_url`), with SQLite tuned for concurrency."""
+    parsed = _normalize(database_url(url) if not isinstance(url, URL) else url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(parsed, **kwargs)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                conn.commit()
+    elif engine.url.database and engine.url.database != ":memory:":
+        lock_path = Path(engine.url.database + ".migrate.lock")
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
+
+
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (idempotent; safe with concurrent callers)."""
+    from alembic import command
+
+    with _migration_lock(engine), engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

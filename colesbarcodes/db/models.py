@@ -1,0 +1,221 @@
+"""The product database: typed SQLAlchemy 2.0 models shared by the loader and the crawls.
+
+The schema encodes the rules the old system broke: a company SKU is a row of its own,
+unique on (company, sku), so one SKU can never point at two products; a barcode is unique
+when present; merges and barcode conflicts are rows, never silent overwrites.
+Schema changes go through the Alembic migrations in ``colesbarcodes/db/migrations``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "BarcodeConflict",
+    "Base",
+    "CompanySku",
+    "ImportedFile",
+    "PriceHistory",
+    "Product",
+    "ProductGroup",
+    "ProductGroupMember",
+    "ProductMerge",
+    "QuarantinedLine",
+    "Store",
+    "StorePrice",
+    "utcnow",
+]
+
+# Integer primary keys that autoincrement on SQLite and are 64-bit on PostgreSQL.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Money = Numeric(12, 3, asdecimal=False)
+Text1000 = String(1000)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text1000)
+    brand: Mapped[str | None] = mapped_column(Text1000)
+    size: Mapped[str | None] = mapped_column(Text1000)
+    barcode: Mapped[str | None] = mapped_column(String(14), unique=True)
+    barcode_scope: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class CompanySku(Base):
+    __tablename__ = "company_skus"
+    __table_args__ = (UniqueConstraint("company", "sku"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company: Mapped[str] = mapped_column(String(32))
+    sku: Mapped[str] = mapped_column(String(64))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Store(Base):
+    __tablename__ = "stores"
+    __table_args__ = (UniqueConstraint("company", "store_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company: Mapped[str] = mapped_column(String(32))
+    store_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(Text1000)
+    state: Mapped[str | None] = mapped_column(String(32))
+
+
+class StorePrice(Base):
+    """The current price of one company SKU at one store (prices follow the SKU in merges)."""
+
+    __tablename__ = "store_prices"
+    __table_args__ = (UniqueConstraint("store_pk", "sku_pk"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    store_pk: Mapped[int] = mapped_column(ForeignKey("stores.id"))
+    sku_pk: Mapped[int] = mapped_column(ForeignKey("company_skus.id"), index=True)
+    price: Mapped[float | None] = mapped_column(Money)
+    was_price: Mapped[float | None] = mapped_column(Money)
+    unit_price: Mapped[float | None] = mapped_column(Money)
+    available: Mapped[bool | None] = mapped_column(Boolean)
+    url: Mapped[str | None] = mapped_column(Text1000)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PriceHistory(Base):
+    """One row each time a store's price of a SKU is seen to change (the first price too)."""
+
+    __tablename__ = "price_history"
+    __table_args__ = (Index("ix_price_history_sku_store", "sku_pk", "store_pk"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    store_pk: Mapped[int] = mapped_column(ForeignKey("stores.id"))
+    sku_pk: Mapped[int] = mapped_column(ForeignKey("company_skus.id"))
+    price: Mapped[float | None] = mapped_column(Money)
+    was_price: Mapped[float | None] = mapped_column(Money)
+    unit_price: Mapped[float | None] = mapped_column(Money)
+    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BarcodeConflict(Base):
+    """A barcode offered for a product that already holds a different one (kept, not applied)."""
+
+    __tablename__ = "barcode_conflicts"
+    __table_args__ = (UniqueConstraint("company", "sku", "existing_barcode", "offered_barcode"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    company: Mapped[str] = mapped_column(String(32))
+    sku: Mapped[str] = mapped_column(String(64))
+    existing_barcode: Mapped[str] = mapped_column(String(14), default="")  # "" = none
+    offered_barcode: Mapped[str] = mapped_column(String(14))
+    reason: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(Text1000)
+    detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProductMerge(Base):
+    """A product folded into another; ``snapshot`` keeps everything the merged row held."""
+
+    __tablename__ = "product_merges"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    merged_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str | None] = mapped_column(Text1000)
+    merged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProductGroup(Base):
+    """Products of different companies that look like one item (same brand, name and size)."""
+
+    __tablename__ = "product_groups"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(1000), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProductGroupMember(Base):
+    __tablename__ = "product_group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("product_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True, unique=True
+    )
+
+
+class ImportedFile(Base):
+    """The import ledger: how far each claimed inbox file got, committed with each batch."""
+
+    __tablename__ = "imported_files"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    inbox: Mapped[str] = mapped_column(String(32))
+    claim_name: Mapped[str] = mapped_column(String(400), unique=True)
+    original_name: Mapped[str] = mapped_column(String(400))
+    lines_done: Mapped[int] = mapped_column(Integer, default=0)
+    lines_imported: Mapped[int] = mapped_column(Integer, default=0)
+    lines_quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    rows_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    barcodes_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20), default="processing")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class QuarantinedLine(Base):
+    """A line that was not imported (or imported without its invalid barcode), with why."""
+
+    __tablename__ = "quarantined_lines"
+    __table_args__ = (UniqueConstraint("file_id", "line_no"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("imported_files.id"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    imported: Mapped[bool] = mapped_column(Boolean, default=False)
+    raw: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,257 @@
+"""Parsing of product lines: the one place that knows the inbox line shapes.
+
+Two shapes are accepted, one JSON object per line:
+
+* the canonical shape ``{"company", "store_id", "sku", "name", "brand", "size", "price",
+  "was_price", "unit_price", "barcode", "url", "scraped_at"}`` (``company`` defaults to
+  ``coles``; ``barcode`` may be missing, null, a string or a number), and
+* the raw product rows of Coles' listing JSON (``_type == "PRODUCT"``, ``id`` is the SKU,
+  prices under ``pricing``). Ad and cross-sell rows of that JSON are skipped, not errors.
+
+Everything here is pure: bytes in, a :class:`ProductLine` (or ``None`` for a skipped row)
+out, or :class:`LineError` with a reason that goes to the quarantine file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin
+
+__all__ = [
+    "DEFAULT_COMPANY",
+    "LineError",
+    "ProductLine",
+    "normalize_sku",
+    "normalize_store_id",
+    "parse_line",
+    "parse_object",
+    "store_from_filename",
+]
+
+DEFAULT_COMPANY = "coles"
+_INTEGER_SKU_COMPANIES = frozenset({"coles"})
+_MAX_TEXT = 1000
+_MAX_SKU = 64
+_COMPANY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_STORE_IN_NAME_RE = re.compile(r"store[_-]?([0-9A-Za-z]{1,16})(?=[^0-9A-Za-z]|$)", re.IGNORECASE)
+
+
+class LineError(ValueError):
+    """A line that cannot be imported; ``reason`` is written to the quarantine file."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class ProductLine:
+    company: str
+    sku: str
+    store_id: str | None = None
+    name: str | None = None
+    brand: str | None = None
+    size: str | None = None
+    price: float | None = None
+    was_price: float | None = None
+    unit_price: float | None = None
+    available: bool | None = None
+    barcode: Gtin | None = None
+    barcode_error: str | None = None
+    url: str | None = None
+    scraped_at: datetime | None = None
+    store_name: str | None = None
+    state: str | None = None
+
+
+def store_from_filename(name: str) -> str | None:
+    """The store id named in a file name such as ``coles_store-0584_2026-11-24.jsonl``."""
+    match = _STORE_IN_NAME_RE.search(name)
+    return match.group(1) if match else None
+
+
+def normalize_sku(company: str, value: object) -> str:
+    """Canonical SKU text: integers (no leading zeros) for Coles, trimmed strings elsewhere."""
+    if isinstance(value, bool) or value is None:
+        raise LineError("missing sku" if value is None else "sku must be a number or a string")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise LineError(f"sku {value!r} is not a whole number")
+        value = int(value)
+    if isinstance(value, int):
+        if value <= 0:
+            raise LineError(f"sku {value!r} is not positive")
+        return str(value)
+    if not isinstance(value, str):
+        raise LineError(f"sku must be a number or a string, not {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise LineError("missing sku")
+    if len(text) > _MAX_SKU:
+        raise LineError(f"sku longer than {_MAX_SKU} characters")
+    if company in _INTEGER_SKU_COMPANIES:
+        if not (text.isascii() and text.isdigit()) or not text.lstrip("0"):
+            raise LineError(f"{company} sku {value!r} is not a positive integer")
+        return text.lstrip("0")
+    if not text.isprintable():
+        raise LineError("sku contains control characters")
+    return text
+
+
+def normalize_store_id(company: str, value: object) -> str | None:
+    """Store ids as text; Coles' numeric ids zero-padded to four digits (``584`` → ``0584``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise LineError("store_id must be a string or a number")
+    text = str(value).strip()
+    if not text or len(text) > 32 or not text.isprintable():
+        raise LineError(f"bad store_id {value!r}")
+    if company == "coles" and text.isdigit():
+        text = text.rjust(4, "0")
+    return text
+
+
+def _text(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise LineError(f"{key} must be a string, not {type(value).__name__}")
+    value = value.strip()
+    if len(value) > _MAX_TEXT:
+        raise LineError(f"{key} longer than {_MAX_TEXT} characters")
+    return value or None
+
+
+def _money(value: object, key: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise LineError(f"{key} must be a number")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip().lstrip("$"))
+        except ValueError:
+            raise LineError(f"{key} {value!r} is not a number") from None
+    if not isinstance(value, int | float):
+        raise LineError(f"{key} must be a number, not {type(value).__name__}")
+    number = float(value)
+    if number != number or number < 0 or number > 1e9:  # NaN, negative, absurd
+        raise LineError(f"{key} {value!r} is out of range")
+    return round(number, 3)
+
+
+def _bool(value: object, key: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise LineError(f"{key} must be true or false")
+
+
+def _timestamp(value: object) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError):
+            raise LineError(f"scraped_at {value!r} is out of range") from None
+    if not isinstance(value, str):
+        raise LineError("scraped_at must be an ISO 8601 string")
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise LineError(f"scraped_at {value!r} is not an ISO 8601 time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _company(value: object) -> str:
+    if value is None or value == "":
+        return DEFAULT_COMPANY
+    if not isinstance(value, str) or not _COMPANY_RE.match(value.strip().lower()):
+        raise LineError(f"bad company {value!r}")
+    return value.strip().lower()
+
+
+def _barcode(line: ProductLine, value: object) -> None:
+    try:
+        line.barcode = parse_gtin(value)
+    except InvalidGtin as exc:
+        line.barcode_error = exc.reason
+
+
+def _is_raw_listing_row(obj: dict[str, Any]) -> bool:
+    return "_type" in obj or ("sku" not in obj and "id" in obj and "pricing" in obj)
+
+
+def _from_raw_row(obj: dict[str, Any], default_store: str | None) -> ProductLine | None:
+    if obj.get("_type", "PRODUCT") != "PRODUCT":
+        return None  # ads and cross-sell tiles are not products
+    company = DEFAULT_COMPANY
+    line = ProductLine(company=company, sku=normalize_sku(company, obj.get("id")))
+    line.store_id = normalize_store_id(company, obj.get("store_id", obj.get("storeId")))
+    line.store_id = line.store_id or default_store
+    line.name = _text(obj, "name")
+    line.brand = _text(obj, "brand")
+    line.size = _text(obj, "size")
+    pricing = obj.get("pricing")
+    if pricing is not None and not isinstance(pricing, dict):
+        raise LineError("pricing must be an object")
+    if pricing:
+        line.price = _money(pricing.get("now"), "pricing.now")
+        was = _money(pricing.get("was"), "pricing.was")
+        line.was_price = was or None  # Coles sends 0 for "no was-price"
+        unit = pricing.get("unit")
+        if unit is not None and not isinstance(unit, dict):
+            raise LineError("pricing.unit must be an object")
+        if unit:
+            line.unit_price = _money(unit.get("price"), "pricing.unit.price")
+    line.available = _bool(obj.get("availability"), "availability")
+    _barcode(line, obj.get("gtin", obj.get("barcode")))
+    line.scraped_at = _timestamp(obj.get("scraped_at"))
+    return line
+
+
+def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLine:
+    company = _company(obj.get("company"))
+    line = ProductLine(company=company, sku=normalize_sku(company, obj.get("sku")))
+    line.store_id = normalize_store_id(company, obj.get("store_id")) or default_store
+    line.name = _text(obj, "name")
+    line.brand = _text(obj, "brand")
+    line.size = _text(obj, "size")
+    line.price = _money(obj.get("price"), "price")
+    line.was_price = _money(obj.get("was_price"), "was_price") or None
+    line.unit_price = _money(obj.get("unit_price"), "unit_price")
+    line.available = _bool(obj.get("available"), "available")
+    _barcode(line, obj.get("barcode", obj.get("gtin")))
+    line.url = _text(obj, "url")
+    line.scraped_at = _timestamp(obj.get("scraped_at"))
+    line.store_name = _text(obj, "store_name")
+    line.state = _text(obj, "state")
+    return line
+
+
+def parse_object(obj: object, default_store: str | None = None) -> ProductLine | None:
+    """A decoded JSON value as a product line, ``None`` for an ad row; raises LineError."""
+    if not isinstance(obj, dict):
+        raise LineError(f"a line must be a JSON object, not {type(obj).__name__}")
+    if _is_raw_listing_row(obj):
+        return _from_raw_row(obj, default_store)
+    return _from_canonical(obj, default_store)
+
+
+def parse_line(raw: bytes | str, default_store: str | None = None) -> ProductLine | None:
+    """One inbox line as a product line, ``None`` for an ad row; raises LineError."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise LineError(f"not valid JSON: {exc}") from None
+    return parse_object(obj, default_store)
