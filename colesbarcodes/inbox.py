@@ -125,15 +125,22 @@ class Inbox:
     def has_work(self) -> bool:
         return bool(self.pending()) or bool(self.abandoned())
 
-    def claim_next(self) -> ClaimedFile | None:
-        """Take the next file: an abandoned claim first (to finish it), else the oldest new one."""
+    def claim_next(self, only: set[str] | None = None) -> ClaimedFile | None:
+        """Take the next file: an abandoned claim first (to finish it), else the oldest new one.
+
+        ``only`` restricts the choice to these file names (a cycle's snapshot of the inbox).
+        """
         self.ensure()
         for path in self._files(self.processing):
+            if only is not None and path.name not in only:
+                continue
             fd = _lock(path)
             if fd is not None:
                 logger.info("Resuming %s, left unfinished by an earlier run", path.name)
                 return ClaimedFile(path, original_name(path.name), True, fd)
         for path in self._files(self.root):
+            if only is not None and path.name not in only:
+                continue
             fd = _lock(path)
             if fd is None:
                 continue

@@ -1,0 +1,197 @@
+"""Start the replica from the command line or from code (``python -m colesbarcodes.replica``).
+
+With ``--port 0`` the OS picks a free port; once listening, the server prints exactly one line,
+``http://HOST:PORT``, to stdout and flushes it, so a test can start it as a subprocess and read
+where it is (the pattern of Scrapy's own mock server). Nothing else goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .catalogue import Catalogue
+from .server import DEFAULT_API_KEY, DEFAULT_BUILD_ID, ReplicaConfig, make_app
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = ["build_parser", "config_from_args", "main", "run", "serve"]
+
+
+async def serve(
+    catalogue: Catalogue,
+    config: ReplicaConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM); ``ready(url)`` once listening."""
+    runner = web.AppRunner(make_app(catalogue, config), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+        await site.start()
+        bound_port = port
+        for address in runner.addresses:
+            if isinstance(address, tuple):
+                bound_port = int(address[1])
+                break
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{bound_port}"
+        stop = stop if stop is not None else asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)
+        if ready is not None:
+            ready(url)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    catalogue: Catalogue | None = None,
+    config: ReplicaConfig | None = None,
+) -> None:
+    """Serve (blocking) and print the URL line to stdout once listening."""
+    catalogue = catalogue if catalogue is not None else Catalogue.generate(1000, seed=1)
+
+    def announce(url: str) -> None:
+        sys.stdout.write(url + "\n")
+        sys.stdout.flush()
+
+    asyncio.run(serve(catalogue, config, host, port, ready=announce))
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """Command-line options; another CLI can reuse them through :func:`main`."""
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m colesbarcodes.replica",
+        description=(
+            "Offline replica of the Coles site (home page, GraphQL GetProduct, product pages, "
+            "listings, robots.txt) for tests, benchmarks and demos. Prints one line, "
+            "http://HOST:PORT, once listening. Control it at runtime with "
+            "POST /__replica__/config (JSON), GET /__replica__/stats, "
+            "POST /__replica__/reset-stats and POST /__replica__/revoke-cookies."
+        ),
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    add("--port", type=int, default=0, help="port; 0 picks a free one (default: %(default)s)")
+    source = parser.add_argument_group("catalogue")
+    source.add_argument(
+        "--products", type=int, default=1000, help="generate N products (default: %(default)s)"
+    )
+    source.add_argument("--seed", type=int, default=1, help="generator seed (default: %(default)s)")
+    source.add_argument(
+        "--start-sku", type=int, default=1_000_000, help="first SKU (default: %(default)s)"
+    )
+    source.add_argument(
+        "--catalogue",
+        metavar="FILE.jsonl",
+        help='read products from JSON lines {"sku", "name", "brand", "size", "price", "gtin", '
+        '"unknown", "category"} instead of generating them',
+    )
+    source.add_argument(
+        "--export",
+        metavar="FILE.jsonl",
+        help="write the catalogue as JSON lines (with the gtin each SKU answers) and exit",
+    )
+    behave = parser.add_argument_group("behaviour (all changeable later via /__replica__/config)")
+    behave.add_argument(
+        "--challenge",
+        action="store_true",
+        help="JavaScript bot check: content answers the 'Pardon Our Interruption' page until "
+        "the client holds a reese84 cookie that only running the page's script yields",
+    )
+    behave.add_argument("--cookie-ttl", type=float, help="seconds a bot-check cookie stays valid")
+    behave.add_argument("--api-key", default=DEFAULT_API_KEY, help="subscription key to require")
+    behave.add_argument("--build-id", default=DEFAULT_BUILD_ID, help="Next.js buildId")
+    behave.add_argument("--rate-limit-every", type=int, default=0, metavar="N", help="every Nth → 429")
+    behave.add_argument(
+        "--unavailable-every", type=int, default=0, metavar="N", help="every Nth → 503"
+    )
+    behave.add_argument(
+        "--error-share", type=float, default=0.0, metavar="F", help="share of random 429/503"
+    )
+    behave.add_argument("--retry-after", type=int, default=1, metavar="S", help="Retry-After value")
+    behave.add_argument("--delay-ms", type=float, default=0.0, help="delay every content answer")
+    behave.add_argument(
+        "--fail-sku", type=int, action="append", default=[], metavar="SKU", help="always 503"
+    )
+    behave.add_argument(
+        "--not-found-sku", type=int, action="append", default=[], metavar="SKU", help="as unknown"
+    )
+    behave.add_argument(
+        "--page-gtin", action="store_true", help="product pages carry the GTIN (fallback source)"
+    )
+    behave.add_argument(
+        "--disallow",
+        action="append",
+        metavar="PATH",
+        help="robots.txt Disallow (repeatable; default: /checkout and /account)",
+    )
+    behave.add_argument(
+        "--config", metavar="JSON", help="any ReplicaConfig fields as a JSON object (applied last)"
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ReplicaConfig:
+    """The :class:`ReplicaConfig` the parsed options ask for."""
+    config = ReplicaConfig(
+        api_key=args.api_key,
+        build_id=args.build_id,
+        challenge=args.challenge,
+        cookie_ttl_s=args.cookie_ttl,
+        rate_limit_every=args.rate_limit_every,
+        unavailable_every=args.unavailable_every,
+        error_share=args.error_share,
+        seed=args.seed,
+        retry_after_s=args.retry_after,
+        delay_ms=args.delay_ms,
+        fail_skus=set(args.fail_sku),
+        not_found_skus=set(args.not_found_sku),
+        page_gtin=args.page_gtin,
+    )
+    if args.disallow is not None:
+        config.robots_disallow = list(args.disallow)
+    if args.config:
+        config.update(json.loads(args.config))
+    return config
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Parse ``argv`` and serve until interrupted; returns the exit status."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        if args.catalogue:
+            catalogue = Catalogue.from_jsonl(args.catalogue)
+        else:
+            catalogue = Catalogue.generate(args.products, seed=args.seed, start_sku=args.start_sku)
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    if args.export:
+        catalogue.to_jsonl(args.export)
+        print(f"wrote {len(catalogue)} products to {args.export}", file=sys.stderr)
+        return 0
+    try:
+        run(args.host, args.port, catalogue, config)
+    except OSError as exc:
+        print(f"replica: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

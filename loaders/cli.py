@@ -1,0 +1,491 @@
+"""``coles-loader``: import product files, post-process, and look into the database.
+
+Every command reads the database URL from ``--database-url`` or ``DATABASE_URL`` (default:
+an SQLite file under ``var/``) and brings the schema up to date before it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from colesbarcodes.db import reports
+from colesbarcodes.db.engine import database_url as resolve_url
+from colesbarcodes.db.engine import make_engine, migrate, redact, session_factory
+from colesbarcodes.inbox import Inbox
+from colesbarcodes.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
+from loaders import diagnostics
+from loaders.importer import ImportOptions
+from loaders.output import echo_json, echo_mapping, echo_table
+from loaders.update import BarProgress, CycleReport, LogProgress, post_process, run_cycle
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+logger = logging.getLogger("coles-loader")
+
+DEFAULT_PRODUCT_INBOX = "inboxes/product_inbox"
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@dataclass
+class App:
+    url: str
+    _engine: Engine | None = None
+
+    def engine(self) -> Engine:
+        """The engine, with the schema migrated; a clear error if the database is unreachable."""
+        if self._engine is None:
+            engine = make_engine(self.url)
+            try:
+                migrate(engine)
+            except OperationalError as exc:
+                fail_database(self.url, exc)
+            self._engine = engine
+        return self._engine
+
+
+def fail_database(url: str, exc: BaseException) -> NoReturn:
+    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    raise click.ClickException(f"cannot use the database {redact(url)}: {detail}")
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if verbose < 2:
+        logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@click.group(context_settings=CONTEXT)
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    metavar="URL",
+    help="SQLAlchemy URL of the product database, e.g. postgresql://user@host/db "
+    "(env DATABASE_URL; default: sqlite:///var/colesbarcodes.sqlite3).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for SQL and debug).")
+@click.version_option(package_name="colesbarcodes")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
+    """Keep a grocery product database complete: import product files from the inbox,
+    reconcile products and barcodes, and inspect what is in the database.
+
+    \b
+    Typical use:
+      coles-loader update --products        import every file in inboxes/product_inbox
+      coles-loader data-quality             barcode coverage per company and store
+      coles-loader inspect-product 42       everything known about one product
+
+    Run any command with --help for its options.
+    """
+    _configure_logging(verbose)
+    ctx.obj = App(resolve_url(database_url))
+
+
+def _app(ctx: click.Context) -> App:
+    app = ctx.find_object(App)
+    assert app is not None
+    return app
+
+
+def _summary(report: CycleReport) -> str:
+    stats = report.stats()
+    rate = report.lines / report.seconds if report.seconds else 0.0
+    return (
+        f"{len(report.files)} files, {report.lines} lines ({rate:.0f} lines/s): "
+        f"{stats.products_created} new products, {stats.skus_created} new SKUs, "
+        f"{stats.barcodes_set} barcodes set, {stats.merges} merges, {stats.conflicts} conflicts, "
+        f"{stats.price_changes} price changes, {report.quarantined} lines quarantined"
+    )
+
+
+def _post_summary(report: Any) -> str:
+    r, g = report.reconcile, report.groups
+    return (
+        f"post-processing: {r.merges} merges, {r.barcodes_normalized} barcodes and "
+        f"{r.skus_normalized} SKUs normalised; {g.groups} product groups "
+        f"(+{g.created} -{g.removed}, members +{g.members_added} -{g.members_removed})"
+    )
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--products", is_flag=True, help="Import the product inbox (the files of listing scrapes)."
+)
+@click.option(
+    "--inbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_PRODUCT_INBOX,
+    envvar="COLES_PRODUCT_INBOX",
+    show_default=True,
+    help="Product inbox folder (env COLES_PRODUCT_INBOX).",
+)
+@click.option("--once", is_flag=True, help="Run a single cycle, then exit.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep running: poll the inbox every --pause seconds when it is empty.",
+)
+@click.option(
+    "--pause",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait after each successful cycle (skipped when the inbox is empty).",
+)
+@click.option(
+    "--max-failures",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Stop after this many consecutive failed cycles.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Lines per transaction.",
+)
+@click.option(
+    "--post-process-only",
+    is_flag=True,
+    help="Skip imports; run reconciliation and group maintenance only.",
+)
+@click.option("--no-post-process", is_flag=True, help="Import only; skip post-processing.")
+@click.option(
+    "--delete-imported",
+    is_flag=True,
+    help="Delete imported files instead of moving them to archive/.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar (default: on a terminal; plain log lines otherwise).",
+)
+@click.pass_context
+def update(
+    ctx: click.Context,
+    products: bool,
+    inbox: Path,
+    once: bool,
+    watch: bool,
+    pause: float,
+    max_failures: int,
+    batch_size: int,
+    post_process_only: bool,
+    no_post_process: bool,
+    delete_imported: bool,
+    progress: bool | None,
+) -> None:
+    """Import product files from the inbox, then post-process.
+
+    Every *.jsonl file in the inbox is imported, oldest first: claimed (moved to
+    processing/), read in batches of --batch-size lines, each committed with the file's
+    progress, and moved to archive/ once its last batch is in. Bad lines go to
+    quarantine/ with their line number and reason; the rest of the file is imported.
+    A run that was killed resumes where it stopped.
+
+    Cycles repeat while the inbox has files (files that arrive during a cycle are taken by
+    the next one), pausing --pause seconds between cycles; the command exits when the
+    inbox is empty (--watch: keeps polling). Exit status: 0 when all went well, 1 after
+    --max-failures failed cycles in a row, 2 for bad usage.
+
+    \b
+    Post-processing after each cycle (alone with --post-process-only):
+      reconciliation  merges products that share a barcode or SKU left by older data
+      groups          links products of different companies with the same brand,
+                      name and size that have no barcode link
+    """
+    app = _app(ctx)
+    if once and watch:
+        raise click.UsageError("--once and --watch exclude each other")
+    if post_process_only:
+        report = post_process(app.engine())
+        click.echo(_post_summary(report))
+        return
+    if not products:
+        raise click.UsageError("nothing to update: pass --products (or --post-process-only)")
+    engine = app.engine()
+    box = Inbox(inbox)
+    box.ensure()
+    options = ImportOptions(batch_size=batch_size, archive=not delete_imported)
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    failures = 0
+    while True:
+        has_work = box.has_work()
+        if has_work or not watch:
+            try:
+                reporter = BarProgress() if show_bar else LogProgress()
+                report = run_cycle(engine, box, options, reporter, post=not no_post_process)
+            except KeyboardInterrupt:
+                click.echo("Interrupted: the file in progress resumes on the next run.", err=True)
+                ctx.exit(130)
+            except (DBAPIError, OSError) as exc:
+                failures += 1
+                detail = (
+                    str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+                    if str(exc)
+                    else repr(exc)
+                )
+                logger.error("Cycle failed (%d/%d in a row): %s", failures, max_failures, detail)
+                logger.debug("Cycle failure", exc_info=True)
+                if failures >= max_failures:
+                    raise click.ClickException(
+                        f"stopping after {failures} failed cycles in a row; last error: {detail}"
+                    ) from None
+                time.sleep(pause)
+                continue
+            failures = 0
+            if report.files or not has_work:
+                click.echo(_summary(report))
+            for file_report in report.files:
+                if file_report.quarantine_file is not None:
+                    click.echo(
+                        f"  {file_report.name}: {file_report.quarantined} lines quarantined, "
+                        f"{file_report.barcodes_rejected} barcodes rejected, "
+                        f"see {file_report.quarantine_file}"
+                    )
+            if report.post_process is not None:
+                click.echo(_post_summary(report.post_process))
+        if once:
+            return
+        if box.has_work() or watch:
+            time.sleep(pause)
+        else:
+            return
+
+
+def _company_option() -> Any:
+    return click.option(
+        "--company",
+        default=DEFAULT_COMPANY,
+        show_default=True,
+        help="Company (retailer) of the SKU or store.",
+    )
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
+)
+
+
+@cli.command("analyze-jsonl", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def analyze_jsonl(file: Path, as_json: bool) -> None:
+    """Field presence and types per key in a JSON-lines FILE, and its bad lines.
+
+    Needs no database: use it on a file before dropping it into the inbox.
+    """
+    result = diagnostics.analyze_jsonl(file)
+    if as_json:
+        echo_json(result)
+        return
+    echo_mapping(
+        {
+            k: result[k]
+            for k in (
+                "file",
+                "lines",
+                "objects",
+                "importable",
+                "skipped_rows",
+                "bad_lines",
+                "store_from_file_name",
+            )
+        },
+        "File",
+    )
+    rows = [
+        {**f, "types": ", ".join(f"{t}:{n}" for t, n in f["types"].items())}
+        for f in result["fields"]
+    ]
+    echo_table(rows, ["field", "present", "pct", "types"], "Fields")
+    if result["bad_examples"]:
+        echo_table(result["bad_examples"], ["line", "reason"], "Bad lines (first examples)")
+
+
+@cli.command("analyze-store", context_settings=CONTEXT)
+@click.argument("store_id")
+@_company_option()
+@json_option
+@click.pass_context
+def analyze_store(ctx: click.Context, store_id: str, company: str, as_json: bool) -> None:
+    """Field presence for the products of STORE_ID in the database."""
+    store = _store_id(company, store_id)
+    with session_factory(_app(ctx).engine())() as session:
+        result = reports.analyze_store(session, company, store)
+    if result is None:
+        raise click.ClickException(f"no store {store!r} of {company} in the database")
+    if as_json:
+        echo_json(result)
+        return
+    echo_mapping(
+        {k: result[k] for k in ("company", "store_id", "products", "first_seen", "last_seen")},
+        "Store",
+    )
+    echo_table(
+        [{"field": k, **v} for k, v in result["fields"].items()],
+        ["field", "present", "pct"],
+        "Fields",
+    )
+
+
+def _store_id(company: str, value: str) -> str:
+    try:
+        store = normalize_store_id(company, value)
+    except LineError as exc:
+        raise click.BadParameter(exc.reason, param_hint="STORE_ID") from None
+    if store is None:
+        raise click.BadParameter("empty store id", param_hint="STORE_ID")
+    return store
+
+
+@cli.command("find-sku", context_settings=CONTEXT)
+@click.argument("sku")
+@_company_option()
+@json_option
+@click.pass_context
+def find_sku(ctx: click.Context, sku: str, company: str, as_json: bool) -> None:
+    """The product a company SKU belongs to."""
+    try:
+        canonical = normalize_sku(company, sku)
+    except LineError as exc:
+        raise click.BadParameter(exc.reason, param_hint="SKU") from None
+    with session_factory(_app(ctx).engine())() as session:
+        result = reports.find_sku(session, company, canonical)
+    if result is None:
+        if as_json:
+            echo_json(None)
+        raise click.ClickException(f"{company} SKU {canonical} is not in the database")
+    if as_json:
+        echo_json(result)
+    else:
+        echo_mapping(result, f"{company} SKU {canonical}")
+
+
+@cli.command("inspect-product", context_settings=CONTEXT)
+@click.argument("product_id", type=int)
+@json_option
+@click.pass_context
+def inspect_product(ctx: click.Context, product_id: int, as_json: bool) -> None:
+    """Every field of a product: SKUs, prices per store, merges, conflicts, group."""
+    with session_factory(_app(ctx).engine())() as session:
+        result = reports.inspect_product(session, product_id)
+    if result is None:
+        raise click.ClickException(f"no product {product_id}")
+    if as_json:
+        echo_json(result)
+        return
+    if "merged_into" in result:
+        click.echo(
+            f"Product {product_id} was merged into product {result['merged_into']} ({result['merge']['reason']})."
+        )
+        return
+    scalars = {k: v for k, v in result.items() if not isinstance(v, list | dict)}
+    scalars["company_skus"] = " ".join(
+        f"{c}:{s}" for c, skus in result["company_skus"].items() for s in skus
+    )
+    scalars["group"] = result["group"]["key"] if result["group"] else None
+    echo_mapping(scalars, f"Product {product_id}")
+    echo_table(
+        result["prices"],
+        [
+            "company",
+            "store_id",
+            "sku",
+            "price",
+            "was_price",
+            "unit_price",
+            "available",
+            "last_seen",
+        ],
+        "Prices",
+    )
+    echo_table(
+        result["merges"], ["merged_id", "reason", "source", "at"], "Merged into this product"
+    )
+    echo_table(
+        result["conflicts"],
+        ["company", "sku", "existing_barcode", "offered_barcode", "reason", "source"],
+        "Barcode conflicts",
+    )
+
+
+@cli.command("compare-store-skus", context_settings=CONTEXT)
+@click.argument("store_id")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_company_option()
+@json_option
+@click.pass_context
+def compare_store_skus(
+    ctx: click.Context, store_id: str, file: Path, company: str, as_json: bool
+) -> None:
+    """SKUs of STORE_ID in both FILE and the database, only in the file, only in the database."""
+    store = _store_id(company, store_id)
+    skus, unreadable = diagnostics.file_skus(file, company)
+    with session_factory(_app(ctx).engine())() as session:
+        result = reports.compare_store_skus(session, company, store, skus)
+    result["file"] = str(file)
+    result["unreadable_lines"] = unreadable
+    if as_json:
+        echo_json(result)
+        return
+    echo_mapping(
+        {k: v for k, v in result.items() if not isinstance(v, list)},
+        f"{company} store {store} vs {file.name}",
+    )
+    for key in ("only_in_file_sample", "only_in_database_sample"):
+        if result[key]:
+            click.echo(f"  {key.replace('_', ' ')}: {', '.join(map(str, result[key]))}")
+
+
+@cli.command("data-quality", context_settings=CONTEXT)
+@json_option
+@click.pass_context
+def data_quality(ctx: click.Context, as_json: bool) -> None:
+    """Products, with SKU and with barcode (and %), per company and per store."""
+    with session_factory(_app(ctx).engine())() as session:
+        result = reports.data_quality(session)
+    if as_json:
+        echo_json(result)
+        return
+    echo_mapping(result["totals"], "All products")
+    echo_table(
+        result["companies"],
+        ["company", "products", "with_sku", "with_barcode", "barcode_pct"],
+        "Per company",
+    )
+    echo_table(
+        result["stores"],
+        ["company", "store_id", "products", "with_sku", "with_barcode", "barcode_pct"],
+        "Per store",
+    )
+
+
+@cli.command("migrate", context_settings=CONTEXT)
+@click.pass_context
+def migrate_command(ctx: click.Context) -> None:
+    """Create or upgrade the database schema (other commands do this on their own)."""
+    app = _app(ctx)
+    app.engine()
+    click.echo(f"Schema up to date in {redact(app.url)}")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    cli(prog_name="coles-loader")
