@@ -1,0 +1,125 @@
+"""Shared fixtures: real databases (SQLite and a throwaway PostgreSQL database), inboxes.
+
+PostgreSQL tests need the server on 127.0.0.1:5432 (user postgres, trust auth, or
+``COLES_TEST_POSTGRES_URL``). Outside CI they are skipped when it is unreachable; with
+``CI=true`` an unreachable server fails the run instead, so CI can never pass silently
+without them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from colesbarcodes.db.engine import make_engine, migrate
+from colesbarcodes.db.models import Base
+from colesbarcodes.inbox import Inbox
+from tests.helpers import write_jsonl
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from sqlalchemy.engine import Engine
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+PROJECT = Path(__file__).resolve().parents[1]
+EXAMPLES = PROJECT / "examples"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+ADMIN_URL = os.environ.get("COLES_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a real dependency is missing — but fail under CI, where it must be present."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (required when CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for the whole test run, dropped at the end."""
+    admin = make_url(ADMIN_URL)
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        require(False, f"PostgreSQL is not reachable at {admin.render_as_string()}: {exc}")
+        raise
+    name = f"colesbarcodes_test_{uuid.uuid4().hex[:10]}"
+    with conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # name is generated here, not input
+    url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = make_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every database test runs twice: on SQLite (the default) and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_server_url")
+    _truncate_postgres(url)
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Inbox:
+    box = Inbox(tmp_path / "product_inbox")
+    box.ensure()
+    return box
+
+
+@pytest.fixture
+def samples() -> Path:
+    require(SAMPLES.is_dir(), f"shared samples not found at {SAMPLES}")
+    return SAMPLES
+
+
+@pytest.fixture
+def example_inbox(inbox: Inbox) -> Inbox:
+    """The bundled sample inbox (real listing rows, canonical lines, bad lines)."""
+    for path in sorted((EXAMPLES / "product_inbox").glob("*.jsonl")):
+        shutil.copy2(path, inbox.root / path.name)
+    return inbox
+
+
+__all__ = ["IN_CI", "PROJECT", "require", "write_jsonl"]
+
+
+def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()) and "postgresql" in item.nodeid:
+            item.add_marker(pytest.mark.postgres)

@@ -1,0 +1,162 @@
+"""Test helpers: writing inbox files, running the loader, a canonical database dump."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from colesbarcodes.db.models import (
+    BarcodeConflict,
+    CompanySku,
+    ImportedFile,
+    PriceHistory,
+    Product,
+    ProductGroup,
+    ProductGroupMember,
+    ProductMerge,
+    QuarantinedLine,
+    Store,
+    StorePrice,
+)
+from loaders.cli import cli
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from click.testing import Result
+    from sqlalchemy.engine import Engine
+
+
+def write_jsonl(path: Path, rows: list[Any], mtime: float | None = None) -> Path:
+    """Write rows (dicts as JSON, str/bytes as they are) one per line."""
+    with path.open("wb") as out:
+        for row in rows:
+            if isinstance(row, bytes):
+                out.write(row.rstrip(b"\n") + b"\n")
+            elif isinstance(row, str):
+                out.write(row.rstrip("\n").encode() + b"\n")
+            else:
+                out.write(json.dumps(row).encode() + b"\n")
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def run_loader(database_url: str, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--database-url", database_url, *args], catch_exceptions=False)
+
+
+def _iso(value: Any) -> Any:
+    if value is None or not hasattr(value, "isoformat"):
+        return value
+    return value.replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def dump(engine: Engine) -> dict[str, Any]:
+    """The database by natural keys (no surrogate ids, no wall-clock times), for comparing
+    two runs that must end in the same state."""
+    with engine.connect() as conn:
+        skus: dict[int, list[tuple[str, str]]] = {}
+        for company, sku, product_id in conn.execute(select(CompanySku.company, CompanySku.sku, CompanySku.product_id)):
+            skus.setdefault(product_id, []).append((company, sku))
+        products = sorted(
+            (tuple(sorted(skus.get(pid, []))), name, brand, size, barcode, scope)
+            for pid, name, brand, size, barcode, scope in conn.execute(
+                select(Product.id, Product.name, Product.brand, Product.size, Product.barcode, Product.barcode_scope)
+            )
+        )
+        sku_key = {pk: (c, s) for pk, c, s in conn.execute(select(CompanySku.id, CompanySku.company, CompanySku.sku))}
+        store_key = {pk: (c, s) for pk, c, s in conn.execute(select(Store.id, Store.company, Store.store_id))}
+        prices = sorted(
+            (store_key[st], sku_key[sk], p, w, u, a, url, _iso(seen))
+            for st, sk, p, w, u, a, url, seen in conn.execute(
+                select(
+                    StorePrice.store_pk,
+                    StorePrice.sku_pk,
+                    StorePrice.price,
+                    StorePrice.was_price,
+                    StorePrice.unit_price,
+                    StorePrice.available,
+                    StorePrice.url,
+                    StorePrice.last_seen,
+                )
+            )
+        )
+        history = sorted(
+            (store_key[st], sku_key[sk], p, w, u, _iso(at))
+            for st, sk, p, w, u, at in conn.execute(
+                select(
+                    PriceHistory.store_pk,
+                    PriceHistory.sku_pk,
+                    PriceHistory.price,
+                    PriceHistory.was_price,
+                    PriceHistory.unit_price,
+                    PriceHistory.observed_at,
+                )
+            )
+        )
+        conflicts = sorted(
+            tuple(row)
+            for row in conn.execute(
+                select(
+                    BarcodeConflict.company,
+                    BarcodeConflict.sku,
+                    BarcodeConflict.existing_barcode,
+                    BarcodeConflict.offered_barcode,
+                    BarcodeConflict.reason,
+                    BarcodeConflict.source,
+                )
+            )
+        )
+        merges = sorted(tuple(row) for row in conn.execute(select(ProductMerge.reason, ProductMerge.source)))
+        quarantined = sorted(
+            tuple(row)
+            for row in conn.execute(
+                select(ImportedFile.original_name, QuarantinedLine.line_no, QuarantinedLine.reason).join(
+                    ImportedFile, ImportedFile.id == QuarantinedLine.file_id
+                )
+            )
+        )
+        files = sorted(
+            tuple(row)
+            for row in conn.execute(
+                select(
+                    ImportedFile.original_name,
+                    ImportedFile.status,
+                    ImportedFile.lines_done,
+                    ImportedFile.lines_imported,
+                    ImportedFile.lines_quarantined,
+                )
+            )
+        )
+        groups = sorted(
+            (key, tuple(sorted(s for pid in members for s in skus.get(pid, []))))
+            for key, members in _groups(conn).items()
+        )
+        stores = sorted(tuple(row) for row in conn.execute(select(Store.company, Store.store_id, Store.name, Store.state)))
+    return {
+        "products": products,
+        "stores": stores,
+        "prices": prices,
+        "history": history,
+        "conflicts": conflicts,
+        "merges": merges,
+        "quarantined": quarantined,
+        "files": files,
+        "groups": groups,
+    }
+
+
+def _groups(conn: Any) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for key, product_id in conn.execute(
+        select(ProductGroup.key, ProductGroupMember.product_id).join(
+            ProductGroupMember, ProductGroupMember.group_id == ProductGroup.id
+        )
+    ):
+        groups.setdefault(key, []).append(product_id)
+    return groups
