@@ -52,6 +52,11 @@ class App:
             self._engine = engine
         return self._engine
 
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
 
 def fail_database(url: str, exc: BaseException) -> NoReturn:
     detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
@@ -93,6 +98,7 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
     """
     _configure_logging(verbose)
     ctx.obj = App(resolve_url(database_url))
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _app(ctx: click.Context) -> App:
