@@ -190,6 +190,16 @@ def group_key(brand: str | None, name: str | None, size: str | None) -> str | No
     return "|".join((norm(brand), norm(name), norm(size)))
 
 
+def _is_global(barcode: str | None, scope: str | None) -> bool:
+    if barcode is None or scope is not None:
+        return scope == "global"
+    try:  # a row from older data without a scope: judge the code itself
+        gtin = parse_gtin(barcode)
+    except InvalidGtin:
+        return False
+    return gtin is not None and gtin.is_global
+
+
 def maintain_groups(session: Session) -> GroupStats:
     companies: dict[int, set[str]] = defaultdict(set)
     for product_id, company in session.execute(
@@ -209,7 +219,7 @@ def maintain_groups(session: Session) -> GroupStats:
     ):
         key = group_key(brand, name, size)
         if key is not None:
-            members[key].append((product_id, barcode, scope == "global"))
+            members[key].append((product_id, barcode, _is_global(barcode, scope)))
     desired: dict[str, set[int]] = {}
     for key, products in members.items():
         if len(products) < 2:

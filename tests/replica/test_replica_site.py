@@ -394,6 +394,7 @@ def test_challenge_mode_leaves_robots_txt_and_the_control_api_alone(
     assert replica.stats()["challenge"]["served"] == 0
 
 
+@pytest.mark.browser
 def test_challenge_cookie_is_set_by_running_the_page_script_in_chromium(
     replica: ReplicaProcess, http: Http
 ) -> None:
