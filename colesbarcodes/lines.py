@@ -14,6 +14,7 @@ out, or :class:`LineError` with a reason that goes to the quarantine file.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,6 +105,11 @@ def normalize_sku(company: str, value: object) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
+def _store_id(company: str, value: str | int) -> str | None:
+    return normalize_store_id(company, value)
+
+
 def normalize_store_id(company: str, value: object) -> str | None:
     """Store ids as text; Coles' numeric ids zero-padded to four digits (``584`` → ``0584``)."""
     if value is None or value == "":
@@ -156,6 +162,12 @@ def _bool(value: object, key: str) -> bool | None:
     raise LineError(f"{key} must be true or false")
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso_timestamp(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _timestamp(value: object) -> datetime | None:
     if value is None or value == "":
         return None
@@ -167,10 +179,9 @@ def _timestamp(value: object) -> datetime | None:
     if not isinstance(value, str):
         raise LineError("scraped_at must be an ISO 8601 string")
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return _iso_timestamp(value)
     except ValueError:
         raise LineError(f"scraped_at {value!r} is not an ISO 8601 time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _company(value: object) -> str:
@@ -181,9 +192,13 @@ def _company(value: object) -> str:
     return value.strip().lower()
 
 
+# Listing files repeat the same barcodes, stores and times on many lines: cache the work.
+_cached_gtin = functools.lru_cache(maxsize=1 << 17, typed=True)(parse_gtin)
+
+
 def _barcode(line: ProductLine, value: object) -> None:
     try:
-        line.barcode = parse_gtin(value)
+        line.barcode = _cached_gtin(value) if isinstance(value, str | int) else parse_gtin(value)
     except InvalidGtin as exc:
         line.barcode_error = exc.reason
 
@@ -223,7 +238,10 @@ def _from_raw_row(obj: dict[str, Any], default_store: str | None) -> ProductLine
 def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLine:
     company = _company(obj.get("company"))
     line = ProductLine(company=company, sku=normalize_sku(company, obj.get("sku")))
-    line.store_id = normalize_store_id(company, obj.get("store_id")) or default_store
+    store = obj.get("store_id")
+    line.store_id = (
+        _store_id(company, store) if isinstance(store, str | int) else normalize_store_id(company, store)
+    ) or default_store
     line.name = _text(obj, "name")
     line.brand = _text(obj, "brand")
     line.size = _text(obj, "size")

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from colesbarcodes.db import reports
 from colesbarcodes.db.engine import database_url as resolve_url
-from colesbarcodes.db.engine import make_engine, migrate, redact, session_factory
+from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, migrate, redact, session_factory
 from colesbarcodes.inbox import Inbox
 from colesbarcodes.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
 from loaders import diagnostics
@@ -240,7 +240,7 @@ def update(
             except KeyboardInterrupt:
                 click.echo("Interrupted: the file in progress resumes on the next run.", err=True)
                 ctx.exit(130)
-            except (DBAPIError, OSError) as exc:
+            except (*DATABASE_ERRORS, OSError) as exc:
                 failures += 1
                 detail = (
                     str(getattr(exc, "orig", exc)).strip().splitlines()[0]

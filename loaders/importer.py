@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
-from sqlalchemy.exc import DBAPIError
 
 from colesbarcodes.db import ledger
 from colesbarcodes.db.catalog import BatchStats, apply_lines
-from colesbarcodes.db.engine import session_factory
+from colesbarcodes.db.engine import DATABASE_ERRORS, session_factory
 from colesbarcodes.inbox import ClaimedFile, Inbox, iter_lines
 from colesbarcodes.lines import LineError, ProductLine, parse_line, store_from_filename
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
 
 __all__ = ["FileReport", "ImportOptions", "count_lines", "import_file"]
 
@@ -60,6 +64,7 @@ class FileReport:
 
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 def count_lines(path: Path) -> int:
@@ -71,25 +76,73 @@ def count_lines(path: Path) -> int:
     return total
 
 
-def _retrying(engine: Engine, attempts: int, work: Callable[[object], None]) -> None:
+def _retrying(engine: Engine, attempts: int, work: Callable[[Session], None]) -> None:
     factory = session_factory(engine)
     for attempt in range(1, attempts + 1):
         try:
             with factory.begin() as session:
                 work(session)
             return
-        except DBAPIError as exc:
+        except DATABASE_ERRORS as exc:
             if attempt == attempts:
                 raise
             delay = min(0.2 * 2**attempt, 5.0)
             logger.warning(
                 "Batch failed (%s), retrying in %.1fs (attempt %d/%d)",
-                type(exc.orig).__name__,
+                type(getattr(exc, "orig", exc)).__name__,
                 delay,
                 attempt,
                 attempts,
             )
             time.sleep(delay)
+
+
+@dataclass
+class _Batch:
+    lines: list[tuple[int, ProductLine]] = field(default_factory=list)
+    bad: list[ledger.Quarantined] = field(default_factory=list)
+    skipped: int = 0
+    count: int = 0  # lines read, good or bad
+    last_line: int = 0
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Produce ``items`` in a thread, ``depth`` ahead: parsing the next batch overlaps the
+    database's work on the current one (the driver releases the GIL while it waits)."""
+    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as exc:  # handed over to the consumer, raised there
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="inbox-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 class _FileImport:
@@ -104,10 +157,6 @@ class _FileImport:
         self.default_store = store_from_filename(claimed.original_name)
         self.default_seen = claimed.mtime
         self.file_id = 0
-        self.batch: list[tuple[int, ProductLine]] = []
-        self.bad: list[ledger.Quarantined] = []
-        self.skipped = 0
-        self.pending_lines = 0
 
     def run(self, inbox: Inbox) -> FileReport:
         started = time.monotonic()
@@ -119,7 +168,8 @@ class _FileImport:
         self.file_id = progress.file_id
         self.report.resumed_from = progress.lines_done
         if not progress.done:
-            self._read(progress.lines_done)
+            for batch in prefetch(self._batches(progress.lines_done)):
+                self._commit(batch)
         self.report.quarantine_file = self._write_quarantine(inbox)
         with factory.begin() as session:
             ledger.finish(session, self.file_id)
@@ -132,58 +182,59 @@ class _FileImport:
         self.report.seconds = time.monotonic() - started
         return self.report
 
-    def _read(self, lines_done: int) -> None:
-        last = lines_done
+    def _batches(self, lines_done: int) -> Iterator[_Batch]:
+        """Parsed batches of the lines after ``lines_done``; the last one may be empty."""
+        batch = _Batch(last_line=lines_done)
         with self.claimed.open() as stream:
             for number, raw in iter_lines(stream, self.options.max_line_bytes):
-                last = number
                 if number <= lines_done:
                     continue
-                self._take(number, raw)
-                if self.pending_lines >= self.options.batch_size:
-                    self._commit(number)
-        self._commit(last)
+                self._take(batch, number, raw)
+                if batch.count >= self.options.batch_size:
+                    yield batch
+                    batch = _Batch(last_line=number)
+        yield batch
 
-    def _take(self, number: int, raw: bytes | None) -> None:
-        self.pending_lines += 1
-        self.report.lines += 1
+    def _take(self, batch: _Batch, number: int, raw: bytes | None) -> None:
+        batch.count += 1
+        batch.last_line = number
         if raw is None:
             reason = f"line longer than {self.options.max_line_bytes} bytes"
-            self.bad.append(ledger.Quarantined(number, reason, None))
+            batch.bad.append(ledger.Quarantined(number, reason, None))
             return
         try:
             line = parse_line(raw, self.default_store)
         except LineError as exc:
-            self.bad.append(ledger.Quarantined(number, exc.reason, raw))
+            batch.bad.append(ledger.Quarantined(number, exc.reason, raw))
             return
         if line is None:
-            self.skipped += 1
+            batch.skipped += 1
             return
         if line.barcode_error is not None:
             reason = f"barcode rejected ({line.barcode_error}); line imported without it"
-            self.bad.append(ledger.Quarantined(number, reason, raw, imported=True))
-        self.batch.append((number, line))
+            batch.bad.append(ledger.Quarantined(number, reason, raw, imported=True))
+        batch.lines.append((number, line))
 
-    def _commit(self, lines_done: int) -> None:
-        batch, bad, skipped = self.batch, self.bad, self.skipped
+    def _commit(self, batch: _Batch) -> None:
         source = self.claimed.original_name
+        stats = BatchStats()
 
-        def work(session: object) -> None:
-            stats = apply_lines(session, batch, source=source, default_seen=self.default_seen)  # type: ignore[arg-type]
+        def work(session: Session) -> None:
+            nonlocal stats
+            stats = apply_lines(session, batch.lines, source=source, default_seen=self.default_seen)
             ledger.record_batch(
-                session,  # type: ignore[arg-type]
+                session,
                 self.file_id,
-                lines_done=lines_done,
-                imported=len(batch),
-                skipped=skipped,
-                quarantined=bad,
+                lines_done=batch.last_line,
+                imported=len(batch.lines),
+                skipped=batch.skipped,
+                quarantined=batch.bad,
             )
-            self._last_stats = stats
 
         _retrying(self.engine, self.options.retries, work)
-        self.report.stats.add(self._last_stats)
-        self.progress(self.pending_lines)
-        self.batch, self.bad, self.skipped, self.pending_lines = [], [], 0, 0
+        self.report.stats.add(stats)
+        self.report.lines += batch.count
+        self.progress(batch.count)
 
     def _write_quarantine(self, inbox: Inbox) -> Path | None:
         """Write the file's quarantine records (from the ledger, so a re-run rewrites, never

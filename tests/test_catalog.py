@@ -82,7 +82,9 @@ def test_same_barcode_on_two_products_merges_them_and_records_the_merge(engine: 
         assert merge.snapshot["skus"] == [{"company": "coles", "sku": "2"}]
         assert session.get(Product, loser.id) is None
         # prices and history followed the SKU to the survivor
-        prices = session.scalars(select(StorePrice).join(CompanySku).where(CompanySku.product_id == survivor.id)).all()
+        prices = session.scalars(
+            select(StorePrice).join(CompanySku, CompanySku.id == StorePrice.sku_pk).where(CompanySku.product_id == survivor.id)
+        ).all()
         assert sorted(p.price for p in prices) == [2.0, 2.1]
     assert count(engine, Product) == 1
 
@@ -127,11 +129,14 @@ def test_prices_are_current_per_store_with_a_history_row_per_change(engine: Engi
     apply(engine, {"sku": 1, "price": 2.0}, {"sku": 1, "store_id": "0601", "price": 2.2})
     apply(engine, {"sku": 1, "price": 2.0})  # unchanged: no history row
     apply(engine, {"sku": 1, "price": 1.5, "was_price": 2.0})
+    apply(engine, {"sku": 1, "price": 1.6}, {"sku": 1, "price": 1.7})  # two changes in one batch
     with engine.connect() as conn:
         rows = conn.execute(select(StorePrice.price, StorePrice.was_price).order_by(StorePrice.price)).all()
-        assert [tuple(r) for r in rows] == [(1.5, 2.0), (2.2, None)]
-        history = conn.execute(select(PriceHistory.price).order_by(PriceHistory.id)).scalars().all()
-        assert history == [2.0, 2.2, 1.5]
+        assert [tuple(r) for r in rows] == [(1.7, None), (2.2, None)]
+        history = conn.execute(
+            select(PriceHistory.previous_price, PriceHistory.price).order_by(PriceHistory.id)
+        ).all()
+        assert [tuple(h) for h in history] == [(2.0, 1.5), (1.5, 1.6), (1.6, 1.7)]
 
 
 def test_applying_the_same_lines_twice_changes_nothing(engine: Engine) -> None:

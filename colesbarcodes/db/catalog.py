@@ -33,8 +33,10 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -49,7 +51,6 @@ from colesbarcodes.db.models import (
     ProductGroupMember,
     ProductMerge,
     Store,
-    StorePrice,
     utcnow,
 )
 from colesbarcodes.db.upsert import upsert
@@ -86,6 +87,49 @@ stage_prices = Table(
     prefixes=["TEMPORARY"],
 )
 _STAGE_COLUMNS = [c.name for c in stage_prices.columns]
+_HISTORY_COLUMNS = [
+    "store_pk",
+    "sku_pk",
+    "previous_price",
+    "price",
+    "was_price",
+    "unit_price",
+    "observed_at",
+]
+
+# A change is a first observation in the batch that differs from the stored price; later
+# observations of the same batch are compared in Python (``_Price.changes``). Older files
+# never overwrite newer prices (``last_seen``). PostgreSQL does the join once for both.
+_CHANGED = """
+    FROM stage_prices s
+    JOIN store_prices p ON p.store_pk = s.store_pk AND p.sku_pk = s.sku_pk
+    WHERE p.price {ne} s.first_price OR p.was_price {ne} s.first_was_price
+       OR p.unit_price {ne} s.first_unit_price
+"""
+_UPSERT = """
+    INSERT INTO store_prices AS p
+        (store_pk, sku_pk, price, was_price, unit_price, available, url, last_seen)
+    SELECT store_pk, sku_pk, price, was_price, unit_price, available, url, last_seen
+    FROM {source} WHERE true
+    ON CONFLICT (sku_pk, store_pk) DO UPDATE SET
+        price = excluded.price, was_price = excluded.was_price,
+        unit_price = excluded.unit_price,
+        available = coalesce(excluded.available, p.available),
+        url = coalesce(excluded.url, p.url), last_seen = excluded.last_seen
+    WHERE excluded.last_seen >= p.last_seen
+"""
+_INSERT_HISTORY = """
+    INSERT INTO price_history
+        (store_pk, sku_pk, previous_price, price, was_price, unit_price, observed_at)
+    SELECT s.store_pk, s.sku_pk, p.price, s.first_price, s.first_was_price,
+           s.first_unit_price, s.first_seen
+"""
+_PG_PRICES = text(
+    "WITH upserted AS (" + _UPSERT.format(source="stage_prices") + ")"
+    + _INSERT_HISTORY + _CHANGED.format(ne="IS DISTINCT FROM")
+)
+_SQLITE_HISTORY = text(_INSERT_HISTORY + _CHANGED.format(ne="IS NOT"))
+_SQLITE_UPSERT = text(_UPSERT.format(source="stage_prices"))
 
 
 @dataclass
@@ -124,8 +168,9 @@ class _Price:
     last: tuple[float | None, float | None, float | None, datetime]
     available: bool | None
     url: str | None
-    changes: list[tuple[float | None, float | None, float | None, datetime]] = field(
-        default_factory=list
+    # (previous price, price, was price, unit price, seen) for changes within the batch
+    changes: list[tuple[float | None, float | None, float | None, float | None, datetime]] = (
+        field(default_factory=list)
     )
 
 
@@ -173,7 +218,7 @@ class _BatchState:
         )
         for company, company_skus in by_company.items():
             for part in chunked(sorted(company_skus)):
-                rows = self.session.execute(
+                rows = self.session.connection().execute(
                     select(*columns)
                     .join(Product, Product.id == CompanySku.product_id)
                     .where(CompanySku.company == company, _in(self.session, CompanySku.sku, part))
@@ -185,7 +230,7 @@ class _BatchState:
         wanted = sorted(b for b in barcodes if b not in self.barcode_owner)
         product_columns = columns[3:]
         for part in chunked(wanted):
-            for row in self.session.execute(
+            for row in self.session.connection().execute(
                 select(*product_columns).where(_in(self.session, Product.barcode, part))
             ):
                 self._remember(row)
@@ -297,7 +342,7 @@ def _price_observations(
             prices[key] = _Price(key[0], key[1], obs, obs, line.available, line.url)
             continue
         if obs[:3] != current.last[:3]:
-            current.changes.append(obs)
+            current.changes.append((current.last[0], *obs))
         current.last = obs
         current.available = line.available if line.available is not None else current.available
         current.url = line.url or current.url
@@ -349,6 +394,7 @@ class _Writer:
         real: dict[int, int] = {}
         new = [p for p in state.products.values() if p.key < 0 and p.merged_into is None]
         if new:
+            now = utcnow()
             rows = [
                 {
                     "name": p.name,
@@ -356,12 +402,12 @@ class _Writer:
                     "size": p.size,
                     "barcode": p.barcode,
                     "barcode_scope": p.scope,
+                    "created_at": now,
+                    "updated_at": now,
                 }
                 for p in new
             ]
-            ids = self.session.scalars(
-                insert(Product).returning(Product.id, sort_by_parameter_order=True), rows
-            ).all()
+            ids = self.insert_with_ids(Product.__table__, rows)  # type: ignore[arg-type]
             real.update(zip((p.key for p in new), ids, strict=True))
             stats.products_created += len(new)
         changed = [
@@ -420,14 +466,12 @@ class _Writer:
             rows.append(
                 {"company": company, "sku": sku, "product_id": real.get(product.key, product.key)}
             )
-        result = self.session.execute(
-            insert(CompanySku).returning(
-                CompanySku.company, CompanySku.sku, CompanySku.id, sort_by_parameter_order=True
-            ),
-            rows,
-        )
-        for company, sku, pk in result:
-            state.sku_pk[(company, sku)] = pk
+        now = utcnow()
+        for row in rows:
+            row["created_at"] = now
+        ids = self.insert_with_ids(CompanySku.__table__, rows)  # type: ignore[arg-type]
+        for row, pk in zip(rows, ids, strict=True):
+            state.sku_pk[(row["company"], row["sku"])] = pk
         stats.skus_created += len(rows)
 
     def write_conflicts(self, state: _BatchState, real: dict[int, int], stats: BatchStats) -> None:
@@ -454,6 +498,7 @@ class _Writer:
         skus: dict[tuple[str, str], int],
         stats: BatchStats,
     ) -> None:
+        """Upsert current prices and record changes, set-based through the staging table."""
         if not prices:
             return
         conn = self.session.connection()
@@ -461,82 +506,23 @@ class _Writer:
             stage_prices.create(conn)
         conn.execute(delete(stage_prices))
         rows = [
-            (
-                stores[p.store],
-                skus[p.sku],
-                *p.last[:3],
-                p.available,
-                p.url,
-                p.last[3],
-                *p.first,
-            )
+            (stores[p.store], skus[p.sku], *p.last[:3], p.available, p.url, p.last[3], *p.first)
             for p in prices
         ]
-        self._load_stage(conn, rows)
-        s, cur = stage_prices.c, StorePrice.__table__.c
-        changed = (
-            select(
-                s.store_pk,
-                s.sku_pk,
-                s.first_price,
-                s.first_was_price,
-                s.first_unit_price,
-                s.first_seen,
-            )
-            .select_from(
-                stage_prices.outerjoin(
-                    StorePrice.__table__, (cur.store_pk == s.store_pk) & (cur.sku_pk == s.sku_pk)
-                )
-            )
-            .where(
-                cur.id.is_(None)
-                | cur.price.is_distinct_from(s.first_price)
-                | cur.was_price.is_distinct_from(s.first_was_price)
-                | cur.unit_price.is_distinct_from(s.first_unit_price)
-            )
-        )
-        history_columns = ["store_pk", "sku_pk", "price", "was_price", "unit_price", "observed_at"]
-        result = conn.execute(
-            insert(PriceHistory).from_select(history_columns, changed),
-            execution_options={"preserve_rowcount": True},
-        )
-        stats.price_changes += max(result.rowcount or 0, 0)
-        extra = [
-            {
-                "store_pk": stores[p.store],
-                "sku_pk": skus[p.sku],
-                "price": c[0],
-                "was_price": c[1],
-                "unit_price": c[2],
-                "observed_at": c[3],
-            }
-            for p in prices
-            for c in p.changes
+        self._copy(stage_prices, _STAGE_COLUMNS, rows)
+        if self.dialect.name == "postgresql":
+            result = conn.execute(_PG_PRICES, execution_options={"preserve_rowcount": True})
+            stats.price_changes += max(result.rowcount or 0, 0)
+        else:
+            result = conn.execute(_SQLITE_HISTORY, execution_options={"preserve_rowcount": True})
+            stats.price_changes += max(result.rowcount or 0, 0)
+            conn.execute(_SQLITE_UPSERT)
+        changes = [
+            (stores[p.store], skus[p.sku], *change) for p in prices for change in p.changes
         ]
-        if extra:
-            conn.execute(insert(PriceHistory), extra)
-            stats.price_changes += len(extra)
-        price_columns = [
-            "store_pk",
-            "sku_pk",
-            "price",
-            "was_price",
-            "unit_price",
-            "available",
-            "url",
-            "last_seen",
-        ]
-        stmt = upsert(
-            self.dialect,
-            StorePrice.__table__,  # type: ignore[arg-type]
-            conflict=("store_pk", "sku_pk"),
-            update=("price", "was_price", "unit_price", "last_seen"),
-            keep_existing=("available", "url"),
-            where=lambda excluded: excluded.last_seen >= StorePrice.__table__.c.last_seen,
-            select=select(*(s[c] for c in price_columns)),
-            columns=price_columns,
-        )
-        conn.execute(stmt)
+        if changes:
+            self._copy(PriceHistory.__table__, _HISTORY_COLUMNS, changes)  # type: ignore[arg-type]
+            stats.price_changes += len(changes)
         stats.prices_written += len(rows)
 
     def _stage_exists(self, conn: Any) -> bool:
@@ -548,17 +534,44 @@ class _Writer:
             ).first()
         )
 
-    def _load_stage(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    def _copy(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Bulk-load rows: COPY on PostgreSQL, one executemany on SQLite."""
+        conn = self.session.connection()
         if self.dialect.name == "postgresql":
-            cursor = conn.connection.driver_connection.cursor()
-            with cursor.copy(f"COPY stage_prices ({', '.join(_STAGE_COLUMNS)}) FROM STDIN") as copy:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             cursor.close()
         else:
-            conn.execute(
-                insert(stage_prices), [dict(zip(_STAGE_COLUMNS, row, strict=True)) for row in rows]
+            conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+    def insert_with_ids(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert rows and return their new ids, in order, without per-row round trips.
+
+        PostgreSQL: ids are reserved from the table's sequence, then the rows are COPYed.
+        SQLite: the first insert takes the database's single write lock and returns its
+        id; rowids after it are free until the transaction ends, so the rest follow it.
+        """
+        conn = self.session.connection()
+        if self.dialect.name == "postgresql":
+            ids = list(
+                conn.execute(
+                    select(func.nextval(func.pg_get_serial_sequence(table.name, "id"))).select_from(
+                        func.generate_series(1, len(rows))
+                    )
+                ).scalars()
             )
+        else:
+            first = conn.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()
+            ids = list(range(first, first + len(rows)))
+        for row, pk in zip(rows, ids, strict=True):
+            row["id"] = pk
+        todo = rows if self.dialect.name == "postgresql" else rows[1:]
+        if todo:
+            columns = list(todo[0])
+            self._copy(table, columns, [[row[c] for c in columns] for row in todo])
+        return ids
 
 
 def merge_products(

@@ -13,14 +13,17 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
+    "DATABASE_ERRORS",
     "DEFAULT_DATABASE_URL",
     "database_url",
     "make_engine",
@@ -30,6 +33,9 @@ __all__ = [
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///var/colesbarcodes.sqlite3"
+# What a failed database call can raise: SQLAlchemy's wrapper, or psycopg's own error from
+# the COPY protocol, which runs on the driver's cursor directly.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, psycopg.Error)
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK_ID = 0x636F6C6573  # "coles", for pg_advisory_lock
 

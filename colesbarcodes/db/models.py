@@ -104,14 +104,19 @@ class Store(Base):
 
 
 class StorePrice(Base):
-    """The current price of one company SKU at one store (prices follow the SKU in merges)."""
+    """The current price of one company SKU at one store (prices follow the SKU in merges).
+
+    Written in bulk by every import (one row per store and SKU): the keys are covered by
+    the unique index, which also serves lookups by SKU, but are not foreign keys, whose
+    per-row checks would cost more than the rest of the write. Only the import writes it.
+    """
 
     __tablename__ = "store_prices"
-    __table_args__ = (UniqueConstraint("store_pk", "sku_pk"),)
+    __table_args__ = (UniqueConstraint("sku_pk", "store_pk"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    store_pk: Mapped[int] = mapped_column(ForeignKey("stores.id"))
-    sku_pk: Mapped[int] = mapped_column(ForeignKey("company_skus.id"), index=True)
+    store_pk: Mapped[int] = mapped_column(Id)
+    sku_pk: Mapped[int] = mapped_column(Id)
     price: Mapped[float | None] = mapped_column(Money)
     was_price: Mapped[float | None] = mapped_column(Money)
     unit_price: Mapped[float | None] = mapped_column(Money)
@@ -121,14 +126,19 @@ class StorePrice(Base):
 
 
 class PriceHistory(Base):
-    """One row each time a store's price of a SKU is seen to change (the first price too)."""
+    """One row each time a store's price of a SKU changes: the previous and the new price.
+
+    An append-only log, written in bulk: its keys are indexed but not foreign keys (the
+    per-row checks would cost more than the import); rows move with their SKU in merges.
+    """
 
     __tablename__ = "price_history"
     __table_args__ = (Index("ix_price_history_sku_store", "sku_pk", "store_pk"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    store_pk: Mapped[int] = mapped_column(ForeignKey("stores.id"))
-    sku_pk: Mapped[int] = mapped_column(ForeignKey("company_skus.id"))
+    store_pk: Mapped[int] = mapped_column(Id)
+    sku_pk: Mapped[int] = mapped_column(Id)
+    previous_price: Mapped[float | None] = mapped_column(Money)
     price: Mapped[float | None] = mapped_column(Money)
     was_price: Mapped[float | None] = mapped_column(Money)
     unit_price: Mapped[float | None] = mapped_column(Money)
