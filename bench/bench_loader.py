@@ -45,7 +45,15 @@ def generate(root: Path, lines: int, skus: int, stores: int, seed: int = 1) -> i
         if index % 2 == 0:
             body = f"93{rng.randrange(10**10):010d}"
             barcode = body + ean.calc_check_digit(body)
-        catalogue.append((sku, f"Product {index}", f"Brand {index % 500}", f"{rng.choice([100, 250, 500, 1000])}g", barcode))
+        catalogue.append(
+            (
+                sku,
+                f"Product {index}",
+                f"Brand {index % 500}",
+                f"{rng.choice([100, 250, 500, 1000])}g",
+                barcode,
+            )
+        )
     per_store = lines // stores
     written = 0
     for store_index in range(stores):
@@ -53,7 +61,9 @@ def generate(root: Path, lines: int, skus: int, stores: int, seed: int = 1) -> i
         path = root / f"coles_store-{store}.jsonl"
         with path.open("wb") as out:
             for n in range(per_store):
-                sku, name, brand, size, barcode = catalogue[(n * 13 + store_index) % skus] if n < skus else rng.choice(catalogue)
+                sku, name, brand, size, barcode = (
+                    catalogue[(n * 13 + store_index) % skus] if n < skus else rng.choice(catalogue)
+                )
                 roll = rng.random()
                 if roll < 0.01:
                     out.write(b'{"sku": ' + str(sku).encode() + b', "name": "broken\n')
@@ -108,8 +118,19 @@ def run_baseline(root: Path, url: str) -> dict[str, float]:
                         except orjson.JSONDecodeError:
                             continue
                         copy.write_row(
-                            (r["store_id"], str(r["sku"]), r["name"], r["brand"], r["size"], r["price"],
-                             r["was_price"], r["unit_price"], r["barcode"], r["url"], r["scraped_at"])
+                            (
+                                r["store_id"],
+                                str(r["sku"]),
+                                r["name"],
+                                r["brand"],
+                                r["size"],
+                                r["price"],
+                                r["was_price"],
+                                r["unit_price"],
+                                r["barcode"],
+                                r["url"],
+                                r["scraped_at"],
+                            )
                         )
         cur.execute(
             "INSERT INTO bench_prices SELECT DISTINCT ON (store_id, sku) * FROM bench_stage "
@@ -129,7 +150,13 @@ def run_loader(root: Path, url: str, batch_size: int) -> dict[str, float]:
     engine = make_engine(url)
     migrate(engine)
     started = time.perf_counter()
-    report = run_cycle(engine, Inbox(root), ImportOptions(batch_size=batch_size), LogProgress(every=1e9), post=False)
+    report = run_cycle(
+        engine,
+        Inbox(root),
+        ImportOptions(batch_size=batch_size),
+        LogProgress(every=1e9),
+        post=False,
+    )
     imported = time.perf_counter() - started
     from loaders.update import post_process
 
@@ -146,7 +173,17 @@ def run_loader(root: Path, url: str, batch_size: int) -> dict[str, float]:
 
 def _child(mode: str, root: Path, url: str, batch_size: int) -> dict[str, float]:
     proc = subprocess.run(
-        [sys.executable, str(HERE), f"--child={mode}", "--root", str(root), "--url", url, "--batch-size", str(batch_size)],
+        [
+            sys.executable,
+            str(HERE),
+            f"--child={mode}",
+            "--root",
+            str(root),
+            "--url",
+            url,
+            "--batch-size",
+            str(batch_size),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -155,7 +192,9 @@ def _child(mode: str, root: Path, url: str, batch_size: int) -> dict[str, float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--skus", type=int, default=30_000)
     parser.add_argument("--stores", type=int, default=35)
@@ -167,7 +206,11 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        result = run_baseline(args.root, args.url) if args.child == "baseline" else run_loader(args.root, args.url, args.batch_size)
+        result = (
+            run_baseline(args.root, args.url)
+            if args.child == "baseline"
+            else run_loader(args.root, args.url, args.batch_size)
+        )
         result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -181,8 +224,10 @@ def main() -> None:
             root = Path(tmp) / "inbox"
             started = time.perf_counter()
             written = generate(root, args.lines, args.skus, args.stores)
-            print(f"generated {written:,} lines in {len(list(root.glob('*.jsonl')))} files "
-                  f"({sum(p.stat().st_size for p in root.glob('*.jsonl')) / 1e6:.0f} MB) in {time.perf_counter() - started:.1f}s")
+            print(
+                f"generated {written:,} lines in {len(list(root.glob('*.jsonl')))} files "
+                f"({sum(p.stat().st_size for p in root.glob('*.jsonl')) / 1e6:.0f} MB) in {time.perf_counter() - started:.1f}s"
+            )
             baseline = _child("baseline", root, url, args.batch_size)
             loader = _child("loader", root, url, args.batch_size)
     finally:
@@ -190,13 +235,19 @@ def main() -> None:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     base_rate = baseline["lines"] / baseline["seconds"]
     rate = loader["lines"] / loader["seconds"]
-    print(f"baseline (COPY + one INSERT .. ON CONFLICT): {base_rate:>10,.0f} lines/s  "
-          f"({baseline['seconds']:.1f}s, peak {baseline['max_rss_mb']:.0f} MB)")
-    print(f"coles-loader update --products:              {rate:>10,.0f} lines/s  "
-          f"({loader['seconds']:.1f}s, peak {loader['max_rss_mb']:.0f} MB; "
-          f"post-processing {loader['post_process_seconds']:.1f}s)")
+    print(
+        f"baseline (COPY + one INSERT .. ON CONFLICT): {base_rate:>10,.0f} lines/s  "
+        f"({baseline['seconds']:.1f}s, peak {baseline['max_rss_mb']:.0f} MB)"
+    )
+    print(
+        f"coles-loader update --products:              {rate:>10,.0f} lines/s  "
+        f"({loader['seconds']:.1f}s, peak {loader['max_rss_mb']:.0f} MB; "
+        f"post-processing {loader['post_process_seconds']:.1f}s)"
+    )
     ratio = rate / base_rate
-    print(f"ratio loader/baseline: {ratio:.2f} (goal >= 0.50)  peak memory: {loader['max_rss_mb']:.0f} MB (goal < 500)")
+    print(
+        f"ratio loader/baseline: {ratio:.2f} (goal >= 0.50)  peak memory: {loader['max_rss_mb']:.0f} MB (goal < 500)"
+    )
     print(f"quarantined lines: {loader['quarantined']:,}, products: {loader['products']:,}")
 
 

@@ -240,7 +240,9 @@ def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLi
     line = ProductLine(company=company, sku=normalize_sku(company, obj.get("sku")))
     store = obj.get("store_id")
     line.store_id = (
-        _store_id(company, store) if isinstance(store, str | int) else normalize_store_id(company, store)
+        _store_id(company, store)
+        if isinstance(store, str | int)
+        else normalize_store_id(company, store)
     ) or default_store
     line.name = _text(obj, "name")
     line.brand = _text(obj, "brand")

@@ -18,8 +18,8 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from colesbarcodes.db import reports
-from colesbarcodes.db.engine import database_url as resolve_url
 from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, migrate, redact, session_factory
+from colesbarcodes.db.engine import database_url as resolve_url
 from colesbarcodes.inbox import Inbox
 from colesbarcodes.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
 from loaders import diagnostics
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("coles-loader")
 
 DEFAULT_PRODUCT_INBOX = "inboxes/product_inbox"
+RECOVERABLE: tuple[type[Exception], ...] = (*DATABASE_ERRORS, OSError)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -220,8 +221,7 @@ def update(
     if once and watch:
         raise click.UsageError("--once and --watch exclude each other")
     if post_process_only:
-        report = post_process(app.engine())
-        click.echo(_post_summary(report))
+        click.echo(_post_summary(post_process(app.engine())))
         return
     if not products:
         raise click.UsageError("nothing to update: pass --products (or --post-process-only)")
@@ -240,7 +240,7 @@ def update(
             except KeyboardInterrupt:
                 click.echo("Interrupted: the file in progress resumes on the next run.", err=True)
                 ctx.exit(130)
-            except (*DATABASE_ERRORS, OSError) as exc:
+            except RECOVERABLE as exc:
                 failures += 1
                 detail = (
                     str(getattr(exc, "orig", exc)).strip().splitlines()[0]

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import orjson
@@ -30,6 +29,7 @@ from colesbarcodes.lines import LineError, ProductLine, parse_line, store_from_f
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session

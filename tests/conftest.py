@@ -33,7 +33,9 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLES = PROJECT / "examples"
 IN_CI = os.environ.get("CI", "").lower() == "true"
-ADMIN_URL = os.environ.get("COLES_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "COLES_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def require(condition: bool, reason: str) -> None:
@@ -58,7 +60,9 @@ def postgres_server_url() -> Iterator[str]:
     name = f"colesbarcodes_test_{uuid.uuid4().hex[:10]}"
     with conn:
         conn.execute(f'CREATE DATABASE "{name}"')  # name is generated here, not input
-    url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
+        hide_password=False
+    )
     engine = make_engine(url)
     migrate(engine)
     engine.dispose()

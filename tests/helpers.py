@@ -61,16 +61,30 @@ def dump(engine: Engine) -> dict[str, Any]:
     two runs that must end in the same state."""
     with engine.connect() as conn:
         skus: dict[int, list[tuple[str, str]]] = {}
-        for company, sku, product_id in conn.execute(select(CompanySku.company, CompanySku.sku, CompanySku.product_id)):
+        for company, sku, product_id in conn.execute(
+            select(CompanySku.company, CompanySku.sku, CompanySku.product_id)
+        ):
             skus.setdefault(product_id, []).append((company, sku))
         products = sorted(
             (tuple(sorted(skus.get(pid, []))), name, brand, size, barcode, scope)
             for pid, name, brand, size, barcode, scope in conn.execute(
-                select(Product.id, Product.name, Product.brand, Product.size, Product.barcode, Product.barcode_scope)
+                select(
+                    Product.id,
+                    Product.name,
+                    Product.brand,
+                    Product.size,
+                    Product.barcode,
+                    Product.barcode_scope,
+                )
             )
         )
-        sku_key = {pk: (c, s) for pk, c, s in conn.execute(select(CompanySku.id, CompanySku.company, CompanySku.sku))}
-        store_key = {pk: (c, s) for pk, c, s in conn.execute(select(Store.id, Store.company, Store.store_id))}
+        sku_key = {
+            pk: (c, s)
+            for pk, c, s in conn.execute(select(CompanySku.id, CompanySku.company, CompanySku.sku))
+        }
+        store_key = {
+            pk: (c, s) for pk, c, s in conn.execute(select(Store.id, Store.company, Store.store_id))
+        }
         prices = sorted(
             (store_key[st], sku_key[sk], p, w, u, a, url, _iso(seen))
             for st, sk, p, w, u, a, url, seen in conn.execute(
@@ -112,13 +126,15 @@ def dump(engine: Engine) -> dict[str, Any]:
                 )
             )
         )
-        merges = sorted(tuple(row) for row in conn.execute(select(ProductMerge.reason, ProductMerge.source)))
+        merges = sorted(
+            tuple(row) for row in conn.execute(select(ProductMerge.reason, ProductMerge.source))
+        )
         quarantined = sorted(
             tuple(row)
             for row in conn.execute(
-                select(ImportedFile.original_name, QuarantinedLine.line_no, QuarantinedLine.reason).join(
-                    ImportedFile, ImportedFile.id == QuarantinedLine.file_id
-                )
+                select(
+                    ImportedFile.original_name, QuarantinedLine.line_no, QuarantinedLine.reason
+                ).join(ImportedFile, ImportedFile.id == QuarantinedLine.file_id)
             )
         )
         files = sorted(
@@ -137,7 +153,10 @@ def dump(engine: Engine) -> dict[str, Any]:
             (key, tuple(sorted(s for pid in members for s in skus.get(pid, []))))
             for key, members in _groups(conn).items()
         )
-        stores = sorted(tuple(row) for row in conn.execute(select(Store.company, Store.store_id, Store.name, Store.state)))
+        stores = sorted(
+            tuple(row)
+            for row in conn.execute(select(Store.company, Store.store_id, Store.name, Store.state))
+        )
     return {
         "products": products,
         "stores": stores,

@@ -8,7 +8,14 @@ from sqlalchemy import func, select
 
 from colesbarcodes.db.catalog import apply_lines
 from colesbarcodes.db.engine import session_factory
-from colesbarcodes.db.models import BarcodeConflict, CompanySku, PriceHistory, Product, ProductMerge, StorePrice
+from colesbarcodes.db.models import (
+    BarcodeConflict,
+    CompanySku,
+    PriceHistory,
+    Product,
+    ProductMerge,
+    StorePrice,
+)
 from colesbarcodes.db.reports import company_skus
 from colesbarcodes.lines import parse_object
 
@@ -22,7 +29,9 @@ BREAD = "9300633600099"
 def apply(engine: Engine, *rows: dict[str, Any], source: str = "test.jsonl") -> Any:
     lines = []
     for number, row in enumerate(rows, 1):
-        line = parse_object({"store_id": "0584", "scraped_at": f"2026-11-2{number % 9}T00:00:00Z", **row})
+        line = parse_object(
+            {"store_id": "0584", "scraped_at": f"2026-11-2{number % 9}T00:00:00Z", **row}
+        )
         assert line is not None
         lines.append((number, line))
     with session_factory(engine).begin() as session:
@@ -32,13 +41,15 @@ def apply(engine: Engine, *rows: dict[str, Any], source: str = "test.jsonl") -> 
 def product_of(engine: Engine, sku: int | str, company: str = "coles") -> Product:
     with session_factory(engine)() as session:
         return session.scalars(
-            select(Product).join(CompanySku).where(CompanySku.company == company, CompanySku.sku == str(sku))
+            select(Product)
+            .join(CompanySku)
+            .where(CompanySku.company == company, CompanySku.sku == str(sku))
         ).one()
 
 
 def count(engine: Engine, model: Any) -> int:
     with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model))
+        return conn.scalar(select(func.count()).select_from(model)) or 0
 
 
 def test_new_skus_become_products_with_their_barcode(engine: Engine) -> None:
@@ -57,7 +68,16 @@ def test_a_null_barcode_never_overwrites_a_real_one(engine: Engine) -> None:
 
 def test_a_new_sku_with_a_known_barcode_joins_that_product(engine: Engine) -> None:
     apply(engine, {"sku": 1, "name": "Milk", "barcode": MILK})
-    apply(engine, {"company": "woolworths", "store_id": "1234", "sku": "W9", "name": "Milk 2L", "barcode": MILK})
+    apply(
+        engine,
+        {
+            "company": "woolworths",
+            "store_id": "1234",
+            "sku": "W9",
+            "name": "Milk 2L",
+            "barcode": MILK,
+        },
+    )
     coles, woolies = product_of(engine, 1), product_of(engine, "W9", "woolworths")
     assert coles.id == woolies.id
     with session_factory(engine)() as session:
@@ -83,9 +103,11 @@ def test_same_barcode_on_two_products_merges_them_and_records_the_merge(engine: 
         assert session.get(Product, loser.id) is None
         # prices and history followed the SKU to the survivor
         prices = session.scalars(
-            select(StorePrice).join(CompanySku, CompanySku.id == StorePrice.sku_pk).where(CompanySku.product_id == survivor.id)
+            select(StorePrice)
+            .join(CompanySku, CompanySku.id == StorePrice.sku_pk)
+            .where(CompanySku.product_id == survivor.id)
         ).all()
-        assert sorted(p.price for p in prices) == [2.0, 2.1]
+        assert sorted(p.price or 0 for p in prices) == [2.0, 2.1]
     assert count(engine, Product) == 1
 
 
@@ -119,7 +141,16 @@ def test_duplicate_barcodes_within_one_batch_never_raise(engine: Engine) -> None
 def test_in_store_codes_never_merge_products(engine: Engine) -> None:
     in_store = "2012345000001"  # variable-weight code: the same code can mean different items
     apply(engine, {"sku": 1, "name": "Ham 100g", "barcode": in_store})
-    apply(engine, {"company": "woolworths", "store_id": "9", "sku": "H1", "name": "Turkey", "barcode": in_store})
+    apply(
+        engine,
+        {
+            "company": "woolworths",
+            "store_id": "9",
+            "sku": "H1",
+            "name": "Turkey",
+            "barcode": in_store,
+        },
+    )
     assert product_of(engine, 1).id != product_of(engine, "H1", "woolworths").id
     assert product_of(engine, 1).barcode_scope == "in_store"
     assert count(engine, BarcodeConflict) == 1
@@ -131,7 +162,9 @@ def test_prices_are_current_per_store_with_a_history_row_per_change(engine: Engi
     apply(engine, {"sku": 1, "price": 1.5, "was_price": 2.0})
     apply(engine, {"sku": 1, "price": 1.6}, {"sku": 1, "price": 1.7})  # two changes in one batch
     with engine.connect() as conn:
-        rows = conn.execute(select(StorePrice.price, StorePrice.was_price).order_by(StorePrice.price)).all()
+        rows = conn.execute(
+            select(StorePrice.price, StorePrice.was_price).order_by(StorePrice.price)
+        ).all()
         assert [tuple(r) for r in rows] == [(1.7, None), (2.2, None)]
         history = conn.execute(
             select(PriceHistory.previous_price, PriceHistory.price).order_by(PriceHistory.id)
@@ -140,8 +173,16 @@ def test_prices_are_current_per_store_with_a_history_row_per_change(engine: Engi
 
 
 def test_applying_the_same_lines_twice_changes_nothing(engine: Engine) -> None:
-    rows = [{"sku": 1, "name": "A", "barcode": MILK, "price": 1.0}, {"sku": 2, "name": "B", "price": 2.0}]
+    rows = [
+        {"sku": 1, "name": "A", "barcode": MILK, "price": 1.0},
+        {"sku": 2, "name": "B", "price": 2.0},
+    ]
     apply(engine, *rows)
     again = apply(engine, *rows)
-    assert (again.products_created, again.skus_created, again.barcodes_set, again.price_changes) == (0, 0, 0, 0)
+    assert (
+        again.products_created,
+        again.skus_created,
+        again.barcodes_set,
+        again.price_changes,
+    ) == (0, 0, 0, 0)
     assert count(engine, Product) == 2

@@ -24,18 +24,41 @@ def loaded(engine: Engine, inbox: Inbox) -> str:
     write_jsonl(
         inbox.root / "coles_store-0584.jsonl",
         [
-            {"sku": 1, "name": "Milk", "brand": "Dairy Co", "size": "2L", "price": 3.0, "barcode": MILK, "url": "/p/1"},
+            {
+                "sku": 1,
+                "name": "Milk",
+                "brand": "Dairy Co",
+                "size": "2L",
+                "price": 3.0,
+                "barcode": MILK,
+                "url": "/p/1",
+            },
             {"sku": 2, "name": "Bread", "price": 4.0},
             {"sku": 3, "name": "Eggs", "price": 5.0},
         ],
     )
-    write_jsonl(inbox.root / "coles_store-0601.jsonl", [{"sku": 1, "price": 3.2}, {"sku": 1, "barcode": "9300633600099"}])
+    write_jsonl(
+        inbox.root / "coles_store-0601.jsonl",
+        [{"sku": 1, "price": 3.2}, {"sku": 1, "barcode": "9300633600099"}],
+    )
     write_jsonl(
         inbox.root / "woolworths.jsonl",
-        [{"company": "woolworths", "store_id": "77", "sku": "W1", "name": "milk", "brand": "dairy co", "size": "2 l", "price": 3.1}],
+        [
+            {
+                "company": "woolworths",
+                "store_id": "77",
+                "sku": "W1",
+                "name": "milk",
+                "brand": "dairy co",
+                "size": "2 l",
+                "price": 3.1,
+            }
+        ],
     )
     url = engine.url.render_as_string(hide_password=False)
-    result = run_loader(url, "update", "--products", "--once", "--no-progress", "--inbox", str(inbox.root))
+    result = run_loader(
+        url, "update", "--products", "--once", "--no-progress", "--inbox", str(inbox.root)
+    )
     assert result.exit_code == 0, result.output
     return url
 
@@ -52,31 +75,44 @@ def test_data_quality_counts_products_skus_and_barcodes_per_company_and_store(lo
     assert report["totals"]["with_barcode"] == 1
     assert report["totals"]["open_conflicts"] == 1
     coles = next(c for c in report["companies"] if c["company"] == "coles")
-    assert (coles["products"], coles["with_sku"], coles["with_barcode"], coles["barcode_pct"]) == (3, 3, 1, 33.33)
+    assert (coles["products"], coles["with_sku"], coles["with_barcode"], coles["barcode_pct"]) == (
+        3,
+        3,
+        1,
+        33.33,
+    )
     stores = {(s["company"], s["store_id"]): s for s in report["stores"]}
     assert stores[("coles", "0601")]["products"] == 1
     assert stores[("coles", "0601")]["barcode_pct"] == 100.0
     table = run_loader(loaded, "data-quality").output
-    assert "Per company" in table and "33.33" in table
+    assert "Per company" in table
+    assert "33.33" in table
 
 
 def test_find_sku_names_the_product_and_its_company_skus(loaded: str) -> None:
     found = as_json(loaded, "find-sku", "0001")
-    assert found["sku"] == 1 and found["barcode"] == MILK and found["stores_priced"] == 2
+    assert found["sku"] == 1
+    assert found["barcode"] == MILK
+    assert found["stores_priced"] == 2
     assert found["company_skus"] == {"coles": [1]}
     missing = run_loader(loaded, "find-sku", "999")
-    assert missing.exit_code == 1 and "coles SKU 999 is not in the database" in missing.output
+    assert missing.exit_code == 1
+    assert "coles SKU 999 is not in the database" in missing.output
 
 
 def test_inspect_product_shows_every_field_prices_and_conflicts(loaded: str) -> None:
     product_id = as_json(loaded, "find-sku", "1")["product_id"]
     product = as_json(loaded, "inspect-product", str(product_id))
     assert product["company_skus"] == {"coles": [1]}
-    assert {(p["store_id"], p["price"]) for p in product["prices"]} == {("0584", 3.0), ("0601", 3.2)}
+    assert {(p["store_id"], p["price"]) for p in product["prices"]} == {
+        ("0584", 3.0),
+        ("0601", 3.2),
+    }
     assert product["conflicts"][0]["offered_barcode"] == "9300633600099"
     assert product["group"]["key"] == "dairy co|milk|2l"
     table = run_loader(loaded, "inspect-product", str(product_id)).output
-    assert "Barcode conflicts" in table and "9300633600099" in table
+    assert "Barcode conflicts" in table
+    assert "9300633600099" in table
 
 
 def test_analyze_store_reports_field_presence(loaded: str) -> None:
@@ -99,10 +135,20 @@ def test_compare_store_skus_splits_file_and_database(loaded: str, tmp_path: Path
 def test_analyze_jsonl_reports_fields_types_and_bad_lines(tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "store-0584.jsonl",
-        [{"sku": 1, "barcode": None}, {"sku": "2", "barcode": 9300633600082}, "{bad", {"name": "x"}],
+        [
+            {"sku": 1, "barcode": None},
+            {"sku": "2", "barcode": 9300633600082},
+            "{bad",
+            {"name": "x"},
+        ],
     )
     report = as_json(f"sqlite:///{tmp_path / 'unused.db'}", "analyze-jsonl", str(path))
-    assert (report["lines"], report["objects"], report["importable"], report["bad_lines"]) == (4, 3, 2, 2)
+    assert (report["lines"], report["objects"], report["importable"], report["bad_lines"]) == (
+        4,
+        3,
+        2,
+        2,
+    )
     fields = {f["field"]: f for f in report["fields"]}
     assert fields["sku"]["types"] == {"int": 1, "string": 1}
     assert fields["barcode"]["types"] == {"null": 1, "int": 1}
@@ -111,7 +157,17 @@ def test_analyze_jsonl_reports_fields_types_and_bad_lines(tmp_path: Path) -> Non
 
 
 def test_every_command_explains_itself_in_help(tmp_path: Path) -> None:
-    for command in ["update", "analyze-jsonl", "analyze-store", "find-sku", "inspect-product", "compare-store-skus", "data-quality", "migrate"]:
+    for command in [
+        "update",
+        "analyze-jsonl",
+        "analyze-store",
+        "find-sku",
+        "inspect-product",
+        "compare-store-skus",
+        "data-quality",
+        "migrate",
+    ]:
         result = run_loader(f"sqlite:///{tmp_path / 'x.db'}", command, "--help")
         assert result.exit_code == 0
-        assert "Usage: " in result.output and len(result.output.splitlines()) > 4
+        assert "Usage: " in result.output
+        assert len(result.output.splitlines()) > 4

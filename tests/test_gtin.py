@@ -62,7 +62,9 @@ def test_invalid_codes_are_rejected_with_a_reason(value: object, reason: str) ->
         ("0412345000009", GtinScope.COMPANY_INTERNAL),  # 04: company-internal
     ],
 )
-def test_in_store_and_internal_codes_are_stored_but_flagged_as_not_global(code: str, scope: GtinScope) -> None:
+def test_in_store_and_internal_codes_are_stored_but_flagged_as_not_global(
+    code: str, scope: GtinScope
+) -> None:
     digits = code[:-1]
     valid = digits + ean.calc_check_digit(digits)
     gtin = parse_gtin(valid)
@@ -85,7 +87,11 @@ def test_normalising_is_idempotent_and_agrees_for_numbers_and_strings(body: int)
     assert len(canonical) in (13, 14)
 
 
-@given(st.one_of(st.text(max_size=30), st.integers(), st.floats(allow_nan=True), st.none(), st.booleans()))
+@given(
+    st.one_of(
+        st.text(max_size=30), st.integers(), st.floats(allow_nan=True), st.none(), st.booleans()
+    )
+)
 def test_any_value_either_normalises_or_raises_invalid_gtin(value: object) -> None:
     try:
         result = normalize_gtin(value)

@@ -37,15 +37,25 @@ def test_canonical_line_with_every_field() -> None:
     assert line is not None
     assert (line.company, line.store_id, line.sku) == ("coles", "0584", "122234")
     assert (line.price, line.was_price, line.unit_price) == (3.1, 3.5, 1.55)
-    assert line.barcode is not None and line.barcode.code == "9300633600082"
-    assert line.scraped_at is not None and line.scraped_at.isoformat() == "2026-11-23T06:00:00+00:00"
+    assert line.barcode is not None
+    assert line.barcode.code == "9300633600082"
+    assert line.scraped_at is not None
+    assert line.scraped_at.isoformat() == "2026-11-23T06:00:00+00:00"
 
 
 def test_company_defaults_to_coles_and_barcode_may_be_missing_or_null() -> None:
-    for raw in ('{"sku": "00123", "store_id": 584}', '{"sku": 123, "store_id": "0584", "barcode": null}'):
+    for raw in (
+        '{"sku": "00123", "store_id": 584}',
+        '{"sku": 123, "store_id": "0584", "barcode": null}',
+    ):
         line = parse_line(raw)
         assert line is not None
-        assert (line.company, line.sku, line.store_id, line.barcode) == ("coles", "123", "0584", None)
+        assert (line.company, line.sku, line.store_id, line.barcode) == (
+            "coles",
+            "123",
+            "0584",
+            None,
+        )
 
 
 def test_other_retailers_keep_string_skus() -> None:
@@ -105,9 +115,16 @@ def test_every_product_row_of_the_real_listing_samples_parses(samples: Path) -> 
 
 
 def test_raw_row_takes_its_store_from_the_line_before_the_file_name() -> None:
-    row = {"_type": "PRODUCT", "id": 42, "name": "X", "storeId": "0601", "pricing": {"now": 1, "was": 0}}
+    row = {
+        "_type": "PRODUCT",
+        "id": 42,
+        "name": "X",
+        "storeId": "0601",
+        "pricing": {"now": 1, "was": 0},
+    }
     line = parse_object(row, "0584")
-    assert line is not None and line.store_id == "0601"
+    assert line is not None
+    assert line.store_id == "0601"
 
 
 @pytest.mark.parametrize(

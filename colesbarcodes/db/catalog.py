@@ -125,8 +125,11 @@ _INSERT_HISTORY = """
            s.first_unit_price, s.first_seen
 """
 _PG_PRICES = text(
-    "WITH upserted AS (" + _UPSERT.format(source="stage_prices") + ")"
-    + _INSERT_HISTORY + _CHANGED.format(ne="IS DISTINCT FROM")
+    "WITH upserted AS ("
+    + _UPSERT.format(source="stage_prices")
+    + ")"
+    + _INSERT_HISTORY
+    + _CHANGED.format(ne="IS DISTINCT FROM")
 )
 _SQLITE_HISTORY = text(_INSERT_HISTORY + _CHANGED.format(ne="IS NOT"))
 _SQLITE_UPSERT = text(_UPSERT.format(source="stage_prices"))
@@ -169,8 +172,8 @@ class _Price:
     available: bool | None
     url: str | None
     # (previous price, price, was price, unit price, seen) for changes within the batch
-    changes: list[tuple[float | None, float | None, float | None, float | None, datetime]] = (
-        field(default_factory=list)
+    changes: list[tuple[float | None, float | None, float | None, float | None, datetime]] = field(
+        default_factory=list
     )
 
 
@@ -381,12 +384,12 @@ class _Writer:
         result: dict[tuple[str, str], int] = {}
         for company in {c for c, _ in wanted}:
             ids = [s for c, s in wanted if c == company]
-            for row in self.session.execute(
+            for store_company, store_id, pk in self.session.execute(
                 select(Store.company, Store.store_id, Store.id).where(
                     Store.company == company, _in(self.session, Store.store_id, ids)
                 )
             ):
-                result[(row[0], row[1])] = row[2]
+                result[(store_company, store_id)] = pk
         return result
 
     def write_products(self, state: _BatchState, stats: BatchStats) -> dict[int, int]:
@@ -460,7 +463,7 @@ class _Writer:
     def write_skus(self, state: _BatchState, real: dict[int, int], stats: BatchStats) -> None:
         if not state.new_skus:
             return
-        rows = []
+        rows: list[dict[str, Any]] = []
         for company, sku in state.new_skus:
             product = state.resolve(state.sku_product[(company, sku)])
             rows.append(
@@ -485,9 +488,9 @@ class _Writer:
             rows.append(row)
         stmt = upsert(
             self.dialect,
-            BarcodeConflict.__table__,
+            BarcodeConflict.__table__,  # type: ignore[arg-type]
             conflict=("company", "sku", "existing_barcode", "offered_barcode"),
-        )  # type: ignore[arg-type]
+        )
         self.session.execute(stmt, rows)
         stats.conflicts += len(rows)
 
@@ -517,9 +520,7 @@ class _Writer:
             result = conn.execute(_SQLITE_HISTORY, execution_options={"preserve_rowcount": True})
             stats.price_changes += max(result.rowcount or 0, 0)
             conn.execute(_SQLITE_UPSERT)
-        changes = [
-            (stores[p.store], skus[p.sku], *change) for p in prices for change in p.changes
-        ]
+        changes = [(stores[p.store], skus[p.sku], *change) for p in prices for change in p.changes]
         if changes:
             self._copy(PriceHistory.__table__, _HISTORY_COLUMNS, changes)  # type: ignore[arg-type]
             stats.price_changes += len(changes)

@@ -242,8 +242,10 @@ def maintain_groups(session: Session) -> GroupStats:
         session.execute(delete(ProductGroup).where(ProductGroup.id.in_(stale)))
         stats.removed = len(stale)
     for key, wanted in sorted(desired.items()):
-        group_id = existing.get(key)
-        if group_id is None:
+        known = existing.get(key)
+        if known is not None:
+            group_id = known
+        else:
             group_id = session.execute(
                 insert(ProductGroup).values(key=key).returning(ProductGroup.id)
             ).scalar_one()

@@ -192,9 +192,9 @@ class Catalogue:
             node = self.category_of(product)
             for ancestor in self.tree.lineage(node.path):
                 listing.setdefault(ancestor.path, []).append(product)
-            if product.was and "down-down" in self.tree.by_path:
+            if product.was and product.sku % 4 == 0 and "down-down" in self.tree.by_path:
                 listing.setdefault("down-down", []).append(product)
-            if product.sku % 7 == 0 and "bonus-prize-entries" in self.tree.by_path:
+            if product.sku % 31 == 0 and "bonus-prize-entries" in self.tree.by_path:
                 listing.setdefault("bonus-prize-entries", []).append(product)
         self._listing = listing
 
@@ -238,7 +238,7 @@ class Catalogue:
         internal_share: float = 0.005,
         import_share: float = 0.25,
         delisted_share: float = 0.01,
-        special_share: float = 0.2,
+        special_share: float = 0.1,
     ) -> Catalogue:
         """``n`` products with consecutive SKUs from ``start_sku``; same arguments, same catalogue.
 
@@ -308,9 +308,11 @@ class Catalogue:
 
 
 def _product_from_json(raw: dict[str, Any]) -> ReplicaProduct:
-    gtin: Gtin = raw["gtin"] if "gtin" in raw else MISSING
-    if isinstance(gtin, bool) or not isinstance(gtin, (str, int, type(None))):
-        gtin = str(gtin)
+    gtin: Gtin = raw.get("gtin", MISSING)
+    if gtin is not MISSING and (
+        isinstance(gtin, bool) or not isinstance(gtin, (str, int, type(None)))
+    ):
+        gtin = str(gtin)  # a float or a list: keep it, as text, for the loader to reject
     return ReplicaProduct(
         sku=int(raw["sku"]),
         name=str(raw.get("name") or f"Product {raw['sku']}"),

@@ -92,7 +92,7 @@ def pricing(product: ReplicaProduct, *, detailed: bool = False) -> dict[str, Any
     price, quantity, units = unit_pricing(product)
     record: dict[str, Any] = {
         "now": product.price,
-        "was": product.was,
+        "was": product.was or 0,
         "unit": {
             "quantity": 1,
             "ofMeasureQuantity": quantity,
@@ -145,6 +145,7 @@ def _heirs(product: ReplicaProduct, lineage: list[CategoryNode]) -> dict[str, An
 
 def _common(product: ReplicaProduct, catalogue: Catalogue) -> dict[str, Any]:
     lineage = catalogue.tree.lineage(catalogue.category_of(product).path)
+    department = lineage[0].path
     sku = product.sku
     return {
         "id": sku,
@@ -169,8 +170,8 @@ def _common(product: ReplicaProduct, catalogue: Catalogue) -> dict[str, Any]:
         "restrictions": {
             "retailLimit": 20,
             "promotionalLimit": 12,
-            "liquorAgeRestrictionFlag": lineage[0].seo_token == "liquor",
-            "tobaccoAgeRestrictionFlag": lineage[0].seo_token == "tobacco",
+            "liquorAgeRestrictionFlag": department == "liquor",
+            "tobaccoAgeRestrictionFlag": department == "tobacco",
             "restrictedByOrganisation": False,
             "delivery": [],
         },
@@ -227,7 +228,7 @@ def product_record(
 
 
 def category_tree(catalogue: Catalogue) -> list[dict[str, Any]]:
-    """``catalogGroupView`` of the browse tree, with the catalogue's counts (empty nodes left out)."""
+    """The browse tree's ``catalogGroupView`` with the catalogue's counts (empty nodes left out)."""
 
     def view(node: CategoryNode) -> dict[str, Any] | None:
         count = len(catalogue.in_category(node.path))
@@ -401,12 +402,12 @@ class Pages:
         data = self.next_data(
             "/", {}, {"assetsUrl": base, "baseUrl": base}, build_id, base, api_key
         )
-        return self._home.replace("__BASE_URL__", base).replace("__NEXT_DATA__", script_json(data))
+        return self._home.replace("@@BASE_URL@@", base).replace("@@NEXT_DATA@@", script_json(data))
 
     def not_found(self, build_id: str, base: str, api_key: str) -> str:
         """The 404 page (unknown or delisted SKU, unknown path)."""
         data = self.next_data("/_error", {}, {"statusCode": 404}, build_id, base, api_key)
-        return self._not_found.replace("__NEXT_DATA__", script_json(data))
+        return self._not_found.replace("@@NEXT_DATA@@", script_json(data))
 
     def product(
         self,
@@ -460,12 +461,12 @@ class Pages:
         title = html.escape(f"{product.brand} {product.name} {product.size}")
         brand_slug = re.sub(r"[^a-z0-9]+", "-", product.brand.lower()).strip("-")
         return (
-            self._product.replace("__TITLE__", title)
-            .replace("__CANONICAL__", html.escape(canonical))
-            .replace("__JSON_LD__", script_json(json_ld))
-            .replace("__BRAND_SLUG__", brand_slug)
-            .replace("__BRAND__", html.escape(product.brand))
-            .replace("__HEADING__", html.escape(f"{product.brand} {product.name} | {product.size}"))
-            .replace("__PRICE__", f"${product.price:.2f}")
-            .replace("__NEXT_DATA__", script_json(data))
+            self._product.replace("@@TITLE@@", title)
+            .replace("@@CANONICAL@@", html.escape(canonical))
+            .replace("@@JSON_LD@@", script_json(json_ld))
+            .replace("@@BRAND_SLUG@@", brand_slug)
+            .replace("@@BRAND@@", html.escape(product.brand))
+            .replace("@@HEADING@@", html.escape(f"{product.brand} {product.name} | {product.size}"))
+            .replace("@@PRICE@@", f"${product.price:.2f}")
+            .replace("@@NEXT_DATA@@", script_json(data))
         )

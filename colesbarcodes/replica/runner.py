@@ -119,7 +119,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     behave.add_argument("--cookie-ttl", type=float, help="seconds a bot-check cookie stays valid")
     behave.add_argument("--api-key", default=DEFAULT_API_KEY, help="subscription key to require")
     behave.add_argument("--build-id", default=DEFAULT_BUILD_ID, help="Next.js buildId")
-    behave.add_argument("--rate-limit-every", type=int, default=0, metavar="N", help="every Nth → 429")
+    behave.add_argument(
+        "--rate-limit-every", type=int, default=0, metavar="N", help="every Nth → 429"
+    )
     behave.add_argument(
         "--unavailable-every", type=int, default=0, metavar="N", help="every Nth → 503"
     )

@@ -37,7 +37,14 @@ if TYPE_CHECKING:
 
     from .catalogue import Catalogue
 
-__all__ = ["DEFAULT_API_KEY", "DEFAULT_BUILD_ID", "ReplicaConfig", "ReplicaSite", "make_app"]
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_BUILD_ID",
+    "SITE_KEY",
+    "ReplicaConfig",
+    "ReplicaSite",
+    "make_app",
+]
 
 DEFAULT_API_KEY = "5ad1ca0b9e2f4c7d8a3b6e1f0c9d2a47"
 DEFAULT_BUILD_ID = "20241015.01_v4.24.0-replica"
@@ -46,6 +53,7 @@ DEFAULT_BUILD_ID = "20241015.01_v4.24.0-replica"
 CONTENT_KINDS = ("home", "graphql", "product_page", "listing", "categories")
 KINDS = (*CONTENT_KINDS, "robots", "challenge_script")
 
+_GRAPHQL_KEY = web.RequestKey("replica_graphql", object)
 _SKU_IN_SLUG = re.compile(r"(?:^|-)(\d+)$")
 _STORE = re.compile(r"^(?:COL:)?(\w+)$")
 
@@ -83,7 +91,9 @@ class ReplicaConfig:
         unknown = sorted(set(changes) - names)
         if unknown:
             raise ValueError(f"unknown config fields: {', '.join(unknown)}")
-        coerced = {name: _coerce(name, getattr(self, name), value) for name, value in changes.items()}
+        coerced = {
+            name: _coerce(name, getattr(self, name), value) for name, value in changes.items()
+        }
         for name, value in coerced.items():
             setattr(self, name, value)
 
@@ -116,10 +126,10 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
                 raise ValueError("must not be negative")
             return number
         if isinstance(current, float):
-            number = float(value)
-            if number < 0 or (name == "error_share" and number > 1):
+            real = float(value)
+            if real < 0 or (name == "error_share" and real > 1):
                 raise ValueError("out of range")
-            return number
+            return real
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: {exc}") from exc
@@ -138,7 +148,10 @@ class Stats:
         self.by_kind: Counter[str] = Counter({kind: 0 for kind in KINDS})
         self.by_status: Counter[int] = Counter()
         self.by_sku: Counter[int] = Counter()
-        self.by_sku_kind: dict[str, Counter[int]] = {"graphql": Counter(), "product_page": Counter()}
+        self.by_sku_kind: dict[str, Counter[int]] = {
+            "graphql": Counter(),
+            "product_page": Counter(),
+        }
         self.by_store: Counter[str] = Counter()
         self.listings: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.challenge: Counter[str] = Counter(
@@ -199,13 +212,15 @@ class ReplicaSite:
         self.pages = Pages()
         self._sequence = 0
         self._rng = random.Random(self.config.seed)
+        # Listing pages are pure functions of the catalogue: encode each one once.
+        self._listing_cache: dict[tuple[str, int, int, int, str], bytes] = {}
 
     # -- plumbing -------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
         """The aiohttp application serving this site."""
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024)
-        app["replica"] = self
+        app[SITE_KEY] = self
         add = app.router.add_route
         add("GET", "/", self.home, name="home")
         add("GET", "/robots.txt", self.robots, name="robots")
@@ -272,7 +287,7 @@ class ReplicaSite:
             sku = int(match.group(1)) if match else None
         elif kind == "graphql":
             parsed = await self._parse_graphql(request)
-            request["graphql"] = parsed
+            request[_GRAPHQL_KEY] = parsed
             if isinstance(parsed, tuple):
                 sku, store = parsed
                 self.stats.by_store[store] += 1
@@ -373,7 +388,7 @@ class ReplicaSite:
                 "subscription key when making requests to an API."
             )
             return _json({"statusCode": 401, "message": message}, 401)
-        parsed = request.get("graphql")
+        parsed = request.get(_GRAPHQL_KEY)
         if parsed is None:
             parsed = await self._parse_graphql(request)
         if isinstance(parsed, web.Response):
@@ -434,15 +449,18 @@ class ReplicaSite:
         node = self.catalogue.tree.by_path.get(path)
         if node is None or not self.catalogue.in_category(path):
             return _json({"notFound": True}, 404)
-        payload = listing_payload(
-            self.catalogue,
-            node,
-            page,
-            config.listing_page_size,
-            config.listing_max_pages,
-            _base_url(request),
-        )
-        return _json(payload)
+        base = _base_url(request)
+        key = (path, page, config.listing_page_size, config.listing_max_pages, base)
+        body = self._listing_cache.get(key)
+        if body is None:
+            payload = listing_payload(
+                self.catalogue, node, page, config.listing_page_size, config.listing_max_pages, base
+            )
+            body = dumps(payload)
+            if len(self._listing_cache) >= 4096:
+                self._listing_cache.clear()
+            self._listing_cache[key] = body
+        return web.Response(body=body, content_type="application/json")
 
     # -- control --------------------------------------------------------------------------------
 
@@ -481,6 +499,10 @@ class ReplicaSite:
         return _json({"ok": True})
 
 
+SITE_KEY = web.AppKey("replica", ReplicaSite)
+"""``app[SITE_KEY]`` is the application's :class:`ReplicaSite` (config, stats, catalogue)."""
+
+
 def make_app(catalogue: Catalogue, config: ReplicaConfig | None = None) -> web.Application:
-    """The replica site for ``catalogue``; ``app["replica"]`` is its :class:`ReplicaSite`."""
+    """The replica site for ``catalogue``; ``app[SITE_KEY]`` is its :class:`ReplicaSite`."""
     return ReplicaSite(catalogue, config).app()
