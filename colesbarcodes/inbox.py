@@ -125,10 +125,13 @@ class Inbox:
     def has_work(self) -> bool:
         return bool(self.pending()) or bool(self.abandoned())
 
-    def claim_next(self, only: set[str] | None = None) -> ClaimedFile | None:
+    def claim_next(
+        self, only: set[str] | None = None, exclude: set[str] | None = None
+    ) -> ClaimedFile | None:
         """Take the next file: an abandoned claim first (to finish it), else the oldest new one.
 
-        ``only`` restricts the choice to these file names (a cycle's snapshot of the inbox).
+        ``only`` restricts the choice to these file names (a cycle's snapshot of the inbox);
+        ``exclude`` leaves out new files of these names (e.g. retry files a crawl just wrote).
         """
         self.ensure()
         for path in self._files(self.processing):
@@ -139,7 +142,7 @@ class Inbox:
                 logger.info("Resuming %s, left unfinished by an earlier run", path.name)
                 return ClaimedFile(path, original_name(path.name), True, fd)
         for path in self._files(self.root):
-            if only is not None and path.name not in only:
+            if (only is not None and path.name not in only) or (exclude and path.name in exclude):
                 continue
             fd = _lock(path)
             if fd is None:

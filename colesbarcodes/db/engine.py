@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (idempotent; safe with concurrent callers)."""
     from alembic import command
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
     with _migration_lock(engine), engine.begin() as connection:
         command.upgrade(_alembic_config(connection), revision)
 

@@ -32,6 +32,7 @@ __all__ = [
     "Base",
     "CompanySku",
     "ImportedFile",
+    "Lookup",
     "PriceHistory",
     "Product",
     "ProductGroup",
@@ -229,3 +230,29 @@ class QuarantinedLine(Base):
     reason: Mapped[str] = mapped_column(Text)
     imported: Mapped[bool] = mapped_column(Boolean, default=False)
     raw: Mapped[str | None] = mapped_column(Text)
+
+
+class Lookup(Base):
+    """One SKU's outcome in a barcode crawl: found, prefilled, no barcode, not found, ...
+
+    Later crawls read it to skip SKUs that recently had no barcode, and a resumed crawl
+    to skip SKUs of a file whose outcome is already stored.
+    """
+
+    __tablename__ = "lookups"
+    __table_args__ = (
+        Index("ix_lookups_company_sku_at", "company", "sku", "looked_up_at"),
+        Index("ix_lookups_file", "file"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company: Mapped[str] = mapped_column(String(32))
+    sku: Mapped[str] = mapped_column(String(64))
+    store_id: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(20))
+    barcode: Mapped[str | None] = mapped_column(String(14))
+    raw_barcode: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text1000)
+    file: Mapped[str | None] = mapped_column(String(400))
+    job: Mapped[str | None] = mapped_column(String(100))
+    looked_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,5 @@
+"""Item pipelines of the crawls."""
+
+from colesbarcodes.pipelines.barcodes import BarcodeUpsertPipeline
+
+__all__ = ["BarcodeUpsertPipeline"]

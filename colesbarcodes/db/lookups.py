@@ -1,0 +1,129 @@
+"""The crawl's side of the database: what is already known, and storing lookup outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, select
+
+from colesbarcodes.db.catalog import BatchStats, apply_lines
+from colesbarcodes.db.models import CompanySku, Lookup, Product
+from colesbarcodes.db.sqlutil import in_chunks, sql_in
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from sqlalchemy.orm import Session
+
+    from colesbarcodes.lines import ProductLine
+
+__all__ = [
+    "NO_BARCODE_OUTCOMES",
+    "LookupRow",
+    "known_barcodes",
+    "recent_outcomes",
+    "record_lookups",
+    "stored_for_file",
+]
+
+# Outcomes after which a SKU is not asked for again until the re-check age has passed.
+NO_BARCODE_OUTCOMES = ("no_barcode", "not_found", "invalid_barcode")
+
+
+@dataclass
+class LookupRow:
+    company: str
+    sku: str
+    outcome: str
+    store_id: str | None = None
+    barcode: str | None = None
+    raw_barcode: str | None = None
+    reason: str | None = None
+    file: str | None = None
+    job: str | None = None
+    looked_up_at: datetime | None = None
+
+
+def known_barcodes(session: Session, company: str, skus: Sequence[str]) -> dict[str, str]:
+    """Barcodes already stored for exactly these SKUs: one query (per 5,000 on SQLite).
+
+    A SKU maps to one product, so a null barcode can never hide a real one; the rule is
+    kept explicit anyway (first non-null wins) for databases holding older duplicates.
+    """
+    known: dict[str, str] = {}
+    for part in in_chunks(session, sorted(set(skus))):
+        rows = session.connection().execute(
+            select(CompanySku.sku, Product.barcode)
+            .join(Product, Product.id == CompanySku.product_id)
+            .where(
+                CompanySku.company == company,
+                sql_in(session, CompanySku.sku, part),
+                Product.barcode.is_not(None),
+            )
+        )
+        for sku, barcode in rows:
+            if barcode:
+                known.setdefault(sku, barcode)
+    return known
+
+
+def recent_outcomes(
+    session: Session, company: str, skus: Sequence[str], since: datetime
+) -> dict[str, tuple[str, datetime]]:
+    """SKUs whose latest real lookup since ``since`` found no barcode (outcome, time)."""
+    recent: dict[str, tuple[str, datetime]] = {}
+    for part in in_chunks(session, sorted(set(skus))):
+        rows = session.connection().execute(
+            select(Lookup.sku, Lookup.outcome, func.max(Lookup.looked_up_at))
+            .where(
+                Lookup.company == company,
+                sql_in(session, Lookup.sku, part),
+                Lookup.outcome.in_(NO_BARCODE_OUTCOMES),
+                Lookup.looked_up_at >= since,
+            )
+            .group_by(Lookup.sku, Lookup.outcome)
+        )
+        for sku, outcome, at in rows:
+            if sku not in recent or at > recent[sku][1]:
+                recent[sku] = (outcome, at)
+    return recent
+
+
+def stored_for_file(session: Session, file: str) -> dict[str, str]:
+    """SKU → outcome already stored for an inbox file (a resumed crawl skips them)."""
+    return dict(
+        session.connection()
+        .execute(select(Lookup.sku, Lookup.outcome).where(Lookup.file == file))
+        .all()
+    )
+
+
+def record_lookups(
+    session: Session,
+    rows: Sequence[LookupRow],
+    found: Sequence[tuple[int, ProductLine]],
+    *,
+    source: str,
+) -> BatchStats:
+    """Store found barcodes (with the loader's merge and conflict rules) and every outcome."""
+    stats = apply_lines(session, found, source=source) if found else BatchStats()
+    if rows:
+        values: list[dict[str, Any]] = [
+            {
+                "company": r.company,
+                "sku": r.sku,
+                "store_id": r.store_id,
+                "outcome": r.outcome,
+                "barcode": r.barcode,
+                "raw_barcode": None if r.raw_barcode is None else r.raw_barcode[:64],
+                "reason": None if r.reason is None else r.reason[:1000],
+                "file": r.file,
+                "job": r.job,
+                "looked_up_at": r.looked_up_at,
+            }
+            for r in rows
+        ]
+        session.execute(insert(Lookup), values)
+    return stats

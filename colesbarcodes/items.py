@@ -1,0 +1,37 @@
+"""Items of the barcode crawl."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Outcome(enum.StrEnum):
+    """What became of one SKU of an enrichment file."""
+
+    FOUND = "found"  # the site gave a valid GTIN
+    PREFILLED = "prefilled"  # the database already had its barcode: no request
+    NO_BARCODE = "no_barcode"  # the product record has no GTIN
+    NOT_FOUND = "not_found"  # unknown or delisted SKU
+    INVALID_BARCODE = "invalid_barcode"  # the site's GTIN fails validation
+    FAILED = "failed"  # no answer after retries: written to a retry file
+    RECENTLY_CHECKED = "recently_checked"  # had no barcode within the re-check age: skipped
+    DUPLICATE = "duplicate"  # already looked up for an earlier file of this crawl
+
+
+@dataclass
+class BarcodeLookup:
+    """One SKU's outcome; ``stored`` marks an outcome an earlier run already stored."""
+
+    sku: str
+    outcome: Outcome
+    company: str = "coles"
+    store_id: str | None = None
+    barcode: str | None = None
+    raw_barcode: str | None = None
+    name: str | None = None
+    brand: str | None = None
+    size: str | None = None
+    reason: str | None = None
+    file: str | None = None
+    stored: bool = False

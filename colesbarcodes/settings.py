@@ -1,0 +1,124 @@
+"""Scrapy settings of the colesbarcodes crawls: every knob in one place.
+
+Project settings are named ``COLES_*`` (plus ``DATABASE_URL``, ``PREFILL_ENABLED`` and
+the ``RETRY_*`` additions). Override them with ``-s NAME=VALUE``, in scrapyd, or, for
+the ones read from the environment below, with environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from colesbarcodes.db.engine import database_url
+
+# Scrapy's cookie handling asks tldextract for the public suffix list, which it would
+# download on first use (logging tracebacks where there is no internet) before falling
+# back to its bundled copy: use the bundled copy from the start. Set the variable to a
+# URL to fetch a fresh list instead.
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+
+BOT_NAME = "colesbarcodes"
+SPIDER_MODULES = ["colesbarcodes.spiders"]
+NEWSPIDER_MODULE = "colesbarcodes.spiders"
+
+# --- The site and the inbox -----------------------------------------------------------
+COLES_BASE_URL = os.environ.get("COLES_BASE_URL", "https://www.coles.com.au")
+COLES_STORE_ID = os.environ.get("COLES_STORE_ID", "0584")  # for lines without a store
+COLES_ENRICHMENT_INBOX = os.environ.get(
+    "COLES_ENRICHMENT_INBOX", "inboxes/barcode_enrichment_inbox"
+)
+COLES_ARCHIVE_FINISHED_FILES = False  # finished files are deleted; True moves them to archive/
+COLES_MAX_SKUS = 0  # stop taking SKUs after this many (0: no limit); -a limit=N
+COLES_PRODUCT_PAGE_FALLBACK = False  # also try the product page when the API has no GTIN
+
+# --- The database ---------------------------------------------------------------------
+DATABASE_URL = database_url()  # DATABASE_URL from the environment, else SQLite under var/
+PREFILL_ENABLED = True  # skip SKUs whose barcode the database already has
+COLES_RECHECK_DAYS = 7.0  # SKUs without a barcode are asked for again after this long
+COLES_UPSERT_BATCH_SIZE = 500  # outcomes per transaction
+COLES_UPSERT_MAX_DELAY = 5.0  # seconds an outcome may wait for its batch
+COLES_DB_RETRIES = 5  # attempts to store a batch before the spider closes
+
+# --- Politeness -----------------------------------------------------------------------
+ROBOTSTXT_OBEY = True
+USER_AGENT = "colesbarcodes (+https://github.com/colesbarcodes/colesbarcodes)"
+CONCURRENT_REQUESTS = 8
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_DELAY = 0.5
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_MAX_DELAY = 60.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+DOWNLOAD_TIMEOUT = 30
+RETRY_ENABLED = True
+RETRY_TIMES = 4
+RETRY_HTTP_CODES = [429, 500, 502, 503, 504, 522, 524, 408]
+RETRY_BACKOFF_BASE = 1.0  # seconds before the first retry; doubles each time
+RETRY_BACKOFF_MAX = 60.0
+RETRY_AFTER_MAX = 300.0  # longest Retry-After honoured
+COOKIES_ENABLED = True
+TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False  # no control port on unattended crawls
+
+# --- The bot check: a real browser, only for the challenge ----------------------------
+COLES_BOTCHECK_ENABLED = True
+COLES_BOTCHECK_MAX_BROWSER_PAGES = 3
+COLES_BOTCHECK_TIMEOUT = 30.0
+
+
+def _chromium() -> str | None:
+    """A system Chromium (``COLES_CHROMIUM_PATH``, else Debian's), or None for
+    Playwright's own browser."""
+    configured = os.environ.get("COLES_CHROMIUM_PATH")
+    if configured:
+        return configured
+    for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if shutil.which(candidate):
+            return candidate
+    return None
+
+
+DOWNLOAD_HANDLERS = {
+    "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+    "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+}
+PLAYWRIGHT_BROWSER_TYPE = "chromium"
+PLAYWRIGHT_LAUNCH_OPTIONS: dict[str, object] = {
+    "headless": True,
+    # --no-sandbox: Chromium refuses to start as root without it (containers, CI).
+    "args": [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ],
+}
+if _chromium():
+    PLAYWRIGHT_LAUNCH_OPTIONS["executable_path"] = _chromium()
+PLAYWRIGHT_MAX_CONTEXTS = 1
+PLAYWRIGHT_MAX_PAGES_PER_CONTEXT = 1
+PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT = 30_000
+
+# --- Components -----------------------------------------------------------------------
+SPIDER_MIDDLEWARES = {
+    "colesbarcodes.middlewares.PrefillMiddleware": 50,
+}
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "colesbarcodes.middlewares.RetryAfterMiddleware": 550,
+    "colesbarcodes.middlewares.BotCheckMiddleware": 650,
+}
+ITEM_PIPELINES = {
+    "colesbarcodes.pipelines.BarcodeUpsertPipeline": 300,
+}
+EXTENSIONS = {
+    "colesbarcodes.extensions.StatsFile": 500,
+}
+COLES_STATS_FILE = os.environ.get("COLES_STATS_FILE", "")  # write the final stats as JSON
+
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+FEED_EXPORT_ENCODING = "utf-8"
+LOG_LEVEL = os.environ.get("COLES_LOG_LEVEL", "INFO")

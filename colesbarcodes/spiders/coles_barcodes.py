@@ -1,0 +1,222 @@
+"""``scrapy crawl coles_barcodes``: look up the barcodes of the SKUs in the enrichment inbox.
+
+Files are taken one at a time, oldest first, until the inbox is empty (files arriving
+during the crawl are taken too). The :class:`~colesbarcodes.middlewares.PrefillMiddleware`
+answers SKUs whose barcode is already known before any request leaves; the rest are
+looked up through :class:`~colesbarcodes.sources.GraphQLBarcodeSource`; every outcome is
+stored by :class:`~colesbarcodes.pipelines.BarcodeUpsertPipeline`, which also finishes
+files once every SKU has one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import scrapy
+from scrapy.exceptions import CloseSpider
+
+from colesbarcodes.enrichment import EnrichmentFile, EnrichmentInbox
+from colesbarcodes.gtin import InvalidGtin, parse_gtin
+from colesbarcodes.items import BarcodeLookup, Outcome
+from colesbarcodes.sources import GraphQLBarcodeSource, SourceError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+
+class ColesBarcodesSpider(scrapy.Spider):
+    """Barcodes (GTINs) for the Coles SKUs of the barcode-enrichment inbox.
+
+    Arguments (``-a name=value``), each overriding the setting in brackets:
+    ``inbox`` (COLES_ENRICHMENT_INBOX), ``base_url`` (COLES_BASE_URL), ``store``
+    (COLES_STORE_ID, for lines without a store), ``limit`` (COLES_MAX_SKUS: stop taking
+    SKUs after this many; 0 = no limit).
+    """
+
+    name = "coles_barcodes"
+    company = "coles"
+    base_url: str
+    default_store: str
+    limit: int
+    enrichment: EnrichmentInbox
+    fallback_without_gtin: bool
+    source: GraphQLBarcodeSource
+
+    def __init__(
+        self,
+        inbox: str | None = None,
+        base_url: str | None = None,
+        store: str | None = None,
+        limit: str | int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)  # scrapyd adds _job and other arguments
+        self._arguments = {"inbox": inbox, "base_url": base_url, "store": store, "limit": limit}
+        self.files: dict[str, EnrichmentFile] = {}
+        self.seen: set[str] = set()
+        self.reading_done = False
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesBarcodesSpider:
+        spider: ColesBarcodesSpider = super().from_crawler(crawler, *args, **kwargs)
+        settings, given = crawler.settings, spider._arguments
+        spider.base_url = str(given["base_url"] or settings.get("COLES_BASE_URL")).rstrip("/")
+        spider.default_store = str(given["store"] or settings.get("COLES_STORE_ID"))
+        spider.limit = int(given["limit"] or settings.getint("COLES_MAX_SKUS"))
+        spider.enrichment = EnrichmentInbox(
+            str(given["inbox"] or settings.get("COLES_ENRICHMENT_INBOX")),
+            company=cls.company,
+            archive=settings.getbool("COLES_ARCHIVE_FINISHED_FILES"),
+        )
+        spider.fallback_without_gtin = settings.getbool("COLES_PRODUCT_PAGE_FALLBACK")
+        spider.source = GraphQLBarcodeSource(spider.base_url, crawler)
+        return spider
+
+    async def start(self) -> AsyncIterator[Any]:
+        if not self.enrichment.inbox.has_work():
+            logger.info("The inbox %s is empty: nothing to look up", self.enrichment.inbox.root)
+            self.reading_done = True
+            return
+        try:
+            await self.source.configure()
+        except SourceError as exc:
+            raise CloseSpider(f"site_unusable: {exc}") from None
+        taken = 0
+        while (job := self.enrichment.claim_next()) is not None:
+            self.files[job.name] = job
+            logger.info(
+                "Taking %s: %d SKUs (%d lines quarantined)",
+                job.claimed.original_name,
+                len(job.skus),
+                job.quarantined,
+            )
+            for sku, line in job.skus.items():
+                if self.limit and taken >= self.limit:
+                    break
+                taken += 1
+                base = BarcodeLookup(
+                    sku=sku,
+                    outcome=Outcome.FOUND,
+                    company=self.company,
+                    store_id=line.store_id,
+                    file=job.name,
+                )
+                if sku in self.seen:
+                    base.outcome, base.reason = (
+                        Outcome.DUPLICATE,
+                        "looked up for an earlier file of this crawl",
+                    )
+                    yield base
+                    continue
+                self.seen.add(sku)
+                if line.barcode is not None:
+                    base.barcode, base.name, base.brand, base.size = (
+                        line.barcode.code,
+                        line.name,
+                        line.brand,
+                        line.size,
+                    )
+                    base.reason = "barcode given in the inbox file"
+                    yield base
+                    continue
+                yield self.source.request(
+                    sku,
+                    line.store_id or self.default_store,
+                    {"file": job.name},
+                    callback=self.parse_record,
+                    errback=self.lookup_failed,
+                )
+            if self.limit and taken >= self.limit:
+                logger.info("Reached the limit of %d SKUs", self.limit)
+                break
+        self.reading_done = True
+
+    def _lookup(self, response: Response, outcome: Outcome, **fields: Any) -> BarcodeLookup:
+        meta = response.meta
+        return BarcodeLookup(
+            sku=str(meta["sku"]),
+            outcome=outcome,
+            company=self.company,
+            store_id=meta.get("store_id"),
+            file=meta.get("file"),
+            **fields,
+        )
+
+    def parse_record(self, response: Response) -> Any:
+        try:
+            record = self.source.read(response)
+        except SourceError as exc:
+            if not self.source.is_fallback(response):
+                self.crawler.stats.inc_value("coles/fallback/unusable_api_answer")
+                logger.warning(
+                    "Unusable API answer for SKU %s (%s): trying the product page",
+                    response.meta["sku"],
+                    exc,
+                )
+                yield self.source.fallback(
+                    response, callback=self.parse_record, errback=self.lookup_failed
+                )
+                return
+            yield self._lookup(response, Outcome.FAILED, reason=f"unreadable answer: {exc}")
+            return
+        if record is None:
+            yield self._lookup(response, Outcome.NOT_FOUND, reason="the site has no such product")
+            return
+        details = {"name": record.name, "brand": record.brand, "size": record.size}
+        try:
+            gtin = parse_gtin(record.gtin)
+        except InvalidGtin as exc:
+            yield self._lookup(
+                response,
+                Outcome.INVALID_BARCODE,
+                raw_barcode=str(record.gtin),
+                reason=exc.reason,
+                **details,
+            )
+            return
+        if gtin is None:
+            if self.fallback_without_gtin and not self.source.is_fallback(response):
+                yield self.source.fallback(
+                    response, callback=self.parse_record, errback=self.lookup_failed
+                )
+                return
+            reason = (
+                "the product record has no gtin"
+                if record.has_gtin_field
+                else "the product record has no gtin field"
+            )
+            yield self._lookup(response, Outcome.NO_BARCODE, reason=reason, **details)
+            return
+        yield self._lookup(
+            response, Outcome.FOUND, barcode=gtin.code, raw_barcode=str(record.gtin), **details
+        )
+
+    def lookup_failed(self, failure: Failure) -> Any:
+        request = failure.request  # type: ignore[attr-defined]
+        response = getattr(failure.value, "response", None)
+        if response is not None and response.status == 404 and self.source.is_fallback(response):
+            yield self._lookup(response, Outcome.NOT_FOUND, reason="no product page")
+            return
+        reason = (
+            f"{failure.type.__name__}: {failure.getErrorMessage()}"[:300]
+            if failure.type
+            else "failed"
+        )
+        if response is not None:
+            reason = f"HTTP {response.status} after retries"
+        self.crawler.stats.inc_value("coles/lookups_failed")
+        yield BarcodeLookup(
+            sku=str(request.meta["sku"]),
+            outcome=Outcome.FAILED,
+            company=self.company,
+            store_id=request.meta.get("store_id"),
+            file=request.meta.get("file"),
+            reason=reason,
+        )
