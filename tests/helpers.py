@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from click.testing import CliRunner
@@ -24,9 +29,9 @@ from colesbarcodes.db.models import (
 )
 from loaders.cli import cli
 
-if TYPE_CHECKING:
-    from pathlib import Path
+PROJECT = Path(__file__).resolve().parents[1]
 
+if TYPE_CHECKING:
     from click.testing import Result
     from sqlalchemy.engine import Engine
 
@@ -179,3 +184,82 @@ def _groups(conn: Any) -> dict[str, list[int]]:
     ):
         groups.setdefault(key, []).append(product_id)
     return groups
+
+
+FAST_CRAWL = [
+    "-s",
+    "DOWNLOAD_DELAY=0",
+    "-s",
+    "AUTOTHROTTLE_ENABLED=False",
+    "-s",
+    "CONCURRENT_REQUESTS=16",
+    "-s",
+    "CONCURRENT_REQUESTS_PER_DOMAIN=16",
+    "-s",
+    "RETRY_BACKOFF_BASE=0.05",
+    "-s",
+    "COLES_UPSERT_MAX_DELAY=0.5",
+]
+
+
+@dataclass
+class CrawlResult:
+    returncode: int
+    stats: dict[str, Any]
+    log: str
+
+
+def crawl_command(inbox: Path, base_url: str, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "scrapy",
+        "crawl",
+        "coles_barcodes",
+        "-a",
+        f"inbox={inbox}",
+        "-s",
+        f"COLES_BASE_URL={base_url}",
+        *FAST_CRAWL,
+        *args,
+    ]
+
+
+def crawl_env(database_url: str, stats_file: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "COLES_STATS_FILE": str(stats_file),
+        **extra,
+    }
+
+
+def run_crawl(
+    database_url: str, inbox: Path, base_url: str, *args: str, timeout: float = 240
+) -> CrawlResult:
+    """A real ``scrapy crawl coles_barcodes`` in a subprocess, from the project folder."""
+    stats_file = inbox.parent / f"stats-{uuid.uuid4().hex[:6]}.json"
+    proc = subprocess.run(
+        crawl_command(inbox, base_url, *args),
+        cwd=PROJECT,
+        env=crawl_env(database_url, stats_file),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    return CrawlResult(proc.returncode, stats, proc.stdout + proc.stderr)
+
+
+def lookups(engine: Engine) -> list[tuple[str, str, str | None]]:
+    """(sku, outcome, barcode) of every stored lookup, in insertion order."""
+    from colesbarcodes.db.models import Lookup
+
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(Lookup.sku, Lookup.outcome, Lookup.barcode).order_by(Lookup.id)
+            )
+        ]  # type: ignore[misc]

@@ -93,7 +93,8 @@ class BarcodeUpsertPipeline:
         while True:
             await asyncio.sleep(min(self.max_delay, 1.0))
             if self.oldest is not None and time.monotonic() - self.oldest >= self.max_delay:
-                await self.flush()
+                # Shielded: stopping the ticker must not abandon a batch being committed.
+                await asyncio.shield(self.flush())
 
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, BarcodeLookup):
