@@ -257,9 +257,5 @@ def lookups(engine: Engine) -> list[tuple[str, str, str | None]]:
     from colesbarcodes.db.models import Lookup
 
     with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                select(Lookup.sku, Lookup.outcome, Lookup.barcode).order_by(Lookup.id)
-            )
-        ]  # type: ignore[misc]
+        rows = conn.execute(select(Lookup.sku, Lookup.outcome, Lookup.barcode).order_by(Lookup.id))
+        return [(sku, outcome, barcode) for sku, outcome, barcode in rows]

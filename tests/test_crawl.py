@@ -137,9 +137,10 @@ def test_outcomes_are_stored_for_found_missing_invalid_and_unknown(
     expected.update({str(s): ("not_found", None) for s in unknown})
     assert stored == expected
     kinds = Counter(outcome for outcome, _ in expected.values())
-    assert (
-        kinds["found"] and kinds["no_barcode"] and kinds["invalid_barcode"] and kinds["not_found"]
-    )
+    assert kinds["found"]
+    assert kinds["no_barcode"]
+    assert kinds["invalid_barcode"]
+    assert kinds["not_found"]
     with engine.connect() as conn:
         barcodes = dict(
             conn.execute(
@@ -188,7 +189,8 @@ def test_429_and_503_are_retried_honouring_retry_after(
     statuses = result.stats
     limited = statuses.get("downloader/response_status_count/429", 0)
     unavailable = statuses.get("downloader/response_status_count/503", 0)
-    assert limited > 0 and unavailable > 0
+    assert limited > 0
+    assert unavailable > 0
     assert statuses["retry/count"] == limited + unavailable
     assert statuses["retry/waited_ms"] >= 1000 * (limited + unavailable)  # Retry-After: 1 s each
     assert Counter(o for _, o, _ in lookups(engine))["failed"] == 0
