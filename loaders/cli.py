@@ -11,15 +11,18 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+import orjson
 from sqlalchemy.exc import OperationalError
 
 from colesbarcodes.db import reports
 from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, migrate, redact, session_factory
 from colesbarcodes.db.engine import database_url as resolve_url
+from colesbarcodes.db.lookups import skus_without_barcode
 from colesbarcodes.inbox import Inbox
 from colesbarcodes.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
 from loaders import diagnostics
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("coles-loader")
 
 DEFAULT_PRODUCT_INBOX = "inboxes/product_inbox"
+DEFAULT_ENRICHMENT_INBOX = "inboxes/barcode_enrichment_inbox"
 RECOVERABLE: tuple[type[Exception], ...] = (*DATABASE_ERRORS, OSError)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -490,6 +494,56 @@ def migrate_command(ctx: click.Context) -> None:
     app = _app(ctx)
     app.engine()
     click.echo(f"Schema up to date in {redact(app.url)}")
+
+
+@cli.command("queue-missing-barcodes", context_settings=CONTEXT)
+@_company_option()
+@click.option("--store", "store_id", help="Only SKUs sold at this store.")
+@click.option(
+    "--inbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_ENRICHMENT_INBOX,
+    envvar="COLES_ENRICHMENT_INBOX",
+    show_default=True,
+    help="Barcode-enrichment inbox folder (env COLES_ENRICHMENT_INBOX).",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many SKUs.")
+@click.pass_context
+def queue_missing_barcodes(
+    ctx: click.Context, company: str, store_id: str | None, inbox: Path, limit: int | None
+) -> None:
+    """Write the SKUs whose products have no barcode into the barcode-enrichment inbox,
+    as one file for `scrapy crawl coles_barcodes` to take."""
+    store = _store_id(company, store_id) if store_id else None
+    with session_factory(_app(ctx).engine())() as session:
+        missing = skus_without_barcode(session, company, store, limit)
+    if not missing:
+        click.echo(f"Every {company} SKU has a barcode: nothing to queue.")
+        return
+    inbox.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = inbox / f"missing-{company}-{stamp}.jsonl"
+    temp = target.with_name(target.name + ".part")  # the crawl only takes *.jsonl
+    with temp.open("wb") as out:
+        for sku, sold_at in missing:
+            out.write(orjson.dumps({"company": company, "sku": sku, "store_id": sold_at}) + b"\n")
+    os.replace(temp, target)
+    click.echo(f"Queued {len(missing)} {company} SKUs without barcode: {target}")
+
+
+@cli.command(
+    "replica",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def replica(args: tuple[str, ...]) -> None:
+    """Serve the offline replica of the retailer's site on 127.0.0.1 (for trying the crawl
+    without the real site). All options are the replica's: see `coles-loader replica --help`.
+    """
+    from colesbarcodes.replica.runner import main as replica_main
+
+    sys.exit(replica_main(list(args), prog="coles-loader replica"))
 
 
 def main() -> None:

@@ -1,20 +1,43 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: SQLite under var/, the bundled sample inbox.
-# Import the product files, post-process, print the data-quality summary.
+# The main job on the embedded default: SQLite under var/, the bundled sample inbox and
+# the bundled replica of the retailer's site (bot check on, solved in Chromium).
+#   1. import the product files of the sample inbox, post-process;
+#   2. queue the SKUs still without a barcode for the barcode crawl;
+#   3. crawl their barcodes from the replica site;
+#   4. print the data-quality summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${VENV:-.venv}/bin"
+export DATABASE_URL="${DATABASE_URL:-sqlite:///var/colesbarcodes.sqlite3}"
 
-mkdir -p inboxes/product_inbox
-# Drop the bundled sample files into the inbox (re-importing them is harmless: nothing
-# is done twice).
-for sample in examples/product_inbox/*.jsonl; do
-    cp "$sample" "inboxes/product_inbox/$(basename "$sample")"
-done
+mkdir -p inboxes/product_inbox inboxes/barcode_enrichment_inbox var
+# Drop the bundled sample files into the inbox (importing them again changes nothing).
+cp examples/product_inbox/*.jsonl inboxes/product_inbox/
 
-echo "== Importing inboxes/product_inbox (database: ${DATABASE_URL:-sqlite:///var/colesbarcodes.sqlite3})"
-"$BIN/coles-loader" update --products --once
+echo "== 1. Importing inboxes/product_inbox into $DATABASE_URL"
+"$BIN/coles-loader" update --products --once --no-progress
 
 echo
-echo "== Data quality"
+echo "== 2. Queueing SKUs without barcode"
+"$BIN/coles-loader" queue-missing-barcodes
+
+echo
+echo "== 3. Crawling barcodes from the replica site"
+url_file=$(mktemp)
+"$BIN/coles-loader" replica --catalogue examples/replica_catalogue.jsonl --challenge >"$url_file" 2>var/replica.log &
+replica_pid=$!
+trap 'kill $replica_pid 2>/dev/null || true; rm -f "$url_file"' EXIT
+for _ in $(seq 100); do
+    [ -s "$url_file" ] && break
+    sleep 0.1
+done
+site=$(head -n 1 "$url_file")
+echo "replica site at $site (log: var/replica.log)"
+"$BIN/scrapy" crawl coles_barcodes -s COLES_BASE_URL="$site" -s LOG_LEVEL=INFO \
+    -s DOWNLOAD_DELAY=0 -s AUTOTHROTTLE_ENABLED=False -s COLES_STATS_FILE=var/last_crawl_stats.json \
+    2>&1 | grep -E "\[colesbarcodes|Spider closed|ERROR" || true
+echo "crawl stats: var/last_crawl_stats.json"
+
+echo
+echo "== 4. Data quality"
 "$BIN/coles-loader" data-quality

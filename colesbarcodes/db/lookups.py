@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, insert, select
 
 from colesbarcodes.db.catalog import BatchStats, apply_lines
-from colesbarcodes.db.models import CompanySku, Lookup, Product
+from colesbarcodes.db.models import CompanySku, Lookup, Product, Store, StorePrice
 from colesbarcodes.db.sqlutil import in_chunks, sql_in
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ __all__ = [
     "known_barcodes",
     "recent_outcomes",
     "record_lookups",
+    "skus_without_barcode",
     "stored_for_file",
 ]
 
@@ -127,3 +128,32 @@ def record_lookups(
         ]
         session.execute(insert(Lookup), values)
     return stats
+
+
+def skus_without_barcode(
+    session: Session, company: str, store_id: str | None = None, limit: int | None = None
+) -> list[tuple[str, str | None]]:
+    """(SKU, a store that sells it) for the company's products that have no barcode yet."""
+    store = (
+        select(func.min(Store.store_id))
+        .join(StorePrice, StorePrice.store_pk == Store.id)
+        .where(StorePrice.sku_pk == CompanySku.id)
+        .correlate(CompanySku)
+        .scalar_subquery()
+    )
+    query = (
+        select(CompanySku.sku, store)
+        .join(Product, Product.id == CompanySku.product_id)
+        .where(CompanySku.company == company, Product.barcode.is_(None))
+        .order_by(CompanySku.id)
+    )
+    if store_id is not None:
+        query = query.where(
+            select(StorePrice.id)
+            .join(Store, Store.id == StorePrice.store_pk)
+            .where(StorePrice.sku_pk == CompanySku.id, Store.store_id == store_id)
+            .exists()
+        )
+    if limit:
+        query = query.limit(limit)
+    return [(sku, store_of) for sku, store_of in session.execute(query)]
