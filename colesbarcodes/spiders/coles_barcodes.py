@@ -62,6 +62,10 @@ class ColesBarcodesSpider(scrapy.Spider):
         self.files: dict[str, EnrichmentFile] = {}
         self.seen: set[str] = set()
         self.reading_done = False
+        # One bound-method object per callback for all requests: Scrapy caches its
+        # per-callback source inspection by object, and a fresh bound method per request
+        # would make it parse this module's source again for every response.
+        self.callbacks = {"callback": self.parse_record, "errback": self.lookup_failed}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesBarcodesSpider:
@@ -127,11 +131,7 @@ class ColesBarcodesSpider(scrapy.Spider):
                     yield base
                     continue
                 yield self.source.request(
-                    sku,
-                    line.store_id or self.default_store,
-                    {"file": job.name},
-                    callback=self.parse_record,
-                    errback=self.lookup_failed,
+                    sku, line.store_id or self.default_store, {"file": job.name}, **self.callbacks
                 )
             if self.limit and taken >= self.limit:
                 logger.info("Reached the limit of %d SKUs", self.limit)
@@ -160,9 +160,7 @@ class ColesBarcodesSpider(scrapy.Spider):
                     response.meta["sku"],
                     exc,
                 )
-                yield self.source.fallback(
-                    response, callback=self.parse_record, errback=self.lookup_failed
-                )
+                yield self.source.fallback(response, **self.callbacks)
                 return
             yield self._lookup(response, Outcome.FAILED, reason=f"unreadable answer: {exc}")
             return
@@ -183,9 +181,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             return
         if gtin is None:
             if self.fallback_without_gtin and not self.source.is_fallback(response):
-                yield self.source.fallback(
-                    response, callback=self.parse_record, errback=self.lookup_failed
-                )
+                yield self.source.fallback(response, **self.callbacks)
                 return
             reason = (
                 "the product record has no gtin"
