@@ -325,3 +325,21 @@ def test_lookups_rows_count_each_outcome_once(
             == 4
         )
     assert all(count == 1 for count in replica.stats()["by_sku_kind"]["graphql"].values())
+
+
+def test_the_product_page_is_the_fallback_source_and_other_skus_records_are_ignored(
+    engine: Engine, replica: ReplicaProcess, enrichment_inbox: Path
+) -> None:
+    """With COLES_PRODUCT_PAGE_FALLBACK, a record without GTIN is looked for on the product
+    page; a page whose embedded record is another SKU's is read from its JSON-LD only."""
+    without = [p for p in CATALOGUE if expected_outcome(p)[0] == "no_barcode"][:4]
+    replica.configure(page_gtin=True, mismatch_skus=[p.sku for p in without[:2]])
+    write_jsonl(enrichment_inbox / "skus.jsonl", [{"sku": p.sku} for p in without])
+    result = run_crawl(
+        url_of(engine), enrichment_inbox, replica.url, "-s", "COLES_PRODUCT_PAGE_FALLBACK=True"
+    )
+    assert result.returncode == 0, result.log[-3000:]
+    assert replica.stats()["by_kind"]["product_page"] == len(without)
+    assert {(sku, outcome) for sku, outcome, _ in lookups(engine)} == {
+        (str(p.sku), "no_barcode") for p in without
+    }

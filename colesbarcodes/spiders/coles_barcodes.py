@@ -197,6 +197,16 @@ class ColesBarcodesSpider(scrapy.Spider):
     def lookup_failed(self, failure: Failure) -> Any:
         request = failure.request  # type: ignore[attr-defined]
         response = getattr(failure.value, "response", None)
+        if (
+            response is not None
+            and response.status in (401, 403)
+            and not self.source.is_fallback(response)
+        ):
+            # The API key was refused (rotated since the home page was read): the product page
+            # needs no key.
+            self.crawler.stats.inc_value("coles/fallback/api_refused")
+            yield self.source.fallback(response, **self.callbacks)
+            return
         if response is not None and response.status == 404 and self.source.is_fallback(response):
             yield self._lookup(response, Outcome.NOT_FOUND, reason="no product page")
             return
