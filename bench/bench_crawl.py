@@ -39,7 +39,9 @@ SPEED = [
 ]  # fmt: skip
 
 
-def crawl(inbox: Path, site: str, database_url: str, stats_file: Path, *extra: str) -> dict[str, object]:
+def crawl(
+    inbox: Path, site: str, database_url: str, stats_file: Path, *extra: str
+) -> dict[str, object]:
     command = [sys.executable, "-m", "scrapy", "crawl", "coles_barcodes", "-a", f"inbox={inbox}"]
     command += ["-s", f"COLES_BASE_URL={site}", *SPEED, *extra]
     env = {**os.environ, "DATABASE_URL": database_url, "COLES_STATS_FILE": str(stats_file)}
@@ -57,10 +59,19 @@ def write_inbox(root: Path, skus: list[int]) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--skus", type=int, default=20_000)
     parser.add_argument("--database-url", help="default: a temporary SQLite file")
-    parser.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE", help="extra Scrapy setting for the full crawl")
+    parser.add_argument(
+        "-s",
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra Scrapy setting for the full crawl",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -82,7 +93,9 @@ def main() -> None:
         unknown = len(skus) - len(known)
         with ReplicaProcess(products=args.skus, seed=7) as site:
             extra = [arg for setting in args.set for arg in ("-s", setting)]
-            full = crawl(write_inbox(tmp / "full", skus), site.url, database_url, tmp / "full.json", *extra)
+            full = crawl(
+                write_inbox(tmp / "full", skus), site.url, database_url, tmp / "full.json", *extra
+            )
             sent = int(site.stats()["by_kind"]["graphql"])
             site.reset_stats()
             base = crawl(
@@ -100,8 +113,10 @@ def main() -> None:
 
     full_rate, base_rate = rate(full, sent), rate(base, base_sent)
     print(f"SKUs: {len(skus):,}, known before the crawl: {len(known):,}, unknown: {unknown:,}")
-    print(f"full crawl: {sent:,} API requests sent ({'zero wasted' if sent == unknown else f'{sent - unknown:+,} vs unknown SKUs'}), "
-          f"{full_rate:,.0f} pages/s, {full.get('coles/stored', 0):,} outcomes stored")
+    print(
+        f"full crawl: {sent:,} API requests sent ({'zero wasted' if sent == unknown else f'{sent - unknown:+,} vs unknown SKUs'}), "
+        f"{full_rate:,.0f} pages/s, {full.get('coles/stored', 0):,} outcomes stored"
+    )
     print(f"baseline (no prefill, no pipelines): {base_sent:,} requests, {base_rate:,.0f} pages/s")
     print(f"ratio full/baseline pages/s: {full_rate / base_rate:.2f} (goal >= 0.80)")
 

@@ -18,28 +18,44 @@ import argparse
 import random
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import psycopg
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 from stdnum import ean
 
 from colesbarcodes.db.engine import make_engine, migrate, session_factory
 from colesbarcodes.db.lookups import known_barcodes
 from colesbarcodes.db.models import CompanySku, Product
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
 
 def fill(url: str, products: int) -> None:
     """COPY ``products`` rows into products and company_skus (SKU = 1,000,000 + id)."""
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        with cur.copy("COPY products (id, name, barcode, barcode_scope, created_at, updated_at) FROM STDIN") as copy:
+        with cur.copy(
+            "COPY products (id, name, barcode, barcode_scope, created_at, updated_at) FROM STDIN"
+        ) as copy:
             for pid in range(1, products + 1):
                 barcode = None
                 if pid % 2 == 0:
                     body = f"93{pid:010d}"
                     barcode = body + ean.calc_check_digit(body)
-                copy.write_row((pid, f"Product {pid}", barcode, "global" if barcode else None, "2026-11-24", "2026-11-24"))
-        with cur.copy("COPY company_skus (id, company, sku, product_id, created_at) FROM STDIN") as copy:
+                copy.write_row(
+                    (
+                        pid,
+                        f"Product {pid}",
+                        barcode,
+                        "global" if barcode else None,
+                        "2026-11-24",
+                        "2026-11-24",
+                    )
+                )
+        with cur.copy(
+            "COPY company_skus (id, company, sku, product_id, created_at) FROM STDIN"
+        ) as copy:
             for pid in range(1, products + 1):
                 copy.write_row((pid, "coles", str(1_000_000 + pid), pid, "2026-11-24"))
         cur.execute("SELECT setval(pg_get_serial_sequence('products', 'id'), %s)", (products,))
@@ -64,7 +80,9 @@ def old_map(session: Session, skus: list[str]) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--products", type=int, default=1_000_000)
     parser.add_argument("--skus", type=int, default=30_000)
     parser.add_argument("--repeat", type=int, default=3)
@@ -96,9 +114,13 @@ def main() -> None:
                 old_times.append(time.perf_counter() - started)
             assert new == old, "both maps must agree"
         best_new, best_old = min(new_times), min(old_times)
-        print(f"prefill map, one query for the file's {len(set(skus)):,} SKUs: {best_new:.3f}s ({len(new):,} known)")
+        print(
+            f"prefill map, one query for the file's {len(set(skus)):,} SKUs: {best_new:.3f}s ({len(new):,} known)"
+        )
         print(f"old approach, all products of the company + Python loop: {best_old:.3f}s")
-        print(f"speed-up: {best_old / best_new:.1f}x (goal >= 20x; new map under 1 s: {'yes' if best_new < 1 else 'no'})")
+        print(
+            f"speed-up: {best_old / best_new:.1f}x (goal >= 20x; new map under 1 s: {'yes' if best_new < 1 else 'no'})"
+        )
     finally:
         engine.dispose()
         with psycopg.connect(args.postgres_url, autocommit=True) as admin:
