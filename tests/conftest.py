@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parent / "samples"
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLES = PROJECT / "examples"
 IN_CI = os.environ.get("CI", "").lower() == "true"
