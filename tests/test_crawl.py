@@ -343,3 +343,80 @@ def test_the_product_page_is_the_fallback_source_and_other_skus_records_are_igno
     assert {(sku, outcome) for sku, outcome, _ in lookups(engine)} == {
         (str(p.sku), "no_barcode") for p in without
     }
+
+
+def test_losing_the_database_mid_crawl_closes_cleanly_and_loses_nothing(
+    postgres_server_url: str, replica: ReplicaProcess, enrichment_inbox: Path
+) -> None:
+    """The database refuses connections mid-crawl: the pipeline retries, gives up, closes the
+    spider, writes what it could not store back to the inbox; the next run finishes the job."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    from colesbarcodes.db.engine import make_engine, migrate
+    from tests.conftest import ADMIN_URL
+
+    admin_info = (
+        make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    name = f"colesbarcodes_outage_{os.getpid()}"
+    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(admin_info, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    wanted = skus(0, PRODUCTS)
+    write_jsonl(enrichment_inbox / "skus.jsonl", [{"sku": s} for s in wanted])
+    replica.configure(delay_ms=50)
+    stats_file = enrichment_inbox.parent / "outage.json"
+    proc = subprocess.Popen(
+        crawl_command(
+            enrichment_inbox,
+            replica.url,
+            "-s",
+            "CONCURRENT_REQUESTS=4",
+            "-s",
+            "COLES_UPSERT_BATCH_SIZE=10",
+            "-s",
+            "COLES_DB_RETRIES=2",
+        ),
+        cwd=PROJECT,
+        env=crawl_env(url, stats_file),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        engine = make_engine(url, poolclass=NullPool)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(lookups(engine)) < 20:
+            time.sleep(0.2)
+        engine.dispose()
+        with psycopg.connect(admin_info, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+        assert proc.wait(timeout=120) == 0
+        stats = json.loads(stats_file.read_text())
+        assert stats["finish_reason"] == "database_unavailable"
+        spill = list(enrichment_inbox.glob("spill-*.jsonl"))
+        assert len(spill) == 1
+        assert list((enrichment_inbox / "processing").glob("*.jsonl")), "the file stays claimed"
+        with psycopg.connect(admin_info, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        replica.configure(delay_ms=0)
+        result = run_crawl(url, enrichment_inbox, replica.url)
+        assert result.returncode == 0, result.log[-3000:]
+        engine = make_engine(url)
+        stored = lookups(engine)
+        engine.dispose()
+        assert {sku for sku, _, _ in stored} == {str(s) for s in wanted}  # every SKU has an outcome
+        assert not list(enrichment_inbox.glob("*.jsonl"))
+        assert not list((enrichment_inbox / "processing").glob("*.jsonl"))
+    finally:
+        proc.kill()
+        with psycopg.connect(admin_info, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
