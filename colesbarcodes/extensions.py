@@ -1,8 +1,11 @@
-"""Crawl extensions."""
+"""Crawl extensions: the stats file and the run ledger."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,12 +13,17 @@ import orjson
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, migrate, redact, session_factory
+from colesbarcodes.db.runs import RunRecord, record_crawl_run
+
 if TYPE_CHECKING:
     from typing import Self
 
     from scrapy.crawler import Crawler
 
-__all__ = ["StatsFile"]
+__all__ = ["CrawlRunLedger", "StatsFile"]
+
+logger = logging.getLogger(__name__)
 
 
 class StatsFile:
@@ -38,10 +46,105 @@ class StatsFile:
     def spider_closed(self, reason: str) -> None:
         assert self.crawler.stats is not None
         stats: dict[str, Any] = dict(self.crawler.stats.get_stats())
-        stats["finish_reason"] = reason
+        stats.setdefault("finish_reason", reason)  # the monitors may have said more
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.path.with_name(self.path.name + ".part")
         temp.write_bytes(
             orjson.dumps(stats, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
         )
         os.replace(temp, self.path)
+
+
+def _json_ready(stats: dict[str, Any]) -> dict[str, Any]:
+    """The stats as plain JSON values (datetimes as ISO strings, anything odd as text)."""
+    ready: dict[str, Any] = orjson.loads(
+        orjson.dumps(stats, default=str, option=orjson.OPT_NON_STR_KEYS)
+    )
+    return ready
+
+
+def _utc(value: Any, fallback: datetime) -> datetime:
+    if not isinstance(value, datetime):
+        return fallback
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class CrawlRunLedger:
+    """Writes one ``crawl_runs`` row when the crawl ends: start and end, scrapyd job id,
+    spider, finish reason, the monitors' verdict, SKUs per outcome (stats
+    ``coles/outcome/*``) and all the stats.
+
+    Comes after the monitors in ``EXTENSIONS``. The ledger never fails a crawl: when the
+    database cannot be reached the run is logged as not recorded and the crawl closes as
+    it would have (``COLES_LEDGER_CONNECT_TIMEOUT`` bounds the wait on PostgreSQL).
+    Enabled by ``COLES_RUN_LEDGER_ENABLED``.
+    """
+
+    def __init__(self, crawler: Crawler, database_url: str, connect_timeout: float) -> None:
+        self.crawler = crawler
+        self.database_url = database_url
+        self.connect_timeout = connect_timeout
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("COLES_RUN_LEDGER_ENABLED"):
+            raise NotConfigured
+        ledger = cls(
+            crawler, settings.get("DATABASE_URL"), settings.getfloat("COLES_LEDGER_CONNECT_TIMEOUT")
+        )
+        crawler.signals.connect(ledger.spider_closed, signal=signals.spider_closed)
+        return ledger
+
+    def record(self, reason: str) -> RunRecord:
+        """The ledger row from the stats as they are now (read before any await)."""
+        assert self.crawler.stats is not None
+        stats = dict(self.crawler.stats.get_stats())
+        now = datetime.now(UTC)
+        spider = self.crawler.spider
+        prefix = "coles/outcome/"
+        return RunRecord(
+            spider=getattr(spider, "name", None) or "unknown",
+            job=getattr(spider, "_job", None),
+            started_at=_utc(stats.get("start_time"), now),
+            finished_at=_utc(stats.get("finish_time"), now),
+            finish_reason=str(stats.get("finish_reason") or reason),
+            monitor_result=stats.get("monitor/result"),
+            monitor_detail=stats.get("monitor/failures"),
+            outcomes={
+                key[len(prefix) :]: int(value)
+                for key, value in sorted(stats.items())
+                if key.startswith(prefix) and isinstance(value, int)
+            },
+            stats=_json_ready(stats),
+        )
+
+    def _write(self, run: RunRecord) -> int:
+        kwargs: dict[str, Any] = {}
+        if self.database_url.startswith("postgres"):
+            kwargs["connect_args"] = {"connect_timeout": max(1, round(self.connect_timeout))}
+        engine = make_engine(self.database_url, **kwargs)
+        try:
+            migrate(engine)
+            with session_factory(engine).begin() as session:
+                return record_crawl_run(session, run)
+        finally:
+            engine.dispose()
+
+    async def spider_closed(self, reason: str) -> None:
+        run = self.record(reason)
+        try:
+            run_id = await asyncio.to_thread(self._write, run)
+        except DATABASE_ERRORS as exc:
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+            logger.warning(
+                "This run is not in the run ledger: the database %s is unreachable (%s)",
+                redact(self.database_url),
+                detail or type(exc).__name__,
+            )
+            return
+        except Exception:
+            # A bug here must not turn a good crawl into a failed one.
+            logger.warning("This run is not in the run ledger: writing it failed", exc_info=True)
+            return
+        logger.info("Run %d recorded in the run ledger (%s)", run_id, run.finish_reason)

@@ -115,10 +115,51 @@ ITEM_PIPELINES = {
     "colesbarcodes.pipelines.BarcodeUpsertPipeline": 300,
 }
 EXTENSIONS = {
+    # spider_closed handlers run in this order, after Scrapy's CoreStats (0): the monitors
+    # judge the run first, then the stats file and the run ledger record their verdict.
+    "colesbarcodes.monitors.CrawlMonitor": 100,
     "colesbarcodes.extensions.StatsFile": 500,
+    "colesbarcodes.extensions.CrawlRunLedger": 510,
 }
 COLES_STATS_FILE = os.environ.get("COLES_STATS_FILE", "")  # write the final stats as JSON
 
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = os.environ.get("COLES_LOG_LEVEL", "INFO")
+
+# --- Monitors and the run ledger ------------------------------------------------------
+# At the end of every crawl the monitors (colesbarcodes/monitors.py) judge it from its
+# stats. A failed verdict: stat monitor/result = "failed", the finish reason "finished"
+# becomes "monitor_failed: <the failed checks>", and `scrapy crawl` exits with status 3.
+COLES_MONITOR_ENABLED = True
+COLES_MONITOR_MAX_FAILED_SHARE = 0.25  # of the SKUs asked of the site, the share that failed
+COLES_MONITOR_MAX_CHALLENGE_SHARE = 0.3  # of all responses, the share that were the bot check
+COLES_MONITOR_MAX_ITEMS_DROPPED = 0  # items dropped by a pipeline (item_dropped_count)
+COLES_MONITOR_MAX_ERRORS = 0  # ERROR log lines (log_count/ERROR)
+# A SKU still failing after its retries is an outcome ("failed", retry file), judged by the
+# failed share above: Scrapy's "Gave up retrying" line is a warning, not an error.
+RETRY_GIVE_UP_LOG_LEVEL = "WARNING"
+COMMANDS_MODULE = "colesbarcodes.commands"  # `scrapy crawl` that exits 3 on a failed monitor
+COLES_RUN_LEDGER_ENABLED = True  # one crawl_runs row per crawl (coles-loader runs, report)
+COLES_LEDGER_CONNECT_TIMEOUT = 10.0  # seconds; an unreachable database never fails the crawl
+
+# --- The product-listing crawl: scrapy crawl coles_products -a stores=0584,0601 ---------
+# One file per store and run, coles_store-<store>_<time>.jsonl, lands in this inbox when
+# its store's walk is complete (written as .jsonl.part until then).
+COLES_PRODUCT_INBOX = os.environ.get("COLES_PRODUCT_INBOX", "inboxes/product_inbox")
+# Promotional groupings that only repeat products listed elsewhere (listing paths).
+COLES_LISTING_SKIP_GROUPS = ["down-down", "bonus-prize-entries"]
+COLES_LISTING_PAGE_SIZE = 48  # rows a listing page holds, when the page does not say
+# The site shows no listing page past this one: bigger categories are walked through
+# their sub-categories.
+COLES_LISTING_MAX_PAGES = 104
+# A store's file is published only if at most this many listing pages were lost (failed
+# after retries, or beyond the page cap of a category without sub-categories).
+COLES_LISTING_MAX_FAILED_PAGES = 0
+# Also queue the listed SKUs without a known barcode (DATABASE_URL) in COLES_ENRICHMENT_INBOX.
+COLES_LISTING_QUEUE_MISSING_BARCODES = False
+# atomicfile:///path: a feed written as <path>.part and renamed once its spider says it is
+# complete (colesbarcodes.listing.AtomicFileFeedStorage).
+FEED_STORAGES = {"atomicfile": "colesbarcodes.listing.AtomicFileFeedStorage"}
+# coles_jsonl: JSON lines written with orjson (colesbarcodes.listing.ListingLinesExporter).
+FEED_EXPORTERS = {"coles_jsonl": "colesbarcodes.listing.ListingLinesExporter"}

@@ -97,6 +97,7 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
     Typical use:
       coles-loader update --products        import every file in inboxes/product_inbox
       coles-loader data-quality             barcode coverage per company and store
+      coles-loader report                   the same and more as an HTML page
       coles-loader inspect-product 42       everything known about one product
 
     Run any command with --help for its options.
@@ -544,6 +545,122 @@ def replica(args: tuple[str, ...]) -> None:
     from colesbarcodes.replica.runner import main as replica_main
 
     sys.exit(replica_main(list(args), prog="coles-loader replica"))
+
+
+@cli.command("report", context_settings=CONTEXT)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default="var/report.html",
+    show_default=True,
+    help="Where to write the HTML page (its folder is created).",
+)
+@click.option(
+    "--runs",
+    "run_count",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Crawl runs shown (the latest).",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="At most this many rows in the conflict, merge and failing-SKU tables.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Also print the figures behind the page as JSON (instead of its path).",
+)
+@click.pass_context
+def report(ctx: click.Context, out: Path, run_count: int, rows: int, as_json: bool) -> None:
+    """Write the data-quality report: one self-contained HTML page (inline CSS and SVG
+    charts, nothing fetched when it is opened).
+
+    \b
+    It shows:
+      barcode coverage per company and per store   (the figures of data-quality)
+      coverage over time                           (products, lookups, import ledger)
+      crawl outcomes per run, with the monitors' verdict   (the run ledger)
+      open barcode conflicts and recent merges     (product ids link to details)
+      SKUs whose lookup failed at least twice
+
+    \b
+    Example:
+      coles-loader report --out var/report.html && xdg-open var/report.html
+    """
+    from loaders.report import render_report
+
+    app = _app(ctx)
+    with session_factory(app.engine())() as session:
+        result = reports.quality_report(session, runs=run_count, rows=rows)
+    page = render_report(result, source=redact(app.url))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_name(out.name + ".part")
+    temp.write_text(page, encoding="utf-8")
+    os.replace(temp, out)
+    if as_json:
+        echo_json({"out": str(out), **result})
+        return
+    totals = result["data_quality"]["totals"]
+    click.echo(
+        f"Report written to {out} ({totals['with_barcode']} of {totals['products']} products "
+        f"with a barcode, {totals['barcode_pct']:.2f} %)"
+    )
+
+
+@cli.command("runs", context_settings=CONTEXT)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many runs (the latest).",
+)
+@json_option
+@click.pass_context
+def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """The latest barcode crawls from the run ledger, newest first: when, how long, the
+    scrapyd job, the monitors' verdict, the finish reason and the SKUs per outcome
+    (--json adds each run's full Scrapy stats).
+
+    A crawl is written to the ledger when it ends; a crawl whose monitors failed shows
+    "failed" and a finish reason like "monitor_failed: failed share 0.40 > 0.25".
+    """
+    with session_factory(_app(ctx).engine())() as session:
+        result = reports.crawl_runs(session, limit, with_stats=as_json)
+    if as_json:
+        echo_json(result)
+        return
+    outcomes = sorted({o for r in result for o in r["outcomes"]})
+    echo_table(
+        [
+            {
+                **{k: r[k] for k in ("id", "spider", "job", "duration_s", "skus")},
+                "started": r["started_at"][:19].replace("T", " ") if r["started_at"] else None,
+                "monitor": r["monitor_result"] or "off",
+                "finish_reason": r["finish_reason"],
+                **{o: r["outcomes"].get(o, 0) for o in outcomes},
+            }
+            for r in result
+        ],
+        [
+            "id",
+            "started",
+            "duration_s",
+            "spider",
+            "job",
+            "monitor",
+            "finish_reason",
+            "skus",
+            *outcomes,
+        ],
+        "Crawl runs",
+    )
 
 
 def main() -> None:

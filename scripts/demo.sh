@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: SQLite under var/, the bundled sample inbox and
 # the bundled replica of the retailer's site (bot check on, solved in Chromium).
-#   1. import the product files of the sample inbox, post-process;
+#   0. crawl the listings of stores 0584 and 0601 from the replica site into the inbox;
+#   1. import the product files of the inbox (the listing crawl's and the samples), post-process;
 #   2. queue the SKUs still without a barcode for the barcode crawl;
 #   3. crawl their barcodes from the replica site;
 #   4. print the data-quality summary.
@@ -14,15 +15,6 @@ mkdir -p inboxes/product_inbox inboxes/barcode_enrichment_inbox var
 # Drop the bundled sample files into the inbox (importing them again changes nothing).
 cp examples/product_inbox/*.jsonl inboxes/product_inbox/
 
-echo "== 1. Importing inboxes/product_inbox into $DATABASE_URL"
-"$BIN/coles-loader" update --products --once --no-progress
-
-echo
-echo "== 2. Queueing SKUs without barcode"
-"$BIN/coles-loader" queue-missing-barcodes
-
-echo
-echo "== 3. Crawling barcodes from the replica site"
 url_file=$(mktemp)
 "$BIN/coles-loader" replica --catalogue examples/replica_catalogue.jsonl --challenge >"$url_file" 2>var/replica.log &
 replica_pid=$!
@@ -33,6 +25,23 @@ for _ in $(seq 100); do
 done
 site=$(head -n 1 "$url_file")
 echo "replica site at $site (log: var/replica.log)"
+
+echo
+echo "== 0. Crawling the listings of stores 0584 and 0601 into inboxes/product_inbox"
+"$BIN/scrapy" crawl coles_products -a stores=0584,0601 -s COLES_BASE_URL="$site" -s LOG_LEVEL=INFO \
+    -s DOWNLOAD_DELAY=0 -s AUTOTHROTTLE_ENABLED=False -s COLES_STATS_FILE=var/last_listing_stats.json \
+    2>&1 | grep -E "\[colesbarcodes.spiders|Spider closed|ERROR" || true
+
+echo
+echo "== 1. Importing inboxes/product_inbox into $DATABASE_URL"
+"$BIN/coles-loader" update --products --once --no-progress
+
+echo
+echo "== 2. Queueing SKUs without barcode"
+"$BIN/coles-loader" queue-missing-barcodes
+
+echo
+echo "== 3. Crawling barcodes from the replica site"
 "$BIN/scrapy" crawl coles_barcodes -s COLES_BASE_URL="$site" -s LOG_LEVEL=INFO \
     -s DOWNLOAD_DELAY=0 -s AUTOTHROTTLE_ENABLED=False -s COLES_STATS_FILE=var/last_crawl_stats.json \
     2>&1 | grep -E "\[colesbarcodes|Spider closed|ERROR" || true
@@ -41,3 +50,8 @@ echo "crawl stats: var/last_crawl_stats.json"
 echo
 echo "== 4. Data quality"
 "$BIN/coles-loader" data-quality
+
+echo
+echo "== 5. Data-quality report"
+"$BIN/coles-loader" report --out var/report.html
+echo "open it in a browser: $(pwd)/var/report.html"

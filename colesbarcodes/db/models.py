@@ -31,6 +31,7 @@ __all__ = [
     "BarcodeConflict",
     "Base",
     "CompanySku",
+    "CrawlRun",
     "ImportedFile",
     "Lookup",
     "PriceHistory",
@@ -256,3 +257,26 @@ class Lookup(Base):
     file: Mapped[str | None] = mapped_column(String(400))
     job: Mapped[str | None] = mapped_column(String(100))
     looked_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CrawlRun(Base):
+    """The run ledger: one row per barcode crawl, written when it ends.
+
+    When it ran, which scrapyd job (None when run by hand), how it ended (``finish_reason``,
+    e.g. ``finished`` or ``monitor_failed: failed share 0.40 > 0.25``), the monitors'
+    verdict, its SKUs per outcome (``{"found": 120, "failed": 3, ...}``) and all its stats.
+    """
+
+    __tablename__ = "crawl_runs"
+    __table_args__ = (Index("ix_crawl_runs_started_at", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    spider: Mapped[str] = mapped_column(String(100))
+    job: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finish_reason: Mapped[str] = mapped_column(Text1000)
+    monitor_result: Mapped[str | None] = mapped_column(String(20))  # passed, failed, None: off
+    monitor_detail: Mapped[str | None] = mapped_column(Text1000)  # the failed checks
+    outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -22,10 +22,13 @@ from .gtin import MISSING, Gtin, GtinKind, classify, normalise, with_check_digit
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-__all__ = ["Catalogue", "ProductStatus", "ReplicaProduct"]
+__all__ = ["LEAF_CAPACITY", "Catalogue", "ProductStatus", "ReplicaProduct"]
 
 ProductStatus = Literal["active", "unknown"]
 """``unknown``: in the catalogue file but delisted, so the site answers as for an unknown SKU."""
+
+LEAF_CAPACITY = 48 * 104
+"""Most products a generated leaf category holds: what one listing shows (48 rows x 104 pages)."""
 
 FRESH_DEPARTMENTS = frozenset({"meat-seafood", "fruit-vegetables", "deli", "bakery"})
 
@@ -242,6 +245,11 @@ class Catalogue:
     ) -> Catalogue:
         """``n`` products with consecutive SKUs from ``start_sku``; same arguments, same catalogue.
 
+        No leaf category gets more than :data:`LEAF_CAPACITY` products (48 rows x 104 pages),
+        so that, as on the real site, walking the sub-categories lists every product whatever
+        ``n`` (a replica run with smaller ``listing_page_size``/``listing_max_pages`` lowers
+        the cap: keep ``n`` small enough there).
+
         Barcodes are valid EAN-13s (Australian prefix 93, imports, and in-store 02/2x codes in
         fresh departments) except for the shares asked for: no barcode (split evenly between a
         missing key, null and ""), invalid codes, and valid codes sent as JSON numbers.
@@ -249,11 +257,17 @@ class Catalogue:
         rng = random.Random(seed)
         tree = CategoryTree.default()
         leaves = tree.leaves()
+        if n > len(leaves) * LEAF_CAPACITY:
+            raise ValueError(f"at most {len(leaves) * LEAF_CAPACITY:,} products fit the tree")
         cum_weights = list(accumulate(max(leaf.weight, 1) for leaf in leaves))
         used: set[str] = set()
+        filled: dict[str, int] = {}
         products = []
         for i in range(n):
             leaf = rng.choices(leaves, cum_weights=cum_weights)[0]
+            while filled.get(leaf.path, 0) >= LEAF_CAPACITY:  # full: listing it would stop short
+                leaf = rng.choices(leaves, cum_weights=cum_weights)[0]
+            filled[leaf.path] = filled.get(leaf.path, 0) + 1
             department = leaf.department
             fresh = department in FRESH_DEPARTMENTS
             weighted = fresh and rng.random() < 0.15

@@ -48,6 +48,7 @@ __all__ = [
 
 DEFAULT_API_KEY = "5ad1ca0b9e2f4c7d8a3b6e1f0c9d2a47"
 DEFAULT_BUILD_ID = "20241015.01_v4.24.0-replica"
+LISTING_CACHE_BYTES = 256 * 1024 * 1024  # encoded listing pages kept (~1,300 pages of 48 rows)
 
 # Kinds of request counted in the stats; the first five are "content": challenged and faulted.
 CONTENT_KINDS = ("home", "graphql", "product_page", "listing", "categories")
@@ -212,8 +213,10 @@ class ReplicaSite:
         self.pages = Pages()
         self._sequence = 0
         self._rng = random.Random(self.config.seed)
-        # Listing pages are pure functions of the catalogue: encode each one once.
+        # Listing pages are pure functions of the catalogue: encode each one once, keeping at
+        # most LISTING_CACHE_BYTES of them (the oldest go first), whatever the catalogue size.
         self._listing_cache: dict[tuple[str, int, int, int, str], bytes] = {}
+        self._listing_cache_bytes = 0
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -457,10 +460,15 @@ class ReplicaSite:
                 self.catalogue, node, page, config.listing_page_size, config.listing_max_pages, base
             )
             body = dumps(payload)
-            if len(self._listing_cache) >= 4096:
-                self._listing_cache.clear()
-            self._listing_cache[key] = body
+            self._cache_listing(key, body)
         return web.Response(body=body, content_type="application/json")
+
+    def _cache_listing(self, key: tuple[str, int, int, int, str], body: bytes) -> None:
+        cache = self._listing_cache
+        while cache and self._listing_cache_bytes + len(body) > LISTING_CACHE_BYTES:
+            self._listing_cache_bytes -= len(cache.pop(next(iter(cache))))
+        cache[key] = body
+        self._listing_cache_bytes += len(body)
 
     # -- control --------------------------------------------------------------------------------
 

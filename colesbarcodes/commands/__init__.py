@@ -1,0 +1,2 @@
+"""Scrapy commands of the project (``COMMANDS_MODULE``): a ``crawl`` whose exit status
+tells a failed monitor."""

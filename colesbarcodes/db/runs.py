@@ -1,0 +1,56 @@
+"""The run ledger's writing side: one ``crawl_runs`` row per crawl, written when it ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert
+
+from colesbarcodes.db.models import CrawlRun
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.orm import Session
+
+__all__ = ["LOOKED_UP_OUTCOMES", "RunRecord", "record_crawl_run"]
+
+# Outcomes of SKUs that were asked of the site; the others (prefilled, recently_checked,
+# duplicate) cost no request. Shares of "failed" and "found" are taken over these.
+LOOKED_UP_OUTCOMES = ("found", "no_barcode", "not_found", "invalid_barcode", "failed")
+
+
+@dataclass
+class RunRecord:
+    """What the ledger keeps of one crawl (``stats`` must be JSON-ready)."""
+
+    spider: str
+    started_at: datetime
+    finished_at: datetime
+    finish_reason: str
+    job: str | None = None
+    monitor_result: str | None = None
+    monitor_detail: str | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def record_crawl_run(session: Session, run: RunRecord) -> int:
+    """Insert the run; its id."""
+    run_id: int = session.execute(
+        insert(CrawlRun)
+        .values(
+            spider=run.spider[:100],
+            job=None if run.job is None else run.job[:100],
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            finish_reason=run.finish_reason[:1000],
+            monitor_result=run.monitor_result,
+            monitor_detail=None if run.monitor_detail is None else run.monitor_detail[:1000],
+            outcomes=run.outcomes,
+            stats=run.stats,
+        )
+        .returning(CrawlRun.id)
+    ).scalar_one()
+    return run_id

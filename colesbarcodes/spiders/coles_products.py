@@ -1,0 +1,416 @@
+"""``scrapy crawl coles_products``: fill the product inbox from the site's category listings.
+
+Reads the build id from the home page and the category tree, then walks every category for
+every store asked for (``-a stores=0584,0601``). A category too big to list whole (more
+than ``COLES_LISTING_PAGE_SIZE`` x ``COLES_LISTING_MAX_PAGES`` products) is walked through
+its sub-categories; promotional groupings (``COLES_LISTING_SKIP_GROUPS``) are left out; ad
+rows are dropped; each (store, SKU) is written once, as a canonical inbox line. Each store
+gets one file in the product inbox, published only when its walk is complete
+(:mod:`colesbarcodes.listing`). Parsing lives in :mod:`colesbarcodes.coles_site`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import scrapy
+from scrapy import signals
+from scrapy.exceptions import CloseSpider
+from scrapy.settings import SETTINGS_PRIORITIES
+
+from colesbarcodes.coles_site import (
+    Category,
+    ListingPage,
+    SiteFormatError,
+    categories_path,
+    listing_line,
+    listing_page_count,
+    listing_path,
+    listing_plan,
+    parse_build_id,
+    parse_category_tree,
+    parse_listing,
+)
+from colesbarcodes.listing import (
+    STORE_OPTION,
+    StoreWalk,
+    parse_stores,
+    queue_missing_barcodes,
+    store_feeds,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.settings import BaseSettings
+    from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+BARCODE_PIPELINE = "colesbarcodes.pipelines.BarcodeUpsertPipeline"
+
+
+class SiteUnusable(Exception):
+    """The home page or the category tree cannot be read: nothing can be listed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListingTask:
+    """What a listing request is for (its ``meta["coles_listing"]``)."""
+
+    store_id: str
+    category: Category
+    page: int
+    build_id: str
+    retried: bool = False  # already re-sent once with a fresh build id
+
+
+def _raise_priority(settings: BaseSettings, name: str) -> int:
+    return max(settings.getpriority(name) or 0, SETTINGS_PRIORITIES["spider"])
+
+
+class ColesProductsSpider(scrapy.Spider):
+    """Products, prices and availability of whole stores, from the category listings.
+
+    Arguments (``-a name=value``), each overriding the setting in brackets: ``stores``
+    (COLES_STORE_ID; several: ``0584,0601``), ``base_url`` (COLES_BASE_URL), ``inbox``
+    (COLES_PRODUCT_INBOX).
+    """
+
+    name = "coles_products"
+    company = "coles"
+    # Some 30,000 items a store, each a line of pure CPU work: no per-item "Scraped from"
+    # log record unless at DEBUG, and few item workers per response (Scrapy starts
+    # CONCURRENT_ITEMS tasks for every response; parallel items gain nothing here).
+    custom_settings = {
+        "LOG_FORMATTER": "colesbarcodes.listing.QuietItemsLogFormatter",
+        "CONCURRENT_ITEMS": 4,
+    }
+    base_url: str
+    stores: list[str]
+    inbox: Path
+    skip: frozenset[str]
+    page_size: int
+    max_pages: int
+    max_failed: int
+    queue_missing: bool
+
+    def __init__(
+        self,
+        stores: str | None = None,
+        base_url: str | None = None,
+        inbox: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)  # scrapyd adds _job and other arguments
+        self._arguments = {"stores": stores, "base_url": base_url, "inbox": inbox}
+        self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")  # names this run's files
+        self.build_id = ""
+        self.walks: dict[str, StoreWalk] = {}
+        self.published: dict[str, Path] = {}
+        self._refreshes: dict[str, asyncio.Future[str]] = {}
+        # One bound-method object per callback for all requests (Scrapy caches its
+        # per-callback inspection by object).
+        self._callback, self._errback = self.parse_listing, self.listing_failed
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        # The listing crawl stores nothing in the database: without the barcode pipeline it
+        # needs none (that pipeline would migrate the database on opening and close the
+        # crawl when the database is down).
+        pipelines = settings.getdict("ITEM_PIPELINES")
+        pipelines[BARCODE_PIPELINE] = None
+        settings.set("ITEM_PIPELINES", pipelines, _raise_priority(settings, "ITEM_PIPELINES"))
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesProductsSpider:
+        spider: ColesProductsSpider = super().from_crawler(crawler, *args, **kwargs)
+        settings, given = crawler.settings, spider._arguments
+        spider.base_url = str(given["base_url"] or settings.get("COLES_BASE_URL")).rstrip("/")
+        spider.stores = parse_stores(str(given["stores"] or settings.get("COLES_STORE_ID")))
+        spider.inbox = Path(str(given["inbox"] or settings.get("COLES_PRODUCT_INBOX")))
+        spider.skip = frozenset(
+            str(group).strip("/") for group in settings.getlist("COLES_LISTING_SKIP_GROUPS")
+        )
+        spider.page_size = max(1, settings.getint("COLES_LISTING_PAGE_SIZE"))
+        spider.max_pages = max(1, settings.getint("COLES_LISTING_MAX_PAGES"))
+        spider.max_failed = settings.getint("COLES_LISTING_MAX_FAILED_PAGES")
+        spider.queue_missing = settings.getbool("COLES_LISTING_QUEUE_MISSING_BARCODES")
+        spider.walks = {store: StoreWalk(store) for store in spider.stores}
+        feeds = {
+            **settings.getdict("FEEDS"),
+            **store_feeds(spider.stores, spider.inbox, spider.stamp),
+        }
+        settings.set("FEEDS", feeds, _raise_priority(settings, "FEEDS"))
+        crawler.signals.connect(spider.feeds_closed, signal=signals.feed_exporter_closed)
+        return spider
+
+    # -- the site: build id and category tree -------------------------------------------------
+
+    async def _get(self, url: str) -> Response:
+        """A request awaited here (through the downloader middlewares: bot check, retries)."""
+        assert self.crawler.engine is not None
+        try:
+            return await self.crawler.engine.download_async(
+                scrapy.Request(url, dont_filter=True, meta={"coles_source": "listing_setup"})
+            )
+        except Exception as exc:
+            raise SiteUnusable(f"{url}: {type(exc).__name__}: {exc}") from None
+
+    async def _read_build_id(self) -> str:
+        response = await self._get(f"{self.base_url}/")
+        if response.status != 200:
+            raise SiteUnusable(f"home page answered {response.status}")
+        try:
+            return parse_build_id(response.body)
+        except SiteFormatError as exc:
+            raise SiteUnusable(f"home page: {exc}") from None
+
+    async def _fresh_build_id(self, stale: str) -> str:
+        """The build id after a 404 for ``stale``: the home page is read again once per
+        stale id, however many requests met it."""
+        if stale != self.build_id:
+            return self.build_id  # another request has refreshed it already
+        refresh = self._refreshes.get(stale)
+        if refresh is None:
+            self.crawler.stats.inc_value("listing/build_id_checks")
+            refresh = self._refreshes[stale] = asyncio.ensure_future(self._read_build_id())
+        try:
+            fresh = await asyncio.shield(refresh)
+        except SiteUnusable as exc:
+            logger.error("Could not re-read the build id after a 404: %s", exc)
+            return self.build_id
+        if fresh != self.build_id and self.build_id == stale:
+            self.crawler.stats.inc_value("listing/build_id_changed")
+            logger.info("The site's build id changed: %s -> %s", stale, fresh)
+            self.build_id = fresh
+        return self.build_id
+
+    async def _read_tree(self) -> tuple[Category, ...]:
+        response = await self._get(self.base_url + categories_path(self.build_id))
+        if response.status == 404:
+            stale = self.build_id
+            if await self._fresh_build_id(stale) != stale:
+                response = await self._get(self.base_url + categories_path(self.build_id))
+        if response.status != 200:
+            raise SiteUnusable(f"category tree answered {response.status}")
+        try:
+            return parse_category_tree(response.body)
+        except SiteFormatError as exc:
+            raise SiteUnusable(f"category tree: {exc}") from None
+
+    async def start(self) -> AsyncIterator[Any]:
+        try:
+            self.build_id = await self._read_build_id()
+            tree = await self._read_tree()
+        except SiteUnusable as exc:
+            raise CloseSpider(f"site_unusable: {exc}") from None
+        listed, skipped = listing_plan(tree, self.skip, self.page_size * self.max_pages)
+        stats = self.crawler.stats
+        stats.set_value("listing/categories_planned", len(listed))
+        stats.set_value("listing/groups_skipped", len(skipped))
+        logger.info(
+            "Site build %s: %d categories to list for stores %s (skipped: %s)",
+            self.build_id,
+            len(listed),
+            ", ".join(self.stores),
+            ", ".join(c.path for c in skipped) or "none",
+        )
+        for order, walk in enumerate(self.walks.values()):
+            for category in listed:
+                yield self._request(walk, category, 1, priority=-order)  # stores in turn
+            walk.scheduled = True
+
+    # -- listings -----------------------------------------------------------------------------
+
+    def _request(
+        self,
+        walk: StoreWalk,
+        category: Category,
+        page: int,
+        priority: int,
+        retried: bool = False,
+    ) -> scrapy.Request:
+        walk.pending += 1
+        task = ListingTask(walk.store_id, category, page, self.build_id, retried)
+        return scrapy.Request(
+            self.base_url + listing_path(self.build_id, category.path, page, walk.store_id),
+            meta={"coles_listing": task},
+            priority=priority,
+            dont_filter=True,  # every (category, page, store) is asked for once by design
+            callback=self._callback,
+            errback=self._errback,
+        )
+
+    def _fail(self, walk: StoreWalk, task: ListingTask, reason: str) -> None:
+        walk.failed += 1
+        walk.pending -= 1
+        self.crawler.stats.inc_value("listing/pages_failed")
+        logger.warning(
+            "Store %s: listing %s page %d failed: %s",
+            task.store_id,
+            task.category.path,
+            task.page,
+            reason,
+        )
+
+    def _follow(
+        self, walk: StoreWalk, task: ListingTask, page: ListingPage, priority: int
+    ) -> list[scrapy.Request]:
+        """After a category's first page: its other pages, or its sub-categories when it is
+        bigger than the site will page through."""
+        stats = self.crawler.stats
+        page_size = page.page_size or self.page_size
+        if page.total > page_size * self.max_pages:
+            children = [
+                child
+                for child in (task.category.children or page.children)
+                if child.path not in self.skip
+            ]
+            if children:
+                stats.inc_value("listing/categories_split")
+                return [self._request(walk, child, 1, priority) for child in children]
+            walk.truncated.append(task.category.path)
+            stats.inc_value("listing/categories_truncated")
+            logger.warning(
+                "Store %s: %s lists %d products, more than %d pages show, and has no "
+                "sub-categories: the rest cannot be listed",
+                walk.store_id,
+                task.category.path,
+                page.total,
+                self.max_pages,
+            )
+        count = listing_page_count(page.total, page_size, self.max_pages)
+        return [self._request(walk, task.category, n, priority) for n in range(2, count + 1)]
+
+    async def _stale(self, walk: StoreWalk, task: ListingTask, priority: int) -> Any:
+        """A 404: a stale build id is refreshed (once) and the page asked for again."""
+        if not task.retried and await self._fresh_build_id(task.build_id) != task.build_id:
+            self.crawler.stats.inc_value("listing/stale_build_retries")
+            walk.pending -= 1
+            return self._request(walk, task.category, task.page, priority, retried=True)
+        self.crawler.stats.inc_value("listing/not_found")
+        self._fail(walk, task, "404 with the current build id (no such category)")
+        return None
+
+    def parse_listing(self, response: Response) -> Iterator[Any]:
+        """A listing page: its products as lines and, after a first page, the rest of the
+        category. Pure work on the page (nothing to await): a 404 goes to the errback."""
+        task: ListingTask = response.meta["coles_listing"]
+        walk = self.walks[task.store_id]
+        stats = self.crawler.stats
+        try:
+            page = parse_listing(response.body, task.category.path)
+        except SiteFormatError as exc:
+            self._fail(walk, task, str(exc))
+            return
+        stats.inc_value("listing/pages")
+        stats.inc_value("listing/ad_rows_dropped", page.other_rows)
+        if task.page == 1:
+            priority = response.request.priority if response.request is not None else 0
+            yield from self._follow(walk, task, page, priority)
+        scraped_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        seen, new = walk.seen, 0
+        try:
+            for row in page.products:
+                line = listing_line(row, walk.store_id, self.base_url, scraped_at)
+                if line is None:
+                    stats.inc_value("listing/rows_without_sku")
+                elif line["sku"] not in seen:
+                    seen.add(line["sku"])
+                    new += 1
+                    yield line
+        except Exception:
+            walk.failed += 1  # an item lost: the store's file must not look complete
+            walk.pending -= 1
+            raise
+        stats.inc_value("listing/products", new)
+        stats.inc_value(f"listing/products/{walk.store_id}", new)
+        stats.inc_value("listing/repeats_dropped", len(page.products) - new)
+        walk.pending -= 1  # only here: a walk stopped mid-page never counts as complete
+
+    async def listing_failed(self, failure: Failure) -> AsyncIterator[Any]:
+        """A listing request without a usable answer: a 404 may mean a stale build id
+        (retried once with a fresh one); anything else, after retries, is a lost page."""
+        request = failure.request  # type: ignore[attr-defined]
+        task: ListingTask = request.meta["coles_listing"]
+        walk = self.walks[task.store_id]
+        response = getattr(failure.value, "response", None)
+        if response is not None and response.status == 404:
+            retry = await self._stale(walk, task, request.priority)
+            if retry is not None:
+                yield retry
+            return
+        reason = (
+            f"HTTP {response.status} after retries"
+            if response is not None
+            else f"{failure.type.__name__ if failure.type else 'error'}: "
+            f"{failure.getErrorMessage()}"[:300]
+        )
+        self._fail(walk, task, reason)
+
+    # -- publication --------------------------------------------------------------------------
+
+    def closed(self, reason: str) -> None:
+        """Judge every store's walk (final by now, before the feeds close): a store whose
+        file will be withheld is an error, which the crawl's monitors count."""
+        stats = self.crawler.stats
+        complete = 0
+        for walk in self.walks.values():
+            problem = walk.problem(self.max_failed)
+            if problem:
+                logger.error("Store %s: its file will not be published: %s", walk.store_id, problem)
+            elif walk.seen:
+                complete += 1
+            else:
+                logger.warning("Store %s: the listings gave no product: no file", walk.store_id)
+        stats.set_value("listing/stores_complete", complete)
+        stats.set_value("listing/stores_incomplete", len(self.walks) - complete)
+
+    def feed_problem(self, feed_options: dict[str, Any]) -> str | None:
+        """Asked by the feed storage when a store's file closes: why it is incomplete, or
+        ``None`` to publish it."""
+        walk = self.walks.get(feed_options.get(STORE_OPTION, ""))
+        if walk is None:
+            return None  # not one of this crawl's store files
+        return walk.problem(self.max_failed)
+
+    def feed_published(self, feed_options: dict[str, Any], path: Path) -> None:
+        store = str(feed_options.get(STORE_OPTION))
+        if store not in self.walks:
+            return
+        self.published[store] = path
+        self.crawler.stats.inc_value("listing/files_published")
+        logger.info(
+            "Store %s: %d products published in %s", store, len(self.walks[store].seen), path
+        )
+
+    async def feeds_closed(self) -> None:
+        """After the files: optionally queue the SKUs without a known barcode."""
+        if not self.queue_missing or not self.published:
+            return
+        skus: dict[int, str] = {}
+        for store in (store for store in self.stores if store in self.published):
+            for sku in self.walks[store].seen:
+                skus.setdefault(sku, store)
+        settings = self.crawler.settings
+        path, count = await asyncio.to_thread(
+            queue_missing_barcodes,
+            str(settings.get("DATABASE_URL")),
+            Path(str(settings.get("COLES_ENRICHMENT_INBOX"))),
+            skus,
+            self.stamp,
+        )
+        self.crawler.stats.set_value("listing/barcodes_queued", count)
+        if path is not None:
+            logger.info("Queued %d of %d SKUs without a known barcode: %s", count, len(skus), path)
+        else:
+            logger.info("Every listed SKU has a known barcode: nothing queued")
