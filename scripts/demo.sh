@@ -5,7 +5,8 @@
 #   1. import the product files of the inbox (the listing crawl's and the samples), post-process;
 #   2. queue the SKUs still without a barcode for the barcode crawl;
 #   3. crawl their barcodes from the replica site;
-#   4. print the data-quality summary.
+#   4. print the data-quality summary;
+#   5. write the HTML report (var/report.html).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${VENV:-.venv}/bin"
