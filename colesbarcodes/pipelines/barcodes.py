@@ -176,9 +176,13 @@ class BarcodeUpsertPipeline:
                     scraped_at=now,
                 )
                 found.append((number, line))
+        started = time.perf_counter()
         with session_factory(self.engine).begin() as session:
             stats = record_lookups(session, rows, found, source=f"crawl {self.job or ''}".strip())
         if self.crawler.stats is not None:
+            self.crawler.stats.inc_value(
+                "coles/db_write_ms", round((time.perf_counter() - started) * 1000)
+            )
             self.crawler.stats.inc_value("coles/stored", len(rows))
             self.crawler.stats.inc_value("coles/merges", stats.merges)
             self.crawler.stats.inc_value("coles/conflicts", stats.conflicts)
