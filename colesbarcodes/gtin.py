@@ -19,7 +19,6 @@ import enum
 from dataclasses import dataclass
 
 from stdnum import ean
-from stdnum.exceptions import ValidationError
 
 __all__ = ["Gtin", "GtinScope", "InvalidGtin", "normalize_gtin", "parse_gtin"]
 
@@ -68,7 +67,8 @@ def _digits(value: object) -> str:
             raise InvalidGtin(value, "not a whole positive number")
         return str(int(value))
     if isinstance(value, str):
-        text = ean.compact(value)
+        # Most barcodes arrive as plain digits: skip the separator clean-up for those.
+        text = value if value.isascii() and value.isdigit() else ean.compact(value)
         if not text.isascii() or not text.isdigit():
             raise InvalidGtin(value, "contains characters other than digits")
         return text
@@ -100,10 +100,9 @@ def parse_gtin(value: object) -> Gtin | None:
     if len(digits) < _MIN_DIGITS:
         raise InvalidGtin(value, f"too short ({len(digits)} digits, at least 8)")
     gtin14 = significant.rjust(_MAX_DIGITS, "0")
-    try:
-        ean.validate(gtin14)
-    except ValidationError:
-        raise InvalidGtin(value, "wrong check digit") from None
+    # gtin14 is 14 ASCII digits here, so only the check digit is left to verify.
+    if ean.calc_check_digit(gtin14[:-1]) != gtin14[-1]:
+        raise InvalidGtin(value, "wrong check digit")
     code = gtin14[1:] if gtin14.startswith("0") else gtin14
     return Gtin(code=code, scope=_scope(gtin14[1:]))
 

@@ -125,7 +125,15 @@ def normalize_store_id(company: str, value: object) -> str | None:
 
 
 def _text(obj: dict[str, Any], key: str) -> str | None:
-    value = obj.get(key)
+    return _text_value(obj.get(key), key)
+
+
+def _text_value(value: Any, key: str) -> str | None:
+    if value.__class__ is str:  # the common case first
+        text: str = value.strip()
+        if len(text) > _MAX_TEXT:
+            raise LineError(f"{key} longer than {_MAX_TEXT} characters")
+        return text or None
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -136,6 +144,27 @@ def _text(obj: dict[str, Any], key: str) -> str | None:
     if len(value) > _MAX_TEXT:
         raise LineError(f"{key} longer than {_MAX_TEXT} characters")
     return value or None
+
+
+# Rounded prices by value: listing files repeat the same prices on many lines, and
+# ``round`` is slower than a dict lookup. Bounded, so arbitrary input cannot grow it.
+_ROUNDED: dict[float, float] = {}
+_ROUNDED_MAX = 1 << 16
+
+
+def _money_value(value: Any, key: str) -> float | None:
+    """:func:`_money` with a fast path for positive JSON numbers in range (NaN fails the
+    comparison; zeros take the general path, where -0.0 stays -0.0)."""
+    if value.__class__ is float and 0.0 < value <= 1e9:
+        rounded = _ROUNDED.get(value)
+        if rounded is None:
+            rounded = round(value, 3)
+            if len(_ROUNDED) < _ROUNDED_MAX:
+                _ROUNDED[value] = rounded
+        return rounded
+    if value is None:
+        return None
+    return _money(value, key)
 
 
 def _money(value: object, key: str) -> float | None:
@@ -168,6 +197,15 @@ def _iso_timestamp(value: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _iso_timestamp_checked(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return _iso_timestamp(value)
+    except ValueError:
+        raise LineError(f"scraped_at {value!r} is not an ISO 8601 time") from None
+
+
 def _timestamp(value: object) -> datetime | None:
     if value is None or value == "":
         return None
@@ -191,6 +229,9 @@ def _company(value: object) -> str:
         raise LineError(f"bad company {value!r}")
     return value.strip().lower()
 
+
+# Few companies, checked once each (only successes are cached; only strings are passed).
+_company_cached = functools.lru_cache(maxsize=256)(_company)
 
 # Listing files repeat the same barcodes, stores and times on many lines: cache the work.
 _cached_gtin = functools.lru_cache(maxsize=1 << 17, typed=True)(parse_gtin)
@@ -235,28 +276,76 @@ def _from_raw_row(obj: dict[str, Any], default_store: str | None) -> ProductLine
     return line
 
 
+_ABSENT = object()
+
+
 def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLine:
-    company = _company(obj.get("company"))
-    line = ProductLine(company=company, sku=normalize_sku(company, obj.get("sku")))
-    store = obj.get("store_id")
-    line.store_id = (
+    # The hot path of every import: the common value types are checked inline, anything
+    # else goes through the general helpers above (which also word the errors). Fields
+    # are validated in a fixed order, so a line with several faults always reports the
+    # same one.
+    get = obj.get
+    company = get("company")
+    if company is None:
+        company = DEFAULT_COMPANY
+    else:
+        company = _company_cached(company) if company.__class__ is str else _company(company)
+    sku = get("sku")
+    sku = str(sku) if sku.__class__ is int and sku > 0 else normalize_sku(company, sku)
+    store = get("store_id")
+    store = (
         _store_id(company, store)
         if isinstance(store, str | int)
         else normalize_store_id(company, store)
     ) or default_store
-    line.name = _text(obj, "name")
-    line.brand = _text(obj, "brand")
-    line.size = _text(obj, "size")
-    line.price = _money(obj.get("price"), "price")
-    line.was_price = _money(obj.get("was_price"), "was_price") or None
-    line.unit_price = _money(obj.get("unit_price"), "unit_price")
-    line.available = _bool(obj.get("available"), "available")
-    _barcode(line, obj.get("barcode", obj.get("gtin")))
-    line.url = _text(obj, "url")
-    line.scraped_at = _timestamp(obj.get("scraped_at"))
-    line.store_name = _text(obj, "store_name")
-    line.state = _text(obj, "state")
-    return line
+    name = _text_value(get("name"), "name")
+    brand = _text_value(get("brand"), "brand")
+    size = _text_value(get("size"), "size")
+    price = _money_value(get("price"), "price")
+    was_price = get("was_price")
+    if was_price is not None:
+        was_price = _money_value(was_price, "was_price") or None
+    unit_price = _money_value(get("unit_price"), "unit_price")
+    available = get("available")
+    if available is not None and available.__class__ is not bool:
+        raise LineError("available must be true or false")
+    barcode = get("barcode", _ABSENT)
+    if barcode is _ABSENT:
+        barcode = get("gtin")
+    gtin = barcode_error = None
+    if barcode is not None:
+        try:
+            gtin = _cached_gtin(barcode) if isinstance(barcode, str | int) else parse_gtin(barcode)
+        except InvalidGtin as exc:
+            barcode_error = exc.reason
+    url = _text_value(get("url"), "url")
+    seen = get("scraped_at")
+    if seen is not None:
+        seen = _iso_timestamp_checked(seen) if seen.__class__ is str else _timestamp(seen)
+    store_name = get("store_name")
+    if store_name is not None:
+        store_name = _text_value(store_name, "store_name")
+    state = get("state")
+    if state is not None:
+        state = _text_value(state, "state")
+    return ProductLine(
+        company,
+        sku,
+        store,
+        name,
+        brand,
+        size,
+        price,
+        was_price,
+        unit_price,
+        available,
+        gtin,
+        barcode_error,
+        url,
+        seen,
+        store_name,
+        state,
+    )
 
 
 def parse_object(obj: object, default_store: str | None = None) -> ProductLine | None:
@@ -274,4 +363,6 @@ def parse_line(raw: bytes | str, default_store: str | None = None) -> ProductLin
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise LineError(f"not valid JSON: {exc}") from None
+    if obj.__class__ is dict and "_type" not in obj and "sku" in obj:  # the canonical shape
+        return _from_canonical(obj, default_store)
     return parse_object(obj, default_store)
