@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--skus", type=int, default=30_000)
     parser.add_argument("--stores", type=int, default=35)
-    parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--child", choices=["baseline", "loader"], help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)

@@ -168,7 +168,7 @@ def _post_summary(report: Any) -> str:
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=20_000,
+    default=50_000,
     show_default=True,
     help="Lines per transaction.",
 )

@@ -50,7 +50,7 @@ INBOX_NAME = "products"
 
 @dataclass
 class ImportOptions:
-    batch_size: int = 20_000
+    batch_size: int = 50_000
     max_line_bytes: int = 1 << 20
     archive: bool = True
     retries: int = 5

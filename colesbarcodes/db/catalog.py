@@ -552,16 +552,17 @@ class BatchReader:
             at_store = prices.get((company, store_id), {}) if store_id is not None else {}
             with cursor:
                 rows = cursor.fetchall()
-            for sku, pk, product_id, barcode, scope, name, brand, size, *price in rows:
+            for row in rows:
+                sku, pk, product_id = row[0], row[1], row[2]
                 if product_id not in products:
-                    remember(product_id, barcode, scope, name, brand, size)
+                    remember(product_id, row[3], row[4], row[5], row[6], row[7])
                 key = (company, sku)
                 sku_product[key] = product_id
                 sku_pk[key] = pk
-                if price[3] is not None:  # a price is stored at the store (it has a last_seen)
+                if row[11] is not None:  # a price is stored at the store (it has a last_seen)
                     observed = at_store.get(key)
                     if observed is not None:
-                        observed.stored = (price[0], price[1], price[2], price[3])
+                        observed.stored = row[8:12]
         for cursor in self._barcode_answers:
             with cursor:
                 for row in cursor.fetchall():
@@ -877,7 +878,10 @@ class _Writer:
             if not by_sku:
                 continue
             store_pk = stores[store]
-            keyed = [(skus[sku], price) for sku, price in by_sku.items()]
+            if self.dialect.name == "postgresql":  # prices COPYed already need no more work
+                keyed = [(skus[s], p) for s, p in by_sku.items() if not p.copied or p.changes]
+            else:
+                keyed = [(skus[s], p) for s, p in by_sku.items()]
             if self.dialect.name == "postgresql":
                 history += self._write_prices_postgresql(store_pk, keyed)
             else:
@@ -885,7 +889,7 @@ class _Writer:
             changes += [
                 (store_pk, sku_pk, *change) for sku_pk, p in keyed for change in p.changes or ()
             ]
-            stats.prices_written += len(keyed)
+            stats.prices_written += len(by_sku)
         history += changes
         if history:
             self._copy(PriceHistory.__table__, _HISTORY_COLUMNS, history)  # type: ignore[arg-type]
