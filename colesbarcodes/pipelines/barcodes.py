@@ -18,6 +18,7 @@ from colesbarcodes.db.lookups import LookupRow, record_lookups
 from colesbarcodes.gtin import parse_gtin
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.lines import ProductLine
+from colesbarcodes.signals import lookups_stored
 
 if TYPE_CHECKING:
     from typing import Self
@@ -189,6 +190,7 @@ class BarcodeUpsertPipeline:
 
     def _account(self, batch: list[BarcodeLookup]) -> None:
         """Count committed outcomes per file and finish the files that are complete."""
+        self.crawler.signals.send_catch_log(lookups_stored, items=batch)
         spider = self.crawler.spider
         files = getattr(spider, "files", {})
         touched = set()
