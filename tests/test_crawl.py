@@ -121,8 +121,9 @@ def test_a_barcode_on_one_of_duplicate_rows_still_prefills(
     assert lookups(engine) == [(str(product.sku), "prefilled", product.expected_gtin)]
 
 
+@pytest.mark.parametrize("in_thread", [False, True], ids=["reactor-thread", "worker-thread"])
 def test_outcomes_are_stored_for_found_missing_invalid_and_unknown(
-    engine: Engine, replica: ReplicaProcess, enrichment_inbox: Path
+    engine: Engine, replica: ReplicaProcess, enrichment_inbox: Path, in_thread: bool
 ) -> None:
     products = list(CATALOGUE)[:PRODUCTS]
     unknown = [9_999_001, 9_999_002]
@@ -130,7 +131,15 @@ def test_outcomes_are_stored_for_found_missing_invalid_and_unknown(
         enrichment_inbox / "all.jsonl",
         [{"sku": p.sku} for p in products] + [{"sku": s} for s in unknown],
     )
-    result = run_crawl(url_of(engine), enrichment_inbox, replica.url)
+    result = run_crawl(
+        url_of(engine),
+        enrichment_inbox,
+        replica.url,
+        "-s",
+        f"COLES_DB_WRITE_THREAD={in_thread}",
+        "-s",
+        "COLES_UPSERT_BATCH_SIZE=7",  # several batches
+    )
     assert result.returncode == 0, result.log[-3000:]
     stored = {sku: (outcome, barcode) for sku, outcome, barcode in lookups(engine)}
     expected = {str(p.sku): expected_outcome(p) for p in products}

@@ -32,7 +32,11 @@ logger = logging.getLogger(__name__)
 
 
 class BarcodeUpsertPipeline:
-    """Writes outcomes in batches, each batch in its own transaction, off the reactor.
+    """Writes outcomes in batches, each batch in its own transaction.
+
+    A batch is written on the reactor's thread unless ``COLES_DB_WRITE_THREAD`` is set:
+    a batch takes milliseconds, and from a worker thread it costs the crawl more (the
+    driver's every wait is a hand-over of the interpreter lock; see ``settings.py``).
 
     Found barcodes go through the same rules as the loader's imports (same GTIN on
     another product: merge and record; a product with a different barcode keeps it and
@@ -46,7 +50,13 @@ class BarcodeUpsertPipeline:
     """
 
     def __init__(
-        self, crawler: Crawler, database_url: str, batch_size: int, max_delay: float, retries: int
+        self,
+        crawler: Crawler,
+        database_url: str,
+        batch_size: int,
+        max_delay: float,
+        retries: int,
+        write_in_thread: bool = False,
     ) -> None:
         self.crawler = crawler
         self.database_url = database_url
@@ -54,6 +64,7 @@ class BarcodeUpsertPipeline:
         self.max_delay = max_delay
         self.retries = retries
         self.engine: Engine | None = None
+        self.write_in_thread = write_in_thread
         self.buffer: list[BarcodeLookup] = []
         self.oldest: float | None = None
         self.unstored: list[BarcodeLookup] = []  # kept for the spill file once writing failed
@@ -71,6 +82,7 @@ class BarcodeUpsertPipeline:
             settings.getint("COLES_UPSERT_BATCH_SIZE"),
             settings.getfloat("COLES_UPSERT_MAX_DELAY"),
             settings.getint("COLES_DB_RETRIES"),
+            settings.getbool("COLES_DB_WRITE_THREAD"),
         )
 
     @property
@@ -121,7 +133,10 @@ class BarcodeUpsertPipeline:
                 return
             for attempt in range(1, self.retries + 1):
                 try:
-                    await asyncio.to_thread(self._write, batch)
+                    if self.write_in_thread:
+                        await asyncio.to_thread(self._write, batch)
+                    else:
+                        self._write(batch)
                     break
                 except DATABASE_ERRORS as exc:
                     detail = (
