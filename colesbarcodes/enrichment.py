@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from colesbarcodes.db.lookups import stored_for_file
 from colesbarcodes.inbox import ClaimedFile, Inbox, iter_lines
 from colesbarcodes.lines import LineError, parse_line, store_from_filename
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from sqlalchemy.orm import Session
 
     from colesbarcodes.gtin import Gtin
 
@@ -56,6 +59,18 @@ class EnrichmentFile:
     def name(self) -> str:
         """The claim name: unique per claimed file, recorded with each lookup."""
         return self.claimed.claim_name
+
+    @property
+    def label(self) -> str:
+        return self.claimed.original_name
+
+    @property
+    def log_level(self) -> int:
+        return logging.INFO
+
+    def stored(self, session: Session) -> dict[str, str]:
+        """SKU → outcome an earlier run already stored for this file (a resumed file)."""
+        return stored_for_file(session, self.name)
 
     @property
     def complete(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,8 +71,8 @@ def _utc(value: Any, fallback: datetime) -> datetime:
 
 
 class CrawlRunLedger:
-    """Writes one ``crawl_runs`` row when the crawl ends: start and end, scrapyd job id,
-    spider, finish reason, the monitors' verdict, SKUs per outcome (stats
+    """Writes one ``crawl_runs`` row when the crawl ends: start and end, host, scrapyd job
+    id, spider, finish reason, the monitors' verdict, SKUs per outcome (stats
     ``coles/outcome/*``) and all the stats.
 
     Comes after the monitors in ``EXTENSIONS``. The ledger never fails a crawl: when the
@@ -117,6 +118,7 @@ class CrawlRunLedger:
                 if key.startswith(prefix) and isinstance(value, int)
             },
             stats=_json_ready(stats),
+            node=socket.gethostname(),
         )
 
     def _write(self, run: RunRecord) -> int:

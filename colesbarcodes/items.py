@@ -21,7 +21,11 @@ class Outcome(enum.StrEnum):
 
 @dataclass
 class BarcodeLookup:
-    """One SKU's outcome; ``stored`` marks an outcome an earlier run already stored."""
+    """One SKU's outcome; ``stored`` marks an outcome an earlier run already stored.
+
+    ``batch`` names the frontier batch the SKU was taken in (None when it came from an
+    inbox file): the unit the prefill loads its knowledge for.
+    """
 
     sku: str
     outcome: Outcome
@@ -35,3 +39,4 @@ class BarcodeLookup:
     reason: str | None = None
     file: str | None = None
     stored: bool = False
+    batch: str | None = None

@@ -7,7 +7,7 @@ import email.utils
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import scrapy
 from scrapy import signals
@@ -17,21 +17,20 @@ from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from colesbarcodes.coles_site import is_bot_check
 from colesbarcodes.db.engine import make_engine, session_factory
-from colesbarcodes.db.lookups import known_barcodes, recent_outcomes, stored_for_file
+from colesbarcodes.db.lookups import known_barcodes, recent_outcomes
 from colesbarcodes.items import BarcodeLookup, Outcome
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
     from typing import Self
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from scrapy.settings import BaseSettings
     from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
 
-    from colesbarcodes.enrichment import EnrichmentFile
-
-__all__ = ["BotCheckMiddleware", "PrefillMiddleware", "RetryAfterMiddleware"]
+__all__ = ["BotCheckMiddleware", "PrefillMiddleware", "PrefillUnit", "RetryAfterMiddleware"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +47,34 @@ class _FileKnowledge:
         self.known, self.recent, self.stored = known, recent, stored
 
 
+class PrefillUnit(Protocol):
+    """SKUs the spider hands out together: an inbox file, or a batch taken from the shared
+    frontier. The prefill loads what the database knows about them in one go."""
+
+    @property
+    def label(self) -> str: ...  # for the log
+
+    @property
+    def log_level(self) -> int: ...
+
+    @property
+    def skus(self) -> Mapping[str, Any]: ...
+
+    def stored(self, session: Session) -> dict[str, str]:
+        """SKU → outcome an earlier run (or a dead worker) already stored for this unit."""
+        ...
+
+
 class PrefillMiddleware(BaseSpiderMiddleware):
     """Answers SKUs whose barcode is already known before any request leaves.
 
-    For each inbox file, one bulk query loads the barcodes of exactly that file's SKUs
-    (not one query per SKU, not every product of the company), plus the SKUs that had no
-    barcode within the re-check age and, for a resumed file, the SKUs whose outcome an
-    earlier run already stored. Those SKUs become items (marked prefilled) instead of
-    requests. Stats: ``prefill/loaded``, ``prefill/skipped``, ``prefill/missing``,
+    For each unit of SKUs (an inbox file, or a frontier batch: meta ``batch`` or ``file``,
+    resolved by the spider's ``work_unit()``), one bulk query loads the barcodes of exactly
+    that unit's SKUs (not one query per SKU, not every product of the company), plus the
+    SKUs that had no barcode within the re-check age and the SKUs whose outcome an earlier
+    run already stored for it (a resumed file; a frontier SKU taken back from a dead
+    worker). Those SKUs become items (marked prefilled) instead of requests. Stats:
+    ``prefill/loaded``, ``prefill/skipped``, ``prefill/missing``,
     ``prefill/recently_checked``, ``prefill/resumed``.
     """
 
@@ -75,32 +94,33 @@ class PrefillMiddleware(BaseSpiderMiddleware):
         crawler.signals.connect(middleware.close, signal=signals.spider_closed)
         return middleware
 
-    def _load(self, job: EnrichmentFile) -> _FileKnowledge:
+    def _load(self, unit: PrefillUnit) -> _FileKnowledge:
         if self.engine is None:
             self.engine = make_engine(self.database_url)
-        skus = list(job.skus)
+        skus = list(unit.skus)
         since = datetime.now(UTC) - self.recheck
         with session_factory(self.engine)() as session:
             company = self.crawler.spider.company  # type: ignore[union-attr]
             return _FileKnowledge(
                 known_barcodes(session, company, skus),
                 recent_outcomes(session, company, skus, since) if self.recheck else {},
-                stored_for_file(session, job.name),
+                unit.stored(session),
             )
 
-    async def _knowledge(self, file: str) -> _FileKnowledge:
-        if self.current is None or self.current[0] != file:
-            job = self.crawler.spider.files[file]  # type: ignore[union-attr]
+    async def _knowledge(self, key: str) -> _FileKnowledge:
+        if self.current is None or self.current[0] != key:
+            unit = self.crawler.spider.work_unit(key)  # type: ignore[union-attr]
             started = time.monotonic()
-            knowledge = await asyncio.to_thread(self._load, job)
-            self.current = (file, knowledge)
+            knowledge = await asyncio.to_thread(self._load, unit)
+            self.current = (key, knowledge)
             self.crawler.stats.inc_value("prefill/loaded", len(knowledge.known))
-            logger.info(
+            logger.log(
+                unit.log_level,
                 "Prefill for %s: %d of %d SKUs known, %d recently without barcode, "
                 "%d already stored (%.2fs)",
-                job.claimed.original_name,
+                unit.label,
                 len(knowledge.known),
-                len(job.skus),
+                len(unit.skus),
                 len(knowledge.recent),
                 len(knowledge.stored),
                 time.monotonic() - started,
@@ -112,15 +132,15 @@ class PrefillMiddleware(BaseSpiderMiddleware):
         assert stats is not None
         async for obj in start:
             if isinstance(obj, scrapy.Request):
-                file, sku = obj.meta.get("file"), obj.meta.get("sku")
+                key, sku = obj.meta.get("batch") or obj.meta.get("file"), obj.meta.get("sku")
             elif isinstance(obj, BarcodeLookup):
-                file, sku = obj.file, obj.sku
+                key, sku = obj.batch or obj.file, obj.sku
             else:
-                file = sku = None
-            if file is None or sku is None:
+                key = sku = None
+            if key is None or sku is None:
                 yield obj
                 continue
-            knowledge = await self._knowledge(file)
+            knowledge = await self._knowledge(key)
             sku = str(sku)
             if sku in knowledge.stored:
                 stats.inc_value("prefill/resumed")
@@ -153,6 +173,7 @@ class PrefillMiddleware(BaseSpiderMiddleware):
             company=self.crawler.spider.company,  # type: ignore[union-attr]
             store_id=request.meta.get("store_id"),
             file=request.meta.get("file"),
+            batch=request.meta.get("batch"),
             **fields,
         )
 

@@ -32,6 +32,20 @@ COLES_ARCHIVE_FINISHED_FILES = False  # finished files are deleted; True moves t
 COLES_MAX_SKUS = 0  # stop taking SKUs after this many (0: no limit); -a limit=N
 COLES_PRODUCT_PAGE_FALLBACK = False  # also try the product page when the API has no GTIN
 
+# --- The shared frontier: several crawl processes, one Redis stream of SKUs -------------
+# Set a Redis URL (redis://[:password@]host:6379/0, or -a frontier=URL) to take SKUs from
+# the frontier that `coles-loader frontier feed` fills, instead of from the inbox. Unset:
+# the crawl works from the inbox alone, on one machine (the default).
+COLES_FRONTIER_URL = os.environ.get("COLES_FRONTIER_URL", "")
+COLES_FRONTIER_KEY = os.environ.get("COLES_FRONTIER_KEY", "colesbarcodes:frontier:coles")
+# A SKU a worker took and has not acknowledged (outcome committed) for this long goes to
+# another worker: the worker is taken for dead (live workers keep theirs fresh).
+COLES_FRONTIER_CLAIM_TIMEOUT = 300.0
+COLES_FRONTIER_BATCH = 50  # entries read at a time
+COLES_FRONTIER_PREFETCH = 0  # SKUs a worker holds unanswered at most (0: 2 x CONCURRENT_REQUESTS)
+COLES_FRONTIER_POLL = 1.0  # seconds between looks when the stream has nothing for this worker
+COLES_FRONTIER_MAX_DELIVERIES = 5  # a SKU handed out this often without an outcome: "failed"
+
 # --- The database ---------------------------------------------------------------------
 DATABASE_URL = database_url()  # DATABASE_URL from the environment, else SQLite under var/
 PREFILL_ENABLED = True  # skip SKUs whose barcode the database already has

@@ -6,6 +6,7 @@ an SQLite file under ``var/``) and brings the schema up to date before it starts
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -23,12 +24,31 @@ from colesbarcodes.db import reports
 from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, migrate, redact, session_factory
 from colesbarcodes.db.engine import database_url as resolve_url
 from colesbarcodes.db.lookups import skus_without_barcode
+from colesbarcodes.enrichment import EnrichmentInbox
+from colesbarcodes.frontier import DEFAULT_KEY as DEFAULT_FRONTIER_KEY
+from colesbarcodes.frontier import FRONTIER_ERRORS, Frontier, redact_url
 from colesbarcodes.inbox import Inbox
 from colesbarcodes.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
 from loaders import diagnostics
+from loaders.frontier_feed import feed_inbox
 from loaders.importer import ImportOptions
 from loaders.output import echo_json, echo_mapping, echo_table
-from loaders.update import BarProgress, CycleReport, LogProgress, post_process, run_cycle
+from loaders.scrapyd_nodes import (
+    DEFAULT_NODE,
+    NodeError,
+    ScrapydNode,
+    check_cron,
+    next_run,
+    parse_every,
+)
+from loaders.update import (
+    BarProgress,
+    CycleReport,
+    LogProgress,
+    post_process,
+    recorded_import_run,
+    run_cycle,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -99,6 +119,12 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
       coles-loader data-quality             barcode coverage per company and store
       coles-loader report                   the same and more as an HTML page
       coles-loader inspect-product 42       everything known about one product
+      coles-loader runs [--imports]         what ran: crawls, or import cycles
+    \b
+    Unattended and distributed crawls:
+      coles-loader frontier feed            the enrichment inbox into the Redis frontier
+      coles-loader schedule --every 30m     submit the crawl to scrapyd nodes
+      coles-loader jobs                     what the scrapyd nodes run
 
     Run any command with --help for its options.
     """
@@ -214,7 +240,8 @@ def update(
     Cycles repeat while the inbox has files (files that arrive during a cycle are taken by
     the next one), pausing --pause seconds between cycles; the command exits when the
     inbox is empty (--watch: keeps polling). Exit status: 0 when all went well, 1 after
-    --max-failures failed cycles in a row, 2 for bad usage.
+    --max-failures failed cycles in a row, 2 for bad usage. Each cycle that imported
+    files, or failed, is written to the run ledger (coles-loader runs --imports).
 
     \b
     Post-processing after each cycle (alone with --post-process-only):
@@ -241,7 +268,16 @@ def update(
         if has_work or not watch:
             try:
                 reporter = BarProgress() if show_bar else LogProgress()
-                report = run_cycle(engine, box, options, reporter, post=not no_post_process)
+                with recorded_import_run(engine, box.root) as run:
+                    report = run_cycle(
+                        engine,
+                        box,
+                        options,
+                        reporter,
+                        post=not no_post_process,
+                        on_file=run.file_done,
+                    )
+                    run.finish(report)
             except KeyboardInterrupt:
                 click.echo("Interrupted: the file in progress resumes on the next run.", err=True)
                 ctx.exit(130)
@@ -621,16 +657,70 @@ def report(ctx: click.Context, out: Path, run_count: int, rows: int, as_json: bo
     show_default=True,
     help="How many runs (the latest).",
 )
+@click.option(
+    "--imports",
+    is_flag=True,
+    help="Show the product imports (coles-loader update cycles) instead of the crawls.",
+)
 @json_option
 @click.pass_context
-def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """The latest barcode crawls from the run ledger, newest first: when, how long, the
-    scrapyd job, the monitors' verdict, the finish reason and the SKUs per outcome
-    (--json adds each run's full Scrapy stats).
+def runs(ctx: click.Context, limit: int, imports: bool, as_json: bool) -> None:
+    """The latest barcode crawls from the run ledger, newest first: when, how long, on
+    which host, the scrapyd job, the monitors' verdict, the finish reason and the SKUs per
+    outcome (--json adds each run's full Scrapy stats).
 
     A crawl is written to the ledger when it ends; a crawl whose monitors failed shows
     "failed" and a finish reason like "monitor_failed: failed share 0.40 > 0.25".
+
+    With --imports: the import cycles of `coles-loader update` instead (one per cycle
+    that imported files or failed): when, how long, host, files, lines and what they
+    changed, and "finished" or "failed: <error>".
     """
+    if imports:
+        with session_factory(_app(ctx).engine())() as session:
+            imported = reports.import_runs(session, limit)
+        if as_json:
+            echo_json(imported)
+            return
+        echo_table(
+            [
+                {
+                    **{k: r[k] for k in ("id", "duration_s", "node", "finish_reason")},
+                    "started": r["started_at"][:19].replace("T", " ") if r["started_at"] else None,
+                    **{
+                        k: r["counts"].get(k, 0)
+                        for k in (
+                            "files",
+                            "lines",
+                            "quarantined",
+                            "products_created",
+                            "barcodes_set",
+                            "merges",
+                            "conflicts",
+                            "price_changes",
+                        )
+                    },
+                }
+                for r in imported
+            ],
+            [
+                "id",
+                "started",
+                "duration_s",
+                "node",
+                "finish_reason",
+                "files",
+                "lines",
+                "quarantined",
+                "products_created",
+                "barcodes_set",
+                "merges",
+                "conflicts",
+                "price_changes",
+            ],
+            "Import runs",
+        )
+        return
     with session_factory(_app(ctx).engine())() as session:
         result = reports.crawl_runs(session, limit, with_stats=as_json)
     if as_json:
@@ -640,7 +730,7 @@ def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
     echo_table(
         [
             {
-                **{k: r[k] for k in ("id", "spider", "job", "duration_s", "skus")},
+                **{k: r[k] for k in ("id", "spider", "job", "node", "duration_s", "skus")},
                 "started": r["started_at"][:19].replace("T", " ") if r["started_at"] else None,
                 "monitor": r["monitor_result"] or "off",
                 "finish_reason": r["finish_reason"],
@@ -652,6 +742,7 @@ def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
             "id",
             "started",
             "duration_s",
+            "node",
             "spider",
             "job",
             "monitor",
@@ -660,6 +751,492 @@ def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
             *outcomes,
         ],
         "Crawl runs",
+    )
+
+
+# --- Scheduled and distributed crawls: scrapyd nodes and the shared frontier -------------
+
+node_option = click.option(
+    "--node",
+    "nodes",
+    multiple=True,
+    envvar="SCRAPYD_URL",
+    metavar="URL",
+    help="A scrapyd node; repeat for several (env SCRAPYD_URL, space-separated; default "
+    f"{DEFAULT_NODE}). Credentials: SCRAPYD_USERNAME and SCRAPYD_PASSWORD, or "
+    "user:password@ in the URL; they are never printed.",
+)
+project_option = click.option(
+    "--project",
+    default="colesbarcodes",
+    envvar="SCRAPYD_PROJECT",
+    show_default=True,
+    help="The scrapyd project (env SCRAPYD_PROJECT).",
+)
+
+
+def _nodes(urls: tuple[str, ...]) -> list[ScrapydNode]:
+    try:
+        return [ScrapydNode.parse(url) for url in (urls or (DEFAULT_NODE,))]
+    except NodeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--node") from None
+
+
+def _pairs(values: tuple[str, ...], hint: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        name, sep, setting = value.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint=hint)
+        pairs.append((name.strip(), setting))
+    return pairs
+
+
+def _submit_round(
+    nodes: list[ScrapydNode],
+    project: str,
+    spider: str,
+    settings: list[str],
+    arguments: list[tuple[str, str]],
+    version: str | None,
+    overlap: bool,
+) -> list[dict[str, Any]]:
+    """Submit the spider to every node; one result per node (submitted, skipped, error)."""
+    results: list[dict[str, Any]] = []
+    for node in nodes:
+        result: dict[str, Any] = {"node": node.url, "spider": spider}
+        try:
+            if not overlap:
+                jobs = node.list_jobs(project)
+                busy = [
+                    (state, job)
+                    for state in ("running", "pending")
+                    for job in jobs[state]
+                    if job.get("spider") == spider
+                ]
+                if busy:
+                    state, job = busy[0]
+                    results.append(
+                        {**result, "status": "skipped", "job": job.get("id"), "state": state}
+                    )
+                    continue
+            job_id = node.schedule(
+                project, spider, settings=settings, arguments=arguments, version=version
+            )
+            results.append({**result, "status": "submitted", "job": job_id})
+        except NodeError as exc:
+            results.append({**result, "status": "error", "error": str(exc)})
+    return results
+
+
+def _echo_round(results: list[dict[str, Any]], as_json: bool, *, stream: bool = False) -> None:
+    if as_json:
+        if stream:
+            click.echo(orjson.dumps(results).decode())
+        else:
+            echo_json(results)
+        return
+    for r in results:
+        if r["status"] == "submitted":
+            click.echo(f"{r['node']}: submitted {r['spider']} as job {r['job']}")
+        elif r["status"] == "skipped":
+            click.echo(
+                f"{r['node']}: not submitted: job {r['job']} of {r['spider']} is still {r['state']}"
+            )
+        else:
+            click.echo(f"Error: {r['error']}", err=True)
+
+
+@cli.command("schedule", context_settings=CONTEXT)
+@node_option
+@project_option
+@click.option("--spider", default="coles_barcodes", show_default=True, help="The spider to run.")
+@click.option(
+    "-s",
+    "--setting",
+    "settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A Scrapy setting for the job (repeat), e.g. -s COLES_MAX_SKUS=5000.",
+)
+@click.option(
+    "-a",
+    "--arg",
+    "arguments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A spider argument for the job (repeat), e.g. -a store=0601.",
+)
+@click.option(
+    "--egg-version",
+    metavar="VERSION",
+    help="Run this deployed version of the project (default: the latest).",
+)
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Submit once and exit (what happens without --every and --cron).",
+)
+@click.option(
+    "--every",
+    metavar="INTERVAL",
+    help="Submit now, then every INTERVAL: 90s, 30m, 2h, 1d.",
+)
+@click.option(
+    "--cron",
+    metavar="EXPRESSION",
+    help="Submit at the times of a cron expression, local time: '*/30 * * * *'. "
+    "With --every too: whichever comes first.",
+)
+@click.option(
+    "--overlap",
+    is_flag=True,
+    help="Submit even when the spider still has a job pending or running on that node "
+    "(by default that node is skipped this time).",
+)
+@click.option(
+    "--max-runs",
+    type=click.IntRange(min=1),
+    help="With --every/--cron: stop after this many submission rounds.",
+)
+@click.option(
+    "--max-failures",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="With --every/--cron: stop after this many rounds in a row with a failed node.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print each round's results as JSON (one line per round when repeating).",
+)
+@click.pass_context
+def schedule(
+    ctx: click.Context,
+    nodes: tuple[str, ...],
+    project: str,
+    spider: str,
+    settings: tuple[str, ...],
+    arguments: tuple[str, ...],
+    egg_version: str | None,
+    once: bool,
+    every: str | None,
+    cron: str | None,
+    overlap: bool,
+    max_runs: int | None,
+    max_failures: int,
+    as_json: bool,
+) -> None:
+    """Submit crawls to scrapyd nodes: once, every INTERVAL, or on a cron schedule.
+
+    Each round submits the spider (default coles_barcodes) to every --node through
+    scrapyd's schedule.json, with the given settings and arguments; a node where the
+    spider still has a job pending or running is skipped that round (--overlap submits
+    anyway). A node that cannot be reached, or refuses the credentials, is reported in
+    one line and the others still get their job. Exit status: 0 when every node took
+    the job (or was skipped), 1 when a node failed (repeating: after --max-failures
+    such rounds in a row), 2 for bad usage.
+
+    \b
+    Once, from cron or a systemd timer (the schedule is theirs):
+      coles-loader schedule --node http://crawler-1:6800 --node http://crawler-2:6800
+    Repeating, as a long-running service:
+      coles-loader schedule --every 30m --node http://127.0.0.1:6800
+      coles-loader schedule --cron '0 2 * * *' -s COLES_MAX_SKUS=20000
+
+    \b
+    Several nodes sharing one SKU frontier: feed it, then schedule on each node
+    (each node's scrapyd has COLES_FRONTIER_URL in its environment):
+      coles-loader queue-missing-barcodes && coles-loader frontier feed
+      coles-loader schedule --node http://crawler-1:6800 --node http://crawler-2:6800
+
+    Product imports are not scrapyd jobs: run `coles-loader update --products --once`
+    from cron or a timer on the machine that holds the product inbox (each cycle is in
+    `coles-loader runs --imports`). See `coles-loader jobs` for what the nodes run.
+    """
+    if once and (every or cron):
+        raise click.UsageError("--once excludes --every and --cron")
+    try:
+        interval = parse_every(every) if every else None
+        expression = check_cron(cron) if cron else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every/--cron") from None
+    targets = _nodes(nodes)
+    setting_pairs = [f"{name}={value}" for name, value in _pairs(settings, "--setting")]
+    argument_pairs = _pairs(arguments, "--arg")
+
+    def submit(stream: bool) -> int:
+        results = _submit_round(
+            targets, project, spider, setting_pairs, argument_pairs, egg_version, overlap
+        )
+        _echo_round(results, as_json, stream=stream)
+        return sum(r["status"] == "error" for r in results)
+
+    if interval is None and expression is None:
+        failed = submit(stream=False)
+        if failed:
+            raise click.ClickException(f"{failed} of {len(targets)} nodes did not take the job")
+        return
+    last: datetime | None = None
+    rounds = failures = 0
+    try:
+        while True:
+            now = datetime.now().astimezone()
+            when = next_run(now, interval, last, expression)
+            wait = (when - now).total_seconds()
+            if wait > 0:
+                logger.info("Next submission at %s", when.isoformat(timespec="seconds"))
+                time.sleep(wait)
+            failed = submit(stream=True)
+            last, rounds = when, rounds + 1
+            failures = failures + 1 if failed else 0
+            if failures >= max_failures:
+                raise click.ClickException(
+                    f"stopping after {failures} rounds in a row with a failed node"
+                )
+            if max_runs and rounds >= max_runs:
+                return
+    except KeyboardInterrupt:
+        click.echo("Stopped.", err=True)
+        ctx.exit(130)
+
+
+def _duration(job: dict[str, Any]) -> float | None:
+    try:
+        start = datetime.fromisoformat(str(job["start_time"]))
+        end = datetime.fromisoformat(str(job["end_time"]))
+    except (KeyError, ValueError):
+        return None
+    return round((end - start).total_seconds(), 1)
+
+
+@cli.command("jobs", context_settings=CONTEXT)
+@node_option
+@project_option
+@click.option(
+    "--finished",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Finished jobs shown per node (the latest).",
+)
+@json_option
+def jobs(nodes: tuple[str, ...], project: str, finished: int, as_json: bool) -> None:
+    """What the scrapyd nodes run: each node's status (daemonstatus.json) and the
+    project's pending, running and finished jobs (listjobs.json).
+
+    A node that cannot be reached, or refuses the credentials, shows its error; the
+    exit status is then 1 (0 when every node answered). Job arguments and settings are
+    never shown (they may hold secrets such as a Redis password).
+
+    \b
+    Example:
+      coles-loader jobs --node http://crawler-1:6800 --node http://crawler-2:6800
+      coles-loader jobs --json | jq '.[].jobs.running'
+    """
+    result: list[dict[str, Any]] = []
+    for node in _nodes(nodes):
+        entry: dict[str, Any] = {"node": node.url}
+        try:
+            entry["status"] = node.daemon_status()
+            listed = node.list_jobs(project)
+        except NodeError as exc:
+            entry["error"] = str(exc)
+            result.append(entry)
+            continue
+        listed["finished"] = sorted(
+            listed["finished"], key=lambda j: str(j.get("end_time", "")), reverse=True
+        )[:finished]
+        for job in listed["finished"]:
+            job["duration_s"] = _duration(job)
+        entry["jobs"] = listed
+        result.append(entry)
+    failed = [e for e in result if "error" in e]
+    if as_json:
+        echo_json(result)
+    else:
+        echo_table(
+            [
+                {
+                    "node": e["node"],
+                    "status": e["status"].get("status", "?") if "status" in e else "error",
+                    "node_name": e.get("status", {}).get("node_name"),
+                    **{
+                        state: len(e["jobs"][state]) if "jobs" in e else None
+                        for state in ("pending", "running")
+                    },
+                    "finished": e.get("status", {}).get("finished"),
+                }
+                for e in result
+            ],
+            ["node", "status", "node_name", "pending", "running", "finished"],
+            "Nodes",
+        )
+        echo_table(
+            [
+                {
+                    "node": e["node"],
+                    "state": state,
+                    "spider": job.get("spider"),
+                    "job": job.get("id"),
+                    "started": str(job.get("start_time", ""))[:19] or None,
+                    "ended": str(job.get("end_time", ""))[:19] or None,
+                    "duration_s": job.get("duration_s"),
+                }
+                for e in result
+                if "jobs" in e
+                for state in ("running", "pending", "finished")
+                for job in e["jobs"][state]
+            ],
+            ["node", "state", "spider", "job", "started", "ended", "duration_s"],
+            f"Jobs of {project}",
+        )
+        for e in failed:
+            click.echo(f"Error: {e['error']}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+redis_option = click.option(
+    "--redis",
+    "redis_url",
+    envvar="COLES_FRONTIER_URL",
+    required=True,
+    metavar="URL",
+    help="The frontier's Redis: redis://[:password@]host:6379/0 (env COLES_FRONTIER_URL).",
+)
+key_option = click.option(
+    "--key",
+    envvar="COLES_FRONTIER_KEY",
+    default=DEFAULT_FRONTIER_KEY,
+    show_default=True,
+    help="Prefix of the frontier's Redis keys (env COLES_FRONTIER_KEY).",
+)
+
+
+def _frontier(url: str, key: str) -> Frontier:
+    try:
+        frontier = Frontier.from_url(url, key)
+        frontier.ensure_group()
+    except FRONTIER_ERRORS as exc:
+        raise click.ClickException(f"cannot use the frontier at {redact_url(url)}: {exc}") from None
+    return frontier
+
+
+@cli.group("frontier", context_settings=CONTEXT)
+def frontier_group() -> None:
+    """The shared SKU frontier in Redis, for several crawl processes on one or many
+    machines.
+
+    `frontier feed` moves the barcode-enrichment inbox into it; crawls started with
+    COLES_FRONTIER_URL set (or -a frontier=URL) take SKUs from it, acknowledge each
+    SKU once its outcome is stored, and take back the SKUs of a worker that died after
+    COLES_FRONTIER_CLAIM_TIMEOUT seconds. `frontier status` shows how far it is.
+
+    \b
+    Example:
+      export COLES_FRONTIER_URL=redis://127.0.0.1:6379/0
+      coles-loader queue-missing-barcodes && coles-loader frontier feed
+      scrapy crawl coles_barcodes &  scrapy crawl coles_barcodes &   # two workers
+      coles-loader frontier status
+    """
+
+
+@frontier_group.command("feed", context_settings=CONTEXT)
+@redis_option
+@key_option
+@click.option(
+    "--inbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_ENRICHMENT_INBOX,
+    envvar="COLES_ENRICHMENT_INBOX",
+    show_default=True,
+    help="Barcode-enrichment inbox folder (env COLES_ENRICHMENT_INBOX).",
+)
+@click.option(
+    "--retry-failed/--no-retry-failed",
+    default=True,
+    show_default=True,
+    help="Feed again the SKUs whose lookup failed after retries in an earlier crawl.",
+)
+@json_option
+def frontier_feed(redis_url: str, key: str, inbox: Path, retry_failed: bool, as_json: bool) -> None:
+    """Feed the barcode-enrichment inbox into the frontier.
+
+    Every *.jsonl file of the inbox is taken like the crawl takes it (oldest first,
+    SKUs de-duplicated, bad lines quarantined), its SKUs are added to the stream, and
+    only then is it moved to archive/. A SKU already waiting or in flight is not added
+    again, so feeding twice is harmless; a feed that fails leaves its file in
+    processing/ for the next one.
+    """
+    frontier = _frontier(redis_url, key)
+    enrichment = EnrichmentInbox(inbox, company=DEFAULT_COMPANY, archive=True)
+    try:
+        report = feed_inbox(frontier, enrichment, retry_failed=retry_failed)
+    except FRONTIER_ERRORS as exc:
+        raise click.ClickException(
+            f"feeding the frontier at {redact_url(redis_url)} failed: {exc}"
+        ) from None
+    finally:
+        frontier.close()
+    if as_json:
+        echo_json(
+            {
+                "added": report.added,
+                "already_queued": report.already_queued,
+                "retried_failed": report.retried.added,
+                "files": [dataclasses.asdict(f) for f in report.files],
+            }
+        )
+        return
+    for f in report.files:
+        click.echo(
+            f"{f.name}: {f.skus} SKUs, {f.added} added, {f.already_queued} already in the "
+            f"frontier, {f.quarantined} lines quarantined"
+        )
+    click.echo(
+        f"Fed {report.added} SKUs into {key} ({report.already_queued} were already there"
+        f"{f', {report.retried.added} failed ones again' if report.retried.added else ''})"
+    )
+
+
+@frontier_group.command("status", context_settings=CONTEXT)
+@redis_option
+@key_option
+@json_option
+def frontier_status(redis_url: str, key: str, as_json: bool) -> None:
+    """SKUs waiting, in flight (taken by a worker, outcome not stored yet) and failed,
+    and each worker's share (workers are named host:pid[:scrapyd job])."""
+    frontier = _frontier(redis_url, key)
+    try:
+        status = frontier.status()
+    except FRONTIER_ERRORS as exc:
+        raise click.ClickException(
+            f"cannot read the frontier at {redact_url(redis_url)}: {exc}"
+        ) from None
+    finally:
+        frontier.close()
+    if as_json:
+        echo_json(status.to_json())
+        return
+    echo_mapping(
+        {
+            "key": status.key,
+            "waiting": status.waiting,
+            "in_flight": status.in_flight,
+            "failed": status.failed,
+        },
+        "Frontier",
+    )
+    echo_table(
+        [
+            {"worker": c.name, "in_flight": c.in_flight, "idle_s": c.idle_s}
+            for c in status.consumers
+        ],
+        ["worker", "in_flight", "idle_s"],
+        "Workers",
     )
 
 

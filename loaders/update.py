@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from colesbarcodes.db.catalog import BatchStats
-from colesbarcodes.db.engine import session_factory
+from colesbarcodes.db.engine import DATABASE_ERRORS, session_factory
 from colesbarcodes.db.maintenance import GroupStats, ReconcileStats, maintain_groups, reconcile
+from colesbarcodes.db.runs import ImportRunRecord, record_import_run
 from loaders.importer import FileReport, ImportOptions, count_lines, import_file
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from sqlalchemy.engine import Engine
 
     from colesbarcodes.inbox import Inbox
 
-__all__ = ["CycleReport", "PostProcessReport", "post_process", "run_cycle"]
+__all__ = [
+    "CycleReport",
+    "ImportRunLog",
+    "PostProcessReport",
+    "post_process",
+    "recorded_import_run",
+    "run_cycle",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -179,3 +192,88 @@ def run_cycle(
         report.post_process = post_process(engine)
     report.seconds = time.monotonic() - started
     return report
+
+
+@dataclass
+class ImportRunLog:
+    """One cycle's entry in the run ledger (``import_runs``), filled while it runs."""
+
+    inbox: Path
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    files: list[FileReport] = field(default_factory=list)
+    report: CycleReport | None = None
+    finish_reason: str = "finished"
+
+    def file_done(self, report: FileReport) -> None:
+        """Pass as ``run_cycle(on_file=...)``: files done count even if the cycle fails."""
+        self.files.append(report)
+
+    def finish(self, report: CycleReport) -> None:
+        self.report = report
+
+    def record(self) -> ImportRunRecord:
+        stats = BatchStats()
+        for file in self.files:
+            stats.add(file.stats)
+        counts = {
+            "files": len(self.files),
+            "lines": sum(f.lines for f in self.files),
+            "imported": sum(f.imported for f in self.files),
+            "quarantined": sum(f.quarantined for f in self.files),
+            "skipped_rows": sum(f.skipped for f in self.files),
+            "barcodes_rejected": sum(f.barcodes_rejected for f in self.files),
+            **{k: v for k, v in dataclasses.asdict(stats).items() if k != "lines"},
+        }
+        post = self.report.post_process if self.report is not None else None
+        if post is not None:
+            counts["reconcile_merges"] = post.reconcile.merges
+            counts["product_groups"] = post.groups.groups
+        return ImportRunRecord(
+            node=socket.gethostname(),
+            inbox=str(self.inbox),
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+            finish_reason=self.finish_reason,
+            files=[
+                {
+                    "name": f.name,
+                    "lines": f.lines,
+                    "imported": f.imported,
+                    "quarantined": f.quarantined,
+                    "resumed_from": f.resumed_from,
+                }
+                for f in self.files
+            ],
+            counts=counts,
+        )
+
+
+def _write_import_run(engine: Engine, log: ImportRunLog) -> None:
+    """Write the ledger row; a database that fails here never fails the import itself."""
+    try:
+        with session_factory(engine).begin() as session:
+            record_import_run(session, log.record())
+    except DATABASE_ERRORS as exc:
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+        logger.warning("This import run is not in the run ledger: %s", detail or repr(exc))
+
+
+@contextlib.contextmanager
+def recorded_import_run(engine: Engine, inbox: Path) -> Iterator[ImportRunLog]:
+    """Record the cycle run inside the block in ``import_runs``: when it imported at
+    least one file, or failed (``failed: <error>``, with the files done before)."""
+    log = ImportRunLog(inbox)
+    try:
+        yield log
+    except KeyboardInterrupt:
+        log.finish_reason = "interrupted"
+        if log.files:
+            _write_import_run(engine, log)
+        raise
+    except Exception as exc:
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()
+        log.finish_reason = f"failed: {detail[0] if detail else type(exc).__name__}"
+        _write_import_run(engine, log)
+        raise
+    if log.files:
+        _write_import_run(engine, log)

@@ -1,7 +1,9 @@
-"""Shared fixtures: real databases (SQLite and a throwaway PostgreSQL database), inboxes.
+"""Shared fixtures: real databases (SQLite and a throwaway PostgreSQL database), inboxes,
+and the shared frontier on a real Redis.
 
 PostgreSQL tests need the server on 127.0.0.1:5432 (user postgres, trust auth, or
-``COLES_TEST_POSTGRES_URL``). Outside CI they are skipped when it is unreachable; with
+``COLES_TEST_POSTGRES_URL``); frontier tests need Redis on 127.0.0.1:6379 (or
+``COLES_TEST_REDIS_URL``). Outside CI they are skipped when it is unreachable; with
 ``CI=true`` an unreachable server fails the run instead, so CI can never pass silently
 without them.
 """
@@ -16,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from colesbarcodes.db.engine import make_engine, migrate
 from colesbarcodes.db.models import Base
+from colesbarcodes.frontier import Frontier
 from colesbarcodes.inbox import Inbox
 from tests.helpers import write_jsonl
 
@@ -36,6 +40,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 ADMIN_URL = os.environ.get(
     "COLES_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("COLES_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def require(condition: bool, reason: str) -> None:
@@ -104,6 +109,30 @@ def inbox(tmp_path: Path) -> Inbox:
     box = Inbox(tmp_path / "product_inbox")
     box.ensure()
     return box
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis the frontier tests use (each test under a key prefix of its own)."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        require(False, f"Redis is not reachable at {REDIS_URL}: {exc}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def frontier(redis_url: str) -> Iterator[Frontier]:
+    """An empty frontier under a key prefix unique to the test, deleted afterwards."""
+    shared = Frontier.from_url(redis_url, f"colesbarcodes-test:{uuid.uuid4().hex[:12]}")
+    try:
+        yield shared
+    finally:
+        shared.delete()
+        shared.close()
 
 
 @pytest.fixture

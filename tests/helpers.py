@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,8 @@ from loaders.cli import cli
 PROJECT = Path(__file__).resolve().parents[1]
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
     from click.testing import Result
     from sqlalchemy.engine import Engine
 
@@ -51,8 +59,10 @@ def write_jsonl(path: Path, rows: list[Any], mtime: float | None = None) -> Path
     return path
 
 
-def run_loader(database_url: str, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--database-url", database_url, *args], catch_exceptions=False)
+def run_loader(database_url: str, *args: str, env: Mapping[str, str] | None = None) -> Result:
+    return CliRunner().invoke(
+        cli, ["--database-url", database_url, *args], catch_exceptions=False, env=env
+    )
 
 
 def _iso(value: Any) -> Any:
@@ -259,3 +269,79 @@ def lookups(engine: Engine) -> list[tuple[str, str, str | None]]:
     with engine.connect() as conn:
         rows = conn.execute(select(Lookup.sku, Lookup.outcome, Lookup.barcode).order_by(Lookup.id))
         return [(sku, outcome, barcode) for sku, outcome, barcode in rows]
+
+
+# --- scrapyd ------------------------------------------------------------------------------
+
+SCRAPYD_USER, SCRAPYD_PASSWORD = "crawler", "test-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ScrapydApi:
+    """scrapyd's JSON API, with the test credentials."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        token = base64.b64encode(f"{SCRAPYD_USER}:{SCRAPYD_PASSWORD}".encode()).decode()
+        self.headers = {"Authorization": f"Basic {token}"}
+
+    def call(self, path: str, data: dict[str, str] | list[tuple[str, str]] | None = None) -> Any:
+        body = None if data is None else urllib.parse.urlencode(data).encode()
+        request = urllib.request.Request(self.url + path, data=body, headers=self.headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def wait_finished(self, job: str, project: str = "colesbarcodes", timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        jobs: Any = None
+        while time.monotonic() < deadline:
+            jobs = self.call(f"/listjobs.json?project={project}")
+            if any(j["id"] == job for j in jobs["finished"]):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"scrapyd job {job} did not finish: {jobs}")
+
+
+@contextlib.contextmanager
+def scrapyd_process(folder: Path, cwd: Path, env: Mapping[str, str]) -> Iterator[ScrapydApi]:
+    """A real scrapyd on 127.0.0.1 and an ephemeral port, authentication on, its
+    configuration, logs, eggs and databases under ``folder``, started in ``cwd`` (the
+    project folder: eggless mode; anywhere else: only deployed eggs)."""
+    home = folder / "home"
+    home.mkdir(parents=True)
+    port = free_port()
+    (home / ".scrapyd.conf").write_text(
+        "[scrapyd]\n"
+        f"bind_address = 127.0.0.1\nhttp_port = {port}\n"
+        f"username = {SCRAPYD_USER}\npassword = {SCRAPYD_PASSWORD}\n"
+        f"logs_dir = {folder / 'logs'}\ndbs_dir = {folder / 'dbs'}\n"
+        f"eggs_dir = {folder / 'eggs'}\n"
+        "poll_interval = 0.5\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scrapyd"],
+        cwd=cwd,
+        env={**env, "HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = ScrapydApi(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                api.call("/daemonstatus.json")
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield api
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

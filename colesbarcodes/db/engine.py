@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "DATABASE_ERRORS",
@@ -77,6 +79,8 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if "connect_timeout" not in parsed.query:  # an unreachable server fails, not hangs
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
     return create_engine(parsed, **kwargs)
 
 
@@ -104,11 +108,39 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
-def _alembic_config(connection: Any) -> Any:
+@contextlib.contextmanager
+def _migrations_folder() -> Iterator[Path]:
+    """The migrations as a real folder, which Alembic needs.
+
+    Installed normally (or run from the project folder) they are one already. Deployed to
+    scrapyd as an egg, the package is a zip file: the scripts are copied out to a
+    temporary folder for the time of the migration.
+    """
+    if MIGRATIONS.is_dir():
+        yield MIGRATIONS
+        return
+    from importlib.resources import files
+
+    def copy(source: Traversable, target: Path) -> None:
+        target.mkdir(exist_ok=True)
+        for child in source.iterdir():
+            if child.is_dir():
+                if child.name != "__pycache__":
+                    copy(child, target / child.name)
+            elif child.name.endswith((".py", ".mako")):
+                (target / child.name).write_bytes(child.read_bytes())
+
+    with tempfile.TemporaryDirectory(prefix="colesbarcodes-migrations-") as temp:
+        target = Path(temp) / "migrations"
+        copy(files("colesbarcodes.db").joinpath("migrations"), target)
+        yield target
+
+
+def _alembic_config(connection: Any, location: Path) -> Any:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(location))
     config.attributes["connection"] = connection
     return config
 
@@ -118,8 +150,12 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
-    with _migration_lock(engine), engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), revision)
+    with (
+        _migrations_folder() as location,
+        _migration_lock(engine),
+        engine.begin() as connection,
+    ):
+        command.upgrade(_alembic_config(connection, location), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -12,7 +12,7 @@ from colesbarcodes.db.models import CompanySku, Lookup, Product, Store, StorePri
 from colesbarcodes.db.sqlutil import in_chunks, sql_in
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ __all__ = [
     "recent_outcomes",
     "record_lookups",
     "skus_without_barcode",
+    "stored_for_entries",
     "stored_for_file",
 ]
 
@@ -99,6 +100,27 @@ def stored_for_file(session: Session, file: str) -> dict[str, str]:
         .execute(select(Lookup.sku, Lookup.outcome).where(Lookup.file == file))
         .all()
     )
+
+
+def stored_for_entries(
+    session: Session, company: str, entries: Mapping[str, str | None]
+) -> dict[str, str]:
+    """SKU → outcome already stored for exactly these (SKU, inbox file) pairs.
+
+    The frontier's counterpart of :func:`stored_for_file`: a SKU taken back from a worker
+    that died after committing its outcome, but before acknowledging it, is found here.
+    """
+    stored: dict[str, str] = {}
+    for part in in_chunks(session, sorted(entries)):
+        rows = session.connection().execute(
+            select(Lookup.sku, Lookup.file, Lookup.outcome).where(
+                Lookup.company == company, sql_in(session, Lookup.sku, part)
+            )
+        )
+        for sku, file, outcome in rows:
+            if file is not None and entries.get(sku) == file:
+                stored[sku] = outcome
+    return stored
 
 
 def record_lookups(

@@ -32,6 +32,7 @@ __all__ = [
     "Base",
     "CompanySku",
     "CrawlRun",
+    "ImportRun",
     "ImportedFile",
     "Lookup",
     "PriceHistory",
@@ -280,3 +281,26 @@ class CrawlRun(Base):
     monitor_detail: Mapped[str | None] = mapped_column(Text1000)  # the failed checks
     outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
+    node: Mapped[str | None] = mapped_column(String(255))  # host the crawl ran on
+
+
+class ImportRun(Base):
+    """The run ledger of imports: one row per ``coles-loader update`` cycle that had files
+    (or failed), written when it ends.
+
+    When it ran and on which host, the inbox, how it ended (``finished``, or ``failed:
+    <error>``), the files it imported (name, lines, imported, quarantined) and its counts
+    (lines, products and SKUs created, barcodes set, merges, conflicts, price changes).
+    """
+
+    __tablename__ = "import_runs"
+    __table_args__ = (Index("ix_import_runs_started_at", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    node: Mapped[str] = mapped_column(String(255))
+    inbox: Mapped[str] = mapped_column(String(400))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finish_reason: Mapped[str] = mapped_column(Text1000)
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)

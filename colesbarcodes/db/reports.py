@@ -13,6 +13,7 @@ from colesbarcodes.db.models import (
     CompanySku,
     CrawlRun,
     ImportedFile,
+    ImportRun,
     Lookup,
     PriceHistory,
     Product,
@@ -37,6 +38,7 @@ __all__ = [
     "crawl_runs",
     "data_quality",
     "find_sku",
+    "import_runs",
     "inspect_product",
     "open_conflicts",
     "product_cards",
@@ -420,10 +422,36 @@ def crawl_runs(
             "monitor_detail": run.monitor_detail,
             "skus": sum(outcomes.values()),
             "outcomes": outcomes,
+            "node": run.node,
         }
         if with_stats:
             row["stats"] = run.stats
         runs.append(row)
+    return runs
+
+
+def import_runs(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest import cycles of the run ledger, newest first."""
+    runs = []
+    for run in session.scalars(
+        select(ImportRun).order_by(ImportRun.started_at.desc(), ImportRun.id.desc()).limit(limit)
+    ):
+        started, finished = _utc(run.started_at), _utc(run.finished_at)
+        runs.append(
+            {
+                "id": run.id,
+                "node": run.node,
+                "inbox": run.inbox,
+                "started_at": _utc_iso(started),
+                "finished_at": _utc_iso(finished),
+                "duration_s": round((finished - started).total_seconds(), 1)
+                if started and finished
+                else None,
+                "finish_reason": run.finish_reason,
+                "files": run.files or [],
+                "counts": {k: int(v) for k, v in sorted((run.counts or {}).items())},
+            }
+        )
     return runs
 
 

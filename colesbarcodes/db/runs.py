@@ -1,4 +1,5 @@
-"""The run ledger's writing side: one ``crawl_runs`` row per crawl, written when it ends."""
+"""The run ledger's writing side: one ``crawl_runs`` row per crawl and one ``import_runs``
+row per import cycle, each written when it ends."""
 
 from __future__ import annotations
 
@@ -7,14 +8,20 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert
 
-from colesbarcodes.db.models import CrawlRun
+from colesbarcodes.db.models import CrawlRun, ImportRun
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.orm import Session
 
-__all__ = ["LOOKED_UP_OUTCOMES", "RunRecord", "record_crawl_run"]
+__all__ = [
+    "LOOKED_UP_OUTCOMES",
+    "ImportRunRecord",
+    "RunRecord",
+    "record_crawl_run",
+    "record_import_run",
+]
 
 # Outcomes of SKUs that were asked of the site; the others (prefilled, recently_checked,
 # duplicate) cost no request. Shares of "failed" and "found" are taken over these.
@@ -34,6 +41,7 @@ class RunRecord:
     monitor_detail: str | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    node: str | None = None
 
 
 def record_crawl_run(session: Session, run: RunRecord) -> int:
@@ -50,7 +58,39 @@ def record_crawl_run(session: Session, run: RunRecord) -> int:
             monitor_detail=None if run.monitor_detail is None else run.monitor_detail[:1000],
             outcomes=run.outcomes,
             stats=run.stats,
+            node=None if run.node is None else run.node[:255],
         )
         .returning(CrawlRun.id)
+    ).scalar_one()
+    return run_id
+
+
+@dataclass
+class ImportRunRecord:
+    """What the ledger keeps of one import cycle (``files`` and ``counts`` JSON-ready)."""
+
+    node: str
+    inbox: str
+    started_at: datetime
+    finished_at: datetime
+    finish_reason: str
+    files: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def record_import_run(session: Session, run: ImportRunRecord) -> int:
+    """Insert the import run; its id."""
+    run_id: int = session.execute(
+        insert(ImportRun)
+        .values(
+            node=run.node[:255],
+            inbox=run.inbox[-400:],
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            finish_reason=run.finish_reason[:1000],
+            files=run.files,
+            counts=run.counts,
+        )
+        .returning(ImportRun.id)
     ).scalar_one()
     return run_id

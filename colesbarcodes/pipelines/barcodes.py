@@ -18,7 +18,7 @@ from colesbarcodes.db.lookups import LookupRow, record_lookups
 from colesbarcodes.gtin import parse_gtin
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.lines import ProductLine
-from colesbarcodes.signals import lookups_stored
+from colesbarcodes.signals import flush_requested, lookups_stored
 
 if TYPE_CHECKING:
     from typing import Self
@@ -76,7 +76,7 @@ class BarcodeUpsertPipeline:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        return cls(
+        pipeline = cls(
             crawler,
             settings.get("DATABASE_URL"),
             settings.getint("COLES_UPSERT_BATCH_SIZE"),
@@ -84,6 +84,12 @@ class BarcodeUpsertPipeline:
             settings.getint("COLES_DB_RETRIES"),
             settings.getbool("COLES_DB_WRITE_THREAD"),
         )
+        crawler.signals.connect(pipeline.flush_requested, signal=flush_requested)
+        return pipeline
+
+    async def flush_requested(self) -> None:
+        if self.engine is not None:
+            await self.flush()
 
     @property
     def job(self) -> str | None:

@@ -6,6 +6,11 @@ answers SKUs whose barcode is already known before any request leaves; the rest 
 looked up through :class:`~colesbarcodes.sources.GraphQLBarcodeSource`; every outcome is
 stored by :class:`~colesbarcodes.pipelines.BarcodeUpsertPipeline`, which also finishes
 files once every SKU has one.
+
+With ``COLES_FRONTIER_URL`` (or ``-a frontier=redis://...``) the SKUs come instead from
+the shared frontier in Redis, which ``coles-loader frontier feed`` fills from the inbox:
+several crawl processes, on one machine or many, then share the work
+(:mod:`colesbarcodes.worker`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from colesbarcodes.enrichment import EnrichmentFile, EnrichmentInbox
 from colesbarcodes.gtin import InvalidGtin, parse_gtin
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.sources import GraphQLBarcodeSource, SourceError
+from colesbarcodes.worker import FrontierBatch, FrontierWorker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -27,6 +33,8 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+    from colesbarcodes.middlewares import PrefillUnit
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +45,9 @@ class ColesBarcodesSpider(scrapy.Spider):
     Arguments (``-a name=value``), each overriding the setting in brackets:
     ``inbox`` (COLES_ENRICHMENT_INBOX), ``base_url`` (COLES_BASE_URL), ``store``
     (COLES_STORE_ID, for lines without a store), ``limit`` (COLES_MAX_SKUS: stop taking
-    SKUs after this many; 0 = no limit).
+    SKUs after this many; 0 = no limit), ``frontier`` (COLES_FRONTIER_URL: a Redis URL
+    to take SKUs from the shared frontier instead of the inbox). scrapyd's ``_job`` is
+    kept: it is recorded with every lookup and names this worker in the frontier.
     """
 
     name = "coles_barcodes"
@@ -48,6 +58,7 @@ class ColesBarcodesSpider(scrapy.Spider):
     enrichment: EnrichmentInbox
     fallback_without_gtin: bool
     source: GraphQLBarcodeSource
+    frontier: FrontierWorker | None
 
     def __init__(
         self,
@@ -55,11 +66,19 @@ class ColesBarcodesSpider(scrapy.Spider):
         base_url: str | None = None,
         store: str | None = None,
         limit: str | int | None = None,
+        frontier: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # scrapyd adds _job and other arguments
-        self._arguments = {"inbox": inbox, "base_url": base_url, "store": store, "limit": limit}
+        self._arguments = {
+            "inbox": inbox,
+            "base_url": base_url,
+            "store": store,
+            "limit": limit,
+            "frontier": frontier,
+        }
         self.files: dict[str, EnrichmentFile] = {}
+        self.batches: dict[str, FrontierBatch] = {}  # the frontier batch being handed out
         self.seen: set[str] = set()
         self.reading_done = False
         # One bound-method object per callback for all requests: Scrapy caches its
@@ -81,9 +100,23 @@ class ColesBarcodesSpider(scrapy.Spider):
         )
         spider.fallback_without_gtin = settings.getbool("COLES_PRODUCT_PAGE_FALLBACK")
         spider.source = GraphQLBarcodeSource(spider.base_url, crawler)
+        frontier_url = str(given["frontier"] or settings.get("COLES_FRONTIER_URL") or "")
+        spider.frontier = (
+            FrontierWorker.from_crawler(crawler, frontier_url, getattr(spider, "_job", None))
+            if frontier_url
+            else None
+        )
         return spider
 
+    def work_unit(self, key: str) -> PrefillUnit:
+        """The inbox file or frontier batch that ``key`` (meta ``batch`` or ``file``) names."""
+        return self.batches.get(key) or self.files[key]
+
     async def start(self) -> AsyncIterator[Any]:
+        if self.frontier is not None:
+            async for obj in self._from_frontier(self.frontier):
+                yield obj
+            return
         if not self.enrichment.inbox.has_work():
             logger.info("The inbox %s is empty: nothing to look up", self.enrichment.inbox.root)
             self.reading_done = True
@@ -138,6 +171,53 @@ class ColesBarcodesSpider(scrapy.Spider):
                 break
         self.reading_done = True
 
+    async def _from_frontier(self, worker: FrontierWorker) -> AsyncIterator[Any]:
+        """SKUs from the shared frontier, a batch at a time, until it is drained."""
+        await worker.open()
+        try:
+            await self.source.configure()
+        except SourceError as exc:
+            raise CloseSpider(f"site_unusable: {exc}") from None
+        number = 0
+        async for entries in worker.batches(self.limit):
+            number += 1
+            key = f"{worker.consumer}#{number}"
+            self.batches = {key: FrontierBatch(key, self.company, {e.sku: e.file for e in entries})}
+            for entry in entries:
+                base = BarcodeLookup(
+                    sku=entry.sku,
+                    outcome=Outcome.FOUND,
+                    company=self.company,
+                    store_id=entry.store_id,
+                    file=entry.file,
+                    batch=key,
+                )
+                if worker.max_deliveries and entry.deliveries > worker.max_deliveries:
+                    self.crawler.stats.inc_value("frontier/given_up")
+                    base.outcome = Outcome.FAILED
+                    base.reason = (
+                        f"handed out {entry.deliveries - 1} times without a stored outcome"
+                    )
+                    yield base
+                    continue
+                if entry.barcode:
+                    base.barcode, base.name, base.brand, base.size = (
+                        entry.barcode,
+                        entry.name,
+                        entry.brand,
+                        entry.size,
+                    )
+                    base.reason = "barcode given in the inbox file"
+                    yield base
+                    continue
+                yield self.source.request(
+                    entry.sku,
+                    entry.store_id or self.default_store,
+                    {"file": entry.file, "batch": key},
+                    **self.callbacks,
+                )
+        self.reading_done = True
+
     def _lookup(self, response: Response, outcome: Outcome, **fields: Any) -> BarcodeLookup:
         meta = response.meta
         return BarcodeLookup(
@@ -146,6 +226,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             company=self.company,
             store_id=meta.get("store_id"),
             file=meta.get("file"),
+            batch=meta.get("batch"),
             **fields,
         )
 
@@ -224,5 +305,6 @@ class ColesBarcodesSpider(scrapy.Spider):
             company=self.company,
             store_id=request.meta.get("store_id"),
             file=request.meta.get("file"),
+            batch=request.meta.get("batch"),
             reason=reason,
         )
