@@ -13,7 +13,11 @@ Scrapy's item machinery alone costs). A first, unmeasured listing crawl warms th
 page cache and gives the list of pages. Prints products/s (best of ``--rounds``) and the
 ratios (goal: the listing crawl >= 0.8 of the baseline).
 
-    python bench/bench_listing.py [--products 30000] [--rounds 3]
+With ``--latency-ms N`` the replica answers every page N ms late, as a real site does:
+the crawls then wait on the network, not on the CPU (on loopback, with no latency, both
+are CPU-bound and the listing crawl's own work, parsing each page included, is measured).
+
+    python bench/bench_listing.py [--products 30000] [--rounds 3] [--latency-ms 0]
 """
 
 from __future__ import annotations
@@ -119,6 +123,9 @@ def main() -> None:
     )
     parser.add_argument("--products", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="the replica's delay before each answer"
+    )
     args = parser.parse_args()
 
     with (
@@ -126,6 +133,7 @@ def main() -> None:
         ReplicaProcess(products=args.products, seed=7) as site,
     ):
         tmp = Path(tmp_name)
+        site.configure(delay_ms=args.latency_ms)
         warm = listing_crawl(site.url, tmp / "warm", tmp / "warm.json")
         products = int(warm["listing/products"])
         catalogue = Catalogue.generate(args.products, seed=7)
@@ -157,7 +165,10 @@ def main() -> None:
         )
         return rate
 
-    print(f"products: {products:,} of one store, {len(pages):,} listing pages")
+    print(
+        f"products: {products:,} of one store, {len(pages):,} listing pages, "
+        f"replica latency {args.latency_ms:g} ms"
+    )
     listing_rate = show("listing crawl", listing_runs)
     base_rate = show("baseline (same pages, no processing)", base_runs)
     items_rate = show("reference (same pages, one empty item a product)", item_runs)

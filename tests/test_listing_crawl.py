@@ -231,12 +231,12 @@ def test_categories_larger_than_the_page_cap_are_walked_through_sub_categories(
 def test_the_barcode_crawls_components_leave_the_listing_crawl_alone(
     two_stores: ListingCrawl,
 ) -> None:
-    """The PrefillMiddleware acts only on requests with meta "file" and "sku", the
-    BarcodeUpsertPipeline is not enabled for this spider (it needs no database)."""
+    """Neither the PrefillMiddleware nor the BarcodeUpsertPipeline is enabled for this
+    spider (it has no SKUs to skip and needs no database); the politeness parts are."""
     keys = set(two_stores.stats)
     assert not {k for k in keys if k.startswith(("prefill/", "coles/"))}
     assert "Enabled item pipelines:\n[]" in two_stores.log
-    assert "colesbarcodes.middlewares.PrefillMiddleware" in two_stores.log
+    assert "colesbarcodes.middlewares.PrefillMiddleware" not in two_stores.log
     assert "colesbarcodes.middlewares.BotCheckMiddleware" in two_stores.log
     assert "colesbarcodes.middlewares.RetryAfterMiddleware" in two_stores.log
 

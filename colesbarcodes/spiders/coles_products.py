@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BARCODE_PIPELINE = "colesbarcodes.pipelines.BarcodeUpsertPipeline"
+PREFILL_MIDDLEWARE = "colesbarcodes.middlewares.PrefillMiddleware"
 
 
 class SiteUnusable(Exception):
@@ -129,6 +130,13 @@ class ColesProductsSpider(scrapy.Spider):
         pipelines = settings.getdict("ITEM_PIPELINES")
         pipelines[BARCODE_PIPELINE] = None
         settings.set("ITEM_PIPELINES", pipelines, _raise_priority(settings, "ITEM_PIPELINES"))
+        # Nor the barcode crawl's prefill: it has no SKUs to skip here, and it would be
+        # one more layer that each of the tens of thousands of items passes through.
+        middlewares = settings.getdict("SPIDER_MIDDLEWARES")
+        middlewares[PREFILL_MIDDLEWARE] = None
+        settings.set(
+            "SPIDER_MIDDLEWARES", middlewares, _raise_priority(settings, "SPIDER_MIDDLEWARES")
+        )
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesProductsSpider:
