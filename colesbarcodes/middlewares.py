@@ -16,7 +16,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from colesbarcodes.coles_site import is_bot_check
-from colesbarcodes.db.engine import make_engine, session_factory
+from colesbarcodes.db.engine import make_engine, with_retries
 from colesbarcodes.db.lookups import known_barcodes, recent_outcomes
 from colesbarcodes.items import BarcodeLookup, Outcome
 
@@ -99,13 +99,16 @@ class PrefillMiddleware(BaseSpiderMiddleware):
             self.engine = make_engine(self.database_url)
         skus = list(unit.skus)
         since = datetime.now(UTC) - self.recheck
-        with session_factory(self.engine)() as session:
-            company = self.crawler.spider.company  # type: ignore[union-attr]
+        company = self.crawler.spider.company  # type: ignore[union-attr]
+
+        def load(session: Session) -> _FileKnowledge:
             return _FileKnowledge(
                 known_barcodes(session, company, skus),
                 recent_outcomes(session, company, skus, since) if self.recheck else {},
                 unit.stored(session),
             )
+
+        return with_retries(self.engine, load, what="Loading the prefill map")
 
     async def _knowledge(self, key: str) -> _FileKnowledge:
         if self.current is None or self.current[0] != key:

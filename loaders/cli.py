@@ -21,7 +21,14 @@ import orjson
 from sqlalchemy.exc import OperationalError
 
 from colesbarcodes.db import reports
-from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, migrate, redact, session_factory
+from colesbarcodes.db.engine import (
+    DATABASE_ERRORS,
+    make_engine,
+    migrate,
+    redact,
+    session_factory,
+    unreachable,
+)
 from colesbarcodes.db.engine import database_url as resolve_url
 from colesbarcodes.db.lookups import skus_without_barcode
 from colesbarcodes.enrichment import EnrichmentInbox
@@ -70,10 +77,14 @@ class App:
         """The engine, with the schema migrated; a clear error if the database is unreachable."""
         if self._engine is None:
             engine = make_engine(self.url)
-            try:
-                migrate(engine)
-            except OperationalError as exc:
-                fail_database(self.url, exc)
+            for attempt in range(1, 4):  # a connection cut while migrating is retried
+                try:
+                    migrate(engine)
+                    break
+                except OperationalError as exc:
+                    if attempt == 3 or unreachable(exc):
+                        fail_database(self.url, exc)
+                    time.sleep(0.5 * attempt)
             self._engine = engine
         return self._engine
 

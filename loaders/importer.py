@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from colesbarcodes.db import ledger
 from colesbarcodes.db.catalog import BatchReader, BatchStats, apply_lines
-from colesbarcodes.db.engine import DATABASE_ERRORS, session_factory
+from colesbarcodes.db.engine import with_retries
 from colesbarcodes.db.models import QuarantinedLine
 from colesbarcodes.inbox import ClaimedFile, Inbox, iter_lines
 from colesbarcodes.lines import LineError, ProductLine, parse_line, store_from_filename
@@ -74,47 +74,38 @@ Progress = Callable[[int], None]
 
 
 def count_lines(path: Path) -> int:
-    """Lines in a file, counted in 1 MiB blocks (for the progress bar's total)."""
+    """Lines in a file, counted in 1 MiB blocks (for the progress bar's total); 0 for a
+    file that is gone (another loader took it after the inbox was listed)."""
     total = 0
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            total += block.count(b"\n")
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                total += block.count(b"\n")
+    except FileNotFoundError:
+        return 0
     return total
-
-
-def _retrying(engine: Engine, attempts: int, work: Callable[[Session], None]) -> None:
-    factory = session_factory(engine)
-    for attempt in range(1, attempts + 1):
-        try:
-            with factory.begin() as session:
-                work(session)
-            return
-        except DATABASE_ERRORS as exc:
-            if attempt == attempts:
-                raise
-            delay = min(0.2 * 2**attempt, 5.0)
-            logger.warning(
-                "Batch failed (%s), retrying in %.1fs (attempt %d/%d)",
-                type(getattr(exc, "orig", exc)).__name__,
-                delay,
-                attempt,
-                attempts,
-            )
-            time.sleep(delay)
 
 
 @dataclass
 class _Batch:
     lines: list[tuple[int, ProductLine]] = field(default_factory=list)
     bad: list[ledger.Quarantined] = field(default_factory=list)
+    bad_bytes: int = 0  # of the bad lines kept for the quarantine
     skipped: int = 0
     count: int = 0  # lines read, good or bad
     last_line: int = 0
     filled: bool = False  # all its lines are read: the batch is full or the file ended
 
 
-# Lines parsed between two reads ahead of the database (see BatchReader).
+# Lines parsed between two reads ahead of the database (see BatchReader), and at most
+# this many bytes of them: a part of long lines is read in fewer lines.
 _PARSE_CHUNK = 1000
+_PARSE_CHUNK_BYTES = 16 << 20
+# The start of a bad line kept for the quarantine (as much as the ledger stores), and how
+# many such bytes a batch gathers before it is committed early: a file of long bad lines
+# never holds more than that in memory.
+_RAW_KEEP = 10_000
+_BAD_BYTES_PER_BATCH = 32 << 20
 
 
 class _Source:
@@ -125,15 +116,21 @@ class _Source:
         self.position = lines_done  # the number of the last line taken (or done before)
         self.exhausted = False
 
-    def take(self, count: int) -> list[tuple[int, bytes | None]]:
+    def take(
+        self, count: int, max_bytes: int = _PARSE_CHUNK_BYTES
+    ) -> list[tuple[int, bytes | None]]:
+        """Up to ``count`` more lines, fewer when they add up to ``max_bytes``."""
         taken: list[tuple[int, bytes | None]] = []
         if count <= 0:
             return taken
+        size = 0
         for number, raw in self._lines:
             if number <= self.position:
                 continue
             taken.append((number, raw))
-            if len(taken) >= count:
+            if raw is not None:
+                size += len(raw)
+            if len(taken) >= count or size >= max_bytes:
                 self.position = number
                 return taken
         self.exhausted = True
@@ -160,14 +157,18 @@ class _Parser:
             try:
                 line = parse_line(raw, default_store)
             except LineError as exc:
-                bad.append(ledger.Quarantined(number, exc.reason, raw))
+                kept = raw[:_RAW_KEEP]
+                batch.bad_bytes += len(kept)
+                bad.append(ledger.Quarantined(number, exc.reason, kept))
                 continue
             if line is None:
                 batch.skipped += 1
                 continue
             if line.barcode_error is not None:
                 reason = f"barcode rejected ({line.barcode_error}); line imported without it"
-                bad.append(ledger.Quarantined(number, reason, raw, imported=True))
+                kept = raw[:_RAW_KEEP]
+                batch.bad_bytes += len(kept)
+                bad.append(ledger.Quarantined(number, reason, kept, imported=True))
             lines.append((number, line))
         if part:
             batch.count += len(part)
@@ -177,7 +178,11 @@ class _Parser:
         """Parse up to ``lines`` more of the batch's lines; returns the good ones."""
         start = len(batch.lines)
         self.parse(batch, source.take(min(lines, self.options.batch_size - batch.count)))
-        batch.filled = batch.count >= self.options.batch_size or source.exhausted
+        batch.filled = (
+            batch.count >= self.options.batch_size
+            or source.exhausted
+            or batch.bad_bytes >= _BAD_BYTES_PER_BATCH
+        )
         return batch.lines[start:]
 
 
@@ -215,20 +220,33 @@ class _FileImport:
 
     def run(self, inbox: Inbox) -> FileReport:
         started = time.monotonic()
-        factory = session_factory(self.engine)
-        with factory.begin() as session:
-            progress = ledger.open_file(
+        progress = with_retries(
+            self.engine,
+            lambda session: ledger.open_file(
                 session, INBOX_NAME, self.claimed.claim_name, self.claimed.original_name
-            )
+            ),
+            attempts=self.options.retries,
+            what="Opening the file's ledger",
+        )
         self.file_id = progress.file_id
         self.report.resumed_from = progress.lines_done
         if not progress.done:
             with _collector_tuned_for(self.options.batch_size):
                 self._import_lines(progress.lines_done)
-        self.report.quarantine_file = self._write_quarantine(inbox)
-        with factory.begin() as session:
+        self.report.quarantine_file = with_retries(
+            self.engine,
+            lambda session: self._write_quarantine(inbox, session),
+            attempts=self.options.retries,
+            what="Writing the quarantine file",
+        )
+
+        def finish(session: Session) -> dict[str, int]:
             ledger.finish(session, self.file_id)
-            counts = ledger.file_counts(session, self.file_id)
+            return ledger.file_counts(session, self.file_id)
+
+        counts = with_retries(
+            self.engine, finish, attempts=self.options.retries, what="Finishing the file"
+        )
         inbox.finish(self.claimed, keep=self.options.archive)
         self.report.imported = counts["imported"]
         self.report.quarantined = counts["quarantined"]
@@ -274,20 +292,19 @@ class _FileImport:
                 quarantined=batch.bad,
             )
 
-        _retrying(self.engine, self.options.retries, work)
+        with_retries(self.engine, work, attempts=self.options.retries, what="A batch")
         self.report.stats.add(stats)
         self.report.lines += batch.count
         self.progress(batch.count)
 
-    def _write_quarantine(self, inbox: Inbox) -> Path | None:
+    def _write_quarantine(self, inbox: Inbox, session: Session) -> Path | None:
         """Write the file's quarantine records (from the ledger, so a re-run rewrites, never
         duplicates them); atomically, and only if there are any."""
         target = inbox.quarantine_path(self.claimed)
-        factory = session_factory(self.engine)
         temp = target.with_suffix(".part")
         count = 0
         target.parent.mkdir(parents=True, exist_ok=True)
-        with factory() as session, temp.open("wb") as out:
+        with temp.open("wb") as out:
             rows = session.execute(  # plain rows: ORM objects cost more than the file write
                 select(
                     QuarantinedLine.line_no,

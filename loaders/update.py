@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from colesbarcodes.db.catalog import BatchStats
-from colesbarcodes.db.engine import DATABASE_ERRORS, session_factory
+from colesbarcodes.db.engine import DATABASE_ERRORS, session_factory, with_retries
 from colesbarcodes.db.maintenance import GroupStats, ReconcileStats, maintain_groups, reconcile
 from colesbarcodes.db.runs import ImportRunRecord, record_import_run
 from loaders.importer import FileReport, ImportOptions, count_lines, import_file
@@ -67,11 +67,8 @@ class CycleReport:
 
 def post_process(engine: Engine) -> PostProcessReport:
     """Reconciliation, then group maintenance; each in its own transaction."""
-    factory = session_factory(engine)
-    with factory.begin() as session:
-        reconciled = reconcile(session)
-    with factory.begin() as session:
-        groups = maintain_groups(session)
+    reconciled = with_retries(engine, reconcile, what="Reconciliation")
+    groups = with_retries(engine, maintain_groups, what="Group maintenance")
     return PostProcessReport(reconciled, groups)
 
 

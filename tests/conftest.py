@@ -97,6 +97,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    """The test run's PostgreSQL database, emptied: for what only PostgreSQL can show."""
+    _truncate_postgres(postgres_server_url)
+    return postgres_server_url
+
+
+@pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     migrate(engine)
@@ -154,5 +161,6 @@ __all__ = ["IN_CI", "PROJECT", "require", "write_jsonl"]
 
 def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
     for item in items:
-        if "database_url" in getattr(item, "fixturenames", ()) and "postgresql" in item.nodeid:
+        names = getattr(item, "fixturenames", ())
+        if ("database_url" in names and "postgresql" in item.nodeid) or "postgres_url" in names:
             item.add_marker(pytest.mark.postgres)

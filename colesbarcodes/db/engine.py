@@ -12,8 +12,9 @@ import fcntl
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from sqlalchemy import create_engine, event, text
@@ -22,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from importlib.resources.abc import Traversable
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "migrate",
     "redact",
     "session_factory",
+    "unreachable",
+    "with_retries",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///var/colesbarcodes.sqlite3"
@@ -40,6 +43,7 @@ DEFAULT_DATABASE_URL = "sqlite:///var/colesbarcodes.sqlite3"
 # the COPY protocol, which runs on the driver's cursor directly.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, psycopg.Error)
 MIGRATIONS = Path(__file__).with_name("migrations")
+logger = logging.getLogger(__name__)
 _MIGRATION_LOCK_ID = 0x636F6C6573  # "coles", for pg_advisory_lock
 
 
@@ -86,6 +90,48 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+T = TypeVar("T")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The server refuses, is not there or has no such database: asking again at once
+    will not help (unlike a connection cut or a deadlock, which a retry gets past)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    signs = ("connection refused", "could not translate host", "does not exist", "timeout")
+    return any(sign in text for sign in signs) or "unable to open database" in text
+
+
+def with_retries(
+    engine: Engine,
+    work: Callable[[Session], T],
+    *,
+    attempts: int = 5,
+    what: str = "A transaction",
+) -> T:
+    """``work`` in a transaction of its own, run again (from the start, in a new
+    transaction) after a database error: a dropped or terminated connection, a deadlock, a
+    serialization failure, a concurrent writer. ``work`` must be safe to repeat."""
+    factory = session_factory(engine)
+    for attempt in range(1, attempts + 1):
+        try:
+            with factory.begin() as session:
+                return work(session)
+        except DATABASE_ERRORS as exc:
+            if attempt == attempts:
+                raise
+            delay = min(0.2 * 2**attempt, 5.0)
+            logger.warning(
+                "%s failed (%s), retrying in %.1fs (attempt %d/%d)",
+                what,
+                type(getattr(exc, "orig", exc)).__name__,
+                delay,
+                attempt,
+                attempts,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @contextlib.contextmanager

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from scrapy.exceptions import CloseSpider
 
-from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, migrate, redact, session_factory
+from colesbarcodes.db.engine import (
+    DATABASE_ERRORS,
+    make_engine,
+    migrate,
+    redact,
+    session_factory,
+    unreachable,
+)
 from colesbarcodes.db.lookups import LookupRow, record_lookups
 from colesbarcodes.gtin import parse_gtin
 from colesbarcodes.items import BarcodeLookup, Outcome
@@ -98,13 +105,17 @@ class BarcodeUpsertPipeline:
 
     async def open_spider(self) -> None:
         self.engine = make_engine(self.database_url)
-        try:
-            await asyncio.to_thread(migrate, self.engine)
-        except DATABASE_ERRORS as exc:
-            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            raise CloseSpider(
-                f"database_unavailable: {redact(self.database_url)}: {detail}"
-            ) from None
+        for attempt in range(1, self.retries + 1):
+            try:
+                await asyncio.to_thread(migrate, self.engine)
+                break
+            except DATABASE_ERRORS as exc:
+                if attempt == self.retries or unreachable(exc):
+                    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+                    raise CloseSpider(
+                        f"database_unavailable: {redact(self.database_url)}: {detail}"
+                    ) from None
+                await asyncio.sleep(0.5 * attempt)  # a connection cut: try again
         self._ticker = asyncio.ensure_future(self._flush_when_due())
 
     async def _flush_when_due(self) -> None:

@@ -59,6 +59,9 @@ _SKU_IN_SLUG = re.compile(r"(?:^|-)(\d+)$")
 _STORE = re.compile(r"^(?:COL:)?(\w+)$")
 
 
+ERROR_KINDS = ("429", "503", "timeout", "reset")
+
+
 @dataclass
 class ReplicaConfig:
     """Behaviours of the replica; every field can be changed at runtime (``/__replica__/config``).
@@ -73,7 +76,11 @@ class ReplicaConfig:
     cookie_ttl_s: float | None = None  # how long an accepted reese84 cookie stays valid
     rate_limit_every: int = 0  # every Nth content request answers 429 (0 = never)
     unavailable_every: int = 0  # every Nth content request answers 503 (0 = never)
-    error_share: float = 0.0  # share of content requests answering 429 or 503 at random
+    error_share: float = 0.0  # share of content requests failing at random, as error_kinds
+    # what a random failure is, drawn evenly: "429", "503", "timeout" (the answer comes
+    # hang_s late, after the client gave up) or "reset" (the connection is dropped)
+    error_kinds: list[str] = field(default_factory=lambda: ["429", "503"])
+    hang_s: float = 30.0
     seed: int = 0  # seeds the random errors
     retry_after_s: int = 1  # Retry-After on 429 and 503
     delay_ms: float = 0.0  # added to every content request
@@ -120,7 +127,10 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
         if isinstance(current, list):
             if isinstance(value, str):
                 raise TypeError("expected a list")
-            return [str(v) for v in value]
+            values = [str(v) for v in value]
+            if name == "error_kinds" and not set(values) <= set(ERROR_KINDS):
+                raise ValueError(f"kinds are {', '.join(ERROR_KINDS)}")
+            return values
         if isinstance(current, int):
             number = int(value)
             if number < 0:
@@ -277,9 +287,19 @@ class ReplicaSite:
         if config.unavailable_every and self._sequence % config.unavailable_every == 0:
             self.stats.faults["unavailable"] += 1
             return self._unavailable()
-        if config.error_share and self._rng.random() < config.error_share:
+        if config.error_share and config.error_kinds and self._rng.random() < config.error_share:
             self.stats.faults["random"] += 1
-            return self._rate_limited() if self._rng.random() < 0.5 else self._unavailable()
+            fault = self._rng.choice(config.error_kinds)
+            self.stats.faults[f"random_{fault}"] += 1
+            if fault == "429":
+                return self._rate_limited()
+            if fault == "timeout":
+                await asyncio.sleep(config.hang_s)
+                return None
+            if fault == "reset" and request.transport is not None:
+                request.transport.abort()  # the client sees the connection dropped
+                return web.Response(status=599)  # never sent
+            return self._unavailable()
         return None
 
     async def _sku_of(self, request: web.Request, kind: str) -> int | None:
