@@ -45,7 +45,8 @@ class StatsFile:
         return extension
 
     def spider_closed(self, reason: str) -> None:
-        assert self.crawler.stats is not None
+        if self.crawler.stats is None:
+            raise RuntimeError("the crawler has no stats collector")
         stats: dict[str, Any] = dict(self.crawler.stats.get_stats())
         stats.setdefault("finish_reason", reason)  # the monitors may have said more
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,8 @@ class CrawlRunLedger:
 
     def record(self, reason: str) -> RunRecord:
         """The ledger row from the stats as they are now (read before any await)."""
-        assert self.crawler.stats is not None
+        if self.crawler.stats is None:
+            raise RuntimeError("the crawler has no stats collector")
         stats = dict(self.crawler.stats.get_stats())
         now = datetime.now(UTC)
         spider = self.crawler.spider

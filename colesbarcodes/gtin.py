@@ -33,9 +33,21 @@ class InvalidGtin(ValueError):
     """A barcode value that is not a valid GTIN; ``reason`` says why, for quarantine files."""
 
     def __init__(self, value: object, reason: str) -> None:
-        super().__init__(f"invalid GTIN {value!r}: {reason}")
+        super().__init__(f"invalid GTIN {_shown(value)}: {reason}")
         self.value = value
         self.reason = reason
+
+
+def _shown(value: object) -> str:
+    """A short ``repr`` of a value: of a number or a string only (a container may be
+    nested deeper than ``repr`` can go), and not of an integer too long to print."""
+    if not isinstance(value, str | int | float):
+        return f"<{type(value).__name__}>"
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too long to show>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +65,9 @@ class Gtin:
 
 _MIN_DIGITS = 8
 _MAX_DIGITS = 14
+# Longer values are refused before any work (and never cached by callers that cache
+# valid codes): a barcode written with spaces and dashes is still far shorter.
+_MAX_CHARACTERS = 64
 
 
 def _digits(value: object) -> str:
@@ -61,12 +76,16 @@ def _digits(value: object) -> str:
     if isinstance(value, int):
         if value <= 0:
             raise InvalidGtin(value, "not a positive number")
+        if value >= 10**_MAX_CHARACTERS:
+            raise InvalidGtin(value, f"too long (more than {_MAX_CHARACTERS} digits)")
         return str(value)
     if isinstance(value, float):
         if not value.is_integer() or value <= 0:
             raise InvalidGtin(value, "not a whole positive number")
         return str(int(value))
     if isinstance(value, str):
+        if len(value) > _MAX_CHARACTERS:
+            raise InvalidGtin(value, f"too long ({len(value)} characters)")
         # Most barcodes arrive as plain digits: skip the separator clean-up for those.
         text = value if value.isascii() and value.isdigit() else ean.compact(value)
         if not text.isascii() or not text.isdigit():

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_COMPANY",
     "LineError",
     "ProductLine",
+    "decode_line",
     "normalize_sku",
     "normalize_store_id",
     "parse_line",
@@ -39,6 +40,14 @@ DEFAULT_COMPANY = "coles"
 _INTEGER_SKU_COMPANIES = frozenset({"coles"})
 _MAX_TEXT = 1000
 _MAX_SKU = 64
+_MAX_INT_SKU = 10**_MAX_SKU - 1
+_MAX_EXACT_FLOAT = 2**53  # larger floats are not exact whole numbers any more
+_MAX_STATE = 32
+_MAX_MONEY = 999_999_999.999  # what the database's prices hold: numeric(12, 3)
+_MAX_REASON = 300
+# Values longer than this are refused before the work that is cached by value, so that
+# padded values (a valid one after a megabyte of spaces) never fill the caches.
+_MAX_CACHED = 64
 _COMPANY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _STORE_IN_NAME_RE = re.compile(r"store[_-]?([0-9A-Za-z]{1,16})(?=[^0-9A-Za-z]|$)", re.IGNORECASE)
 
@@ -47,8 +56,21 @@ class LineError(ValueError):
     """A line that cannot be imported; ``reason`` is written to the quarantine file."""
 
     def __init__(self, reason: str) -> None:
+        if len(reason) > _MAX_REASON:  # a reason may quote a value of any length
+            reason = reason[: _MAX_REASON - 1] + "…"
         super().__init__(reason)
         self.reason = reason
+
+
+def _shown(value: object) -> str:
+    """``repr`` of a value for a reason: of a number or a string only (a container may be
+    nested deeper than ``repr`` can go), and not of an integer too long to print."""
+    if not isinstance(value, str | int | float):
+        return f"<{type(value).__name__}>"
+    try:
+        return repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too long to show>"
 
 
 @dataclass(slots=True)
@@ -84,10 +106,14 @@ def normalize_sku(company: str, value: object) -> str:
     if isinstance(value, float):
         if not value.is_integer():
             raise LineError(f"sku {value!r} is not a whole number")
+        if abs(value) > _MAX_EXACT_FLOAT:
+            raise LineError(f"sku {value!r} is too large for a JSON number: write it as a string")
         value = int(value)
     if isinstance(value, int):
         if value <= 0:
-            raise LineError(f"sku {value!r} is not positive")
+            raise LineError(f"sku {_shown(value)} is not positive")
+        if value > _MAX_INT_SKU:
+            raise LineError(f"sku longer than {_MAX_SKU} digits")
         return str(value)
     if not isinstance(value, str):
         raise LineError(f"sku must be a number or a string, not {type(value).__name__}")
@@ -116,6 +142,8 @@ def normalize_store_id(company: str, value: object) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise LineError("store_id must be a string or a number")
+    if len(value) > _MAX_CACHED if isinstance(value, str) else abs(value) >= 10**32:
+        raise LineError(f"bad store_id {_shown(value)}: too long")
     text = str(value).strip()
     if not text or len(text) > 32 or not text.isprintable():
         raise LineError(f"bad store_id {value!r}")
@@ -133,17 +161,24 @@ def _text_value(value: Any, key: str) -> str | None:
         text: str = value.strip()
         if len(text) > _MAX_TEXT:
             raise LineError(f"{key} longer than {_MAX_TEXT} characters")
+        if "\x00" in text:
+            raise LineError(f"{key} contains a NUL character")
         return text or None
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
+        try:
+            value = str(value)
+        except ValueError:  # an integer of thousands of digits
+            raise LineError(f"{key} longer than {_MAX_TEXT} characters") from None
     if not isinstance(value, str):
         raise LineError(f"{key} must be a string, not {type(value).__name__}")
-    value = value.strip()
-    if len(value) > _MAX_TEXT:
+    text = str.strip(value)
+    if len(text) > _MAX_TEXT:
         raise LineError(f"{key} longer than {_MAX_TEXT} characters")
-    return value or None
+    if "\x00" in text:
+        raise LineError(f"{key} contains a NUL character")
+    return text or None
 
 
 # Rounded prices by value: listing files repeat the same prices on many lines, and
@@ -155,7 +190,7 @@ _ROUNDED_MAX = 1 << 16
 def _money_value(value: Any, key: str) -> float | None:
     """:func:`_money` with a fast path for positive JSON numbers in range (NaN fails the
     comparison; zeros take the general path, where -0.0 stays -0.0)."""
-    if value.__class__ is float and 0.0 < value <= 1e9:
+    if value.__class__ is float and 0.0 < value <= _MAX_MONEY:
         rounded = _ROUNDED.get(value)
         if rounded is None:
             rounded = round(value, 3)
@@ -179,10 +214,20 @@ def _money(value: object, key: str) -> float | None:
             raise LineError(f"{key} {value!r} is not a number") from None
     if not isinstance(value, int | float):
         raise LineError(f"{key} must be a number, not {type(value).__name__}")
-    number = float(value)
-    if number != number or number < 0 or number > 1e9:  # NaN, negative, absurd
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        raise LineError(f"{key} {_shown(value)} is out of range") from None
+    if number != number or number < 0 or number > _MAX_MONEY:  # NaN, negative, absurd
         raise LineError(f"{key} {value!r} is out of range")
     return round(number, 3)
+
+
+def _state(value: object) -> str | None:
+    state = _text_value(value, "state")
+    if state is not None and len(state) > _MAX_STATE:
+        raise LineError(f"state longer than {_MAX_STATE} characters")
+    return state
 
 
 def _bool(value: object, key: str) -> bool | None:
@@ -193,6 +238,8 @@ def _bool(value: object, key: str) -> bool | None:
 
 @functools.lru_cache(maxsize=4096)
 def _iso_timestamp(value: str) -> datetime:
+    if len(value) > _MAX_CACHED:
+        raise ValueError("too long")
     moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -204,6 +251,8 @@ def _iso_timestamp_checked(value: str) -> datetime | None:
         return _iso_timestamp(value)
     except ValueError:
         raise LineError(f"scraped_at {value!r} is not an ISO 8601 time") from None
+    except OverflowError:  # e.g. the last second of year 9999 at a negative offset
+        raise LineError(f"scraped_at {value!r} is out of range") from None
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -213,20 +262,21 @@ def _timestamp(value: object) -> datetime | None:
         try:
             return datetime.fromtimestamp(float(value), UTC)
         except (OverflowError, OSError, ValueError):
-            raise LineError(f"scraped_at {value!r} is out of range") from None
+            raise LineError(f"scraped_at {_shown(value)} is out of range") from None
     if not isinstance(value, str):
         raise LineError("scraped_at must be an ISO 8601 string")
-    try:
-        return _iso_timestamp(value)
-    except ValueError:
-        raise LineError(f"scraped_at {value!r} is not an ISO 8601 time") from None
+    return _iso_timestamp_checked(value)
 
 
 def _company(value: object) -> str:
     if value is None or value == "":
         return DEFAULT_COMPANY
-    if not isinstance(value, str) or not _COMPANY_RE.match(value.strip().lower()):
-        raise LineError(f"bad company {value!r}")
+    if (
+        not isinstance(value, str)
+        or len(value) > _MAX_CACHED
+        or not _COMPANY_RE.match(value.strip().lower())
+    ):
+        raise LineError(f"bad company {_shown(value)}")
     return value.strip().lower()
 
 
@@ -291,7 +341,11 @@ def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLi
     else:
         company = _company_cached(company) if company.__class__ is str else _company(company)
     sku = get("sku")
-    sku = str(sku) if sku.__class__ is int and sku > 0 else normalize_sku(company, sku)
+    sku = (
+        str(sku)
+        if sku.__class__ is int and 0 < sku <= _MAX_INT_SKU
+        else normalize_sku(company, sku)
+    )
     store = get("store_id")
     store = (
         _store_id(company, store)
@@ -327,7 +381,7 @@ def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLi
         store_name = _text_value(store_name, "store_name")
     state = get("state")
     if state is not None:
-        state = _text_value(state, "state")
+        state = _state(state)
     return ProductLine(
         company,
         sku,
@@ -357,12 +411,32 @@ def parse_object(obj: object, default_store: str | None = None) -> ProductLine |
     return _from_canonical(obj, default_store)
 
 
+def _decode_error(raw: bytes | str, exc: orjson.JSONDecodeError) -> str:
+    """Why a line could not be decoded: bytes that are not UTF-8 first (orjson words them
+    as a JSON error), then JSON's own error."""
+    if not isinstance(raw, str):
+        data = bytes(raw)
+        try:
+            data.decode()
+        except UnicodeDecodeError as bad:
+            return f"not valid UTF-8: byte {data[bad.start]:#04x} at position {bad.start}"
+    return f"not valid JSON: {exc}"
+
+
+def decode_line(raw: bytes | str) -> object:
+    """The JSON value of a line; raises LineError with the reason a line is unreadable."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise LineError(_decode_error(raw, exc)) from None
+
+
 def parse_line(raw: bytes | str, default_store: str | None = None) -> ProductLine | None:
     """One inbox line as a product line, ``None`` for an ad row; raises LineError."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise LineError(f"not valid JSON: {exc}") from None
+        raise LineError(_decode_error(raw, exc)) from None
     if obj.__class__ is dict and "_type" not in obj and "sku" in obj:  # the canonical shape
         return _from_canonical(obj, default_store)
     return parse_object(obj, default_store)

@@ -132,7 +132,8 @@ class PrefillMiddleware(BaseSpiderMiddleware):
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
         stats = self.crawler.stats
-        assert stats is not None
+        if stats is None:
+            raise RuntimeError("the crawler has no stats collector")
         async for obj in start:
             if isinstance(obj, scrapy.Request):
                 key, sku = obj.meta.get("batch") or obj.meta.get("file"), obj.meta.get("sku")
@@ -227,7 +228,8 @@ class BotCheckMiddleware:
         if request.meta.get("playwright") or not is_bot_check(response.body):
             return response
         stats = self.crawler.stats
-        assert stats is not None
+        if stats is None:
+            raise RuntimeError("the crawler has no stats collector")
         stats.inc_value("botcheck/detected")
         tries = request.meta.get("botcheck_tries", 0)
         if tries >= 2:
@@ -272,8 +274,10 @@ class BotCheckMiddleware:
 
     async def _solve_in_browser(self, request: scrapy.Request) -> bool:
         stats = self.crawler.stats
-        assert stats is not None
-        assert self.crawler.engine is not None
+        if stats is None:
+            raise RuntimeError("the crawler has no stats collector")
+        if self.crawler.engine is None:
+            raise RuntimeError("the crawler is not running")
         # An HTML page can be opened as it is; for an API call, open the site's home page.
         url = request.url if request.method == "GET" else _home(request.url, self.crawler)
         self.pages += 1

@@ -171,7 +171,8 @@ class CrawlMonitor:
 
     def spider_closed(self, reason: str) -> None:
         stats = self.crawler.stats
-        assert stats is not None
+        if stats is None:
+            raise RuntimeError("the crawler has no stats collector")
         verdict = evaluate(stats.get_stats(), self.thresholds)
         stats.set_value("monitor/result", verdict.result)
         for check in verdict.checks:

@@ -48,7 +48,8 @@ class GraphQLBarcodeSource:
     async def configure(self) -> SiteConfig:
         """Read the API key and URL from the site's home page (through the middlewares, so a
         bot check met here is solved like any other)."""
-        assert self.crawler.engine is not None
+        if self.crawler.engine is None:
+            raise RuntimeError("the crawler's engine is not running")
         response = await self.crawler.engine.download_async(
             scrapy.Request(f"{self.base_url}/", dont_filter=True, meta={"coles_source": "home"})
         )
@@ -64,7 +65,8 @@ class GraphQLBarcodeSource:
     def request(
         self, sku: str, store_id: str, meta: dict[str, Any], **kwargs: Any
     ) -> scrapy.Request:
-        assert self.config is not None, "configure() first"
+        if self.config is None:
+            raise RuntimeError("configure() first")
         return scrapy.Request(
             self.config.graphql_url,
             method="POST",

@@ -153,7 +153,8 @@ class FrontierWorker:
 
     @property
     def frontier(self) -> Frontier:
-        assert self._frontier is not None, "open() first"
+        if self._frontier is None:
+            raise RuntimeError("the frontier is not open: open() first")
         return self._frontier
 
     async def open(self) -> None:

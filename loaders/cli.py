@@ -107,6 +107,8 @@ def _configure_logging(verbose: int) -> None:
     if verbose < 2:
         logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    else:  # -vv: the SQL too (SQLAlchemy keeps its engine logger at WARNING otherwise)
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
 
 
 @click.group(context_settings=CONTEXT)
@@ -146,7 +148,8 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
 
 def _app(ctx: click.Context) -> App:
     app = ctx.find_object(App)
-    assert app is not None
+    if app is None:
+        raise RuntimeError("no command context")
     return app
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from colesbarcodes.inbox import iter_lines
-from colesbarcodes.lines import LineError, parse_object, store_from_filename
+from colesbarcodes.lines import LineError, decode_line, parse_object, store_from_filename
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,9 +45,9 @@ def analyze_jsonl(path: Path, max_line_bytes: int = 1 << 20, examples: int = 5) 
                 reject(number, f"line longer than {max_line_bytes} bytes")
                 continue
             try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                reject(number, f"not valid JSON: {exc}")
+                value = decode_line(raw)
+            except LineError as exc:
+                reject(number, exc.reason)
                 continue
             if isinstance(value, dict):
                 objects += 1
@@ -92,8 +90,8 @@ def file_skus(path: Path, company: str, max_line_bytes: int = 1 << 20) -> tuple[
     with path.open("rb") as stream:
         for _, raw in iter_lines(stream, max_line_bytes):
             try:
-                line = None if raw is None else parse_object(orjson.loads(raw))
-            except (orjson.JSONDecodeError, LineError):
+                line = None if raw is None else parse_object(decode_line(raw))
+            except LineError:
                 unreadable += 1
                 continue
             if line is not None and line.company == company:

@@ -14,8 +14,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def reference_lines(data: bytes, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
     """What the reader promises, written plainly over the whole input."""
+    data = data.removeprefix(BOM)
     pieces = data.split(b"\n")
     ends_with_newline = data.endswith(b"\n")
     if ends_with_newline or not data:
@@ -50,10 +54,24 @@ def test_an_over_long_last_line_without_a_newline_is_reported() -> None:
     ]
 
 
+def test_a_utf8_byte_order_mark_at_the_start_is_not_part_of_the_first_line() -> None:
+    data = BOM + b'{"sku": 1}\r\n' + BOM + b'{"sku": 2}\r\n'
+    for block_size in (1, 2, 3, 4, 1 << 20):
+        assert list(iter_lines(io.BytesIO(data), 100, block_size=block_size)) == [
+            (1, b'{"sku": 1}\r\n'),
+            (2, BOM + b'{"sku": 2}\r\n'),  # only the stream's first bytes can be a mark
+        ]
+
+
+def test_a_stream_of_only_a_byte_order_mark_or_blank_lines_has_no_lines() -> None:
+    for data in (b"", BOM, BOM + b"\n", b"\n\n \r\n\t\n"):
+        assert list(iter_lines(io.BytesIO(data), 100, block_size=2)) == []
+
+
 @settings(max_examples=300)
 @given(
     data=st.lists(
-        st.one_of(st.binary(max_size=40), st.sampled_from([b"\n", b"\n\n", b"  ", b"\r\n"]))
+        st.one_of(st.binary(max_size=40), st.sampled_from([b"\n", b"\n\n", b"  ", b"\r\n", BOM]))
     ).map(b"".join),
     max_bytes=st.integers(min_value=1, max_value=30),
     block_size=st.integers(min_value=1, max_value=50),

@@ -6,10 +6,16 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colesbarcodes.lines import LineError, parse_line, parse_object, store_from_filename
+from colesbarcodes.lines import (
+    LineError,
+    ProductLine,
+    parse_line,
+    parse_object,
+    store_from_filename,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -85,6 +91,20 @@ def test_invalid_barcode_keeps_the_line_and_says_why() -> None:
         ('{"sku": 1, "scraped_at": "yesterday"}', "is not an ISO 8601 time"),
         ('{"sku": true}', "sku must be a number or a string"),
         ('{"company": "co les", "sku": 1}', "bad company"),
+        # values the database could not hold must never reach it
+        ('{"sku": 1, "scraped_at": "9999-12-31T23:59:59-23:59"}', "is out of range"),
+        ('{"sku": 1, "scraped_at": "0001-01-01T00:00:00+23:59"}', "is out of range"),
+        ('{"sku": 1.5e300}', "too large for a JSON number"),
+        ('{"sku": 12345678901234567890123}', "too large for a JSON number"),
+        ('{"sku": 1, "price": 1000000000}', "price 1000000000 is out of range"),
+        ('{"sku": 1, "state": "' + "x" * 33 + '"}', "state longer than 32 characters"),
+        ('{"sku": 1, "name": "a\\u0000b"}', "name contains a NUL character"),
+        ('{"sku": 1, "url": "https://x/\\u0000"}', "url contains a NUL character"),
+        ('{"_type": "PRODUCT", "id": 1, "brand": "\\u0000"}', "brand contains a NUL character"),
+        ('{"sku": 1, "name": "\\ud800"}', "not valid JSON: no low surrogate"),
+        ('{"sku": 1, "store_id": "' + " " * 70 + '0584"}', "bad store_id"),
+        ('{"sku": 1, "scraped_at": "' + " " * 70 + '2026-11-23"}', "is not an ISO 8601 time"),
+        ('{"company": "' + " " * 70 + 'coles", "sku": 1}', "bad company"),
     ],
 )
 def test_malformed_lines_raise_line_error_with_a_reason(raw: str, reason: str) -> None:
@@ -140,9 +160,153 @@ def test_store_comes_from_the_file_name(name: str, store: str | None) -> None:
     assert store_from_filename(name) == store
 
 
+def test_a_reason_quoting_a_long_value_is_cut_short() -> None:
+    with pytest.raises(LineError) as excinfo:
+        parse_line('{"sku": 1, "price": "' + "9" * 5000 + 'x"}')
+    assert excinfo.value.reason.startswith("price '999")
+    assert len(excinfo.value.reason) == 300
+
+
+@pytest.mark.parametrize("depth", [1025, 100_000])
+def test_deeply_nested_json_is_a_line_error_not_a_recursion_error(depth: int) -> None:
+    for raw in (
+        "[" * depth + "]" * depth,
+        '{"sku": 1, "name": ' + "[" * depth + "]" * depth + "}",
+        '{"sku": 1, "barcode": ' + '{"a": ' * depth + "1" + "}" * depth + "}",
+    ):
+        with pytest.raises(LineError) as excinfo:
+            parse_line(raw)
+        assert excinfo.value.reason.startswith("not valid JSON: depth limit exceeded")
+
+
+def test_nesting_within_the_limit_is_judged_by_the_field_it_is_in() -> None:
+    with pytest.raises(LineError, match="name must be a string, not list"):
+        parse_line('{"sku": 1, "name": ' + "[" * 1000 + "]" * 1000 + "}")
+    with pytest.raises(LineError, match="bad company <list>"):
+        parse_line('{"sku": 1, "company": ' + "[" * 1000 + "]" * 1000 + "}")
+    line = parse_line('{"sku": 1, "barcode": ' + "[" * 1000 + "]" * 1000 + "}")
+    assert line is not None
+    assert line.barcode_error == "unsupported type list"
+
+
+def assert_fits_the_database(line: ProductLine | None) -> None:
+    """What the tables can hold (column sizes, numeric(12, 3), no NUL in PostgreSQL text)."""
+    if line is None:
+        return
+    assert 0 < len(line.company) <= 32
+    assert 0 < len(line.sku) <= 64
+    assert line.store_id is None or 0 < len(line.store_id) <= 32
+    assert line.state is None or len(line.state) <= 32
+    for text in (line.company, line.sku, line.store_id, line.name, line.brand, line.size):
+        assert text is None or ("\x00" not in text and len(text) <= 1000)
+    for text in (line.url, line.store_name, line.state):
+        assert text is None or ("\x00" not in text and len(text) <= 1000)
+    for amount in (line.price, line.was_price, line.unit_price):
+        assert amount is None or 0 <= amount <= 999_999_999.999
+    assert line.barcode is None or len(line.barcode.code) in (13, 14)
+
+
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_parse_or_raise_line_error(raw: bytes) -> None:
     try:
-        parse_line(raw)
+        line = parse_line(raw)
     except LineError as exc:
         assert exc.reason
+    else:
+        assert_fits_the_database(line)
+
+
+FIELDS = (
+    "company",
+    "store_id",
+    "sku",
+    "id",
+    "_type",
+    "name",
+    "brand",
+    "size",
+    "price",
+    "was_price",
+    "unit_price",
+    "available",
+    "barcode",
+    "gtin",
+    "url",
+    "scraped_at",
+    "store_name",
+    "state",
+    "pricing",
+)
+# JSON as orjson decodes it: integers within 64 bits (larger ones become floats), finite
+# floats, any text (including NUL and other control characters, written as escapes).
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+    st.sampled_from(["", " ", "0584", "9300633600082", "PRODUCT", "2026-11-23T06:00:00Z"]),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+LINE_OBJECTS = st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=8) | JSON_VALUES
+
+
+@settings(max_examples=500)
+@given(LINE_OBJECTS)
+def test_any_json_value_written_as_a_line_parses_to_storable_values_or_a_line_error(
+    value: object,
+) -> None:
+    raw = json.dumps(value).encode()
+    try:
+        line = parse_line(raw, "0584")
+    except LineError as exc:
+        assert exc.reason
+        assert len(exc.reason) <= 300
+    else:
+        assert_fits_the_database(line)
+
+
+@given(
+    st.recursive(
+        st.one_of(JSON_SCALARS, st.integers(), st.floats()),  # and integers of any size
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(FIELDS), inner, max_size=6)
+        ),
+        max_leaves=10,
+    )
+)
+def test_any_decoded_value_parses_to_storable_values_or_a_line_error(value: object) -> None:
+    try:
+        line = parse_object(value, "0584")
+    except LineError as exc:
+        assert exc.reason
+    else:
+        assert_fits_the_database(line)
+
+
+VALID_LINE = (
+    b'{"company": "coles", "store_id": "0584", "sku": 122234, "name": "Full Cream Milk",'
+    b' "price": 3.1, "barcode": "9300633600082", "scraped_at": "2026-11-23T06:00:00Z"}'
+)
+
+
+@given(
+    position=st.integers(min_value=0, max_value=len(VALID_LINE)),
+    junk=st.sampled_from([b"\x00", b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xef\xbb\xbf", b"\r"])
+    | st.binary(min_size=1, max_size=4),
+)
+def test_a_valid_line_with_hostile_bytes_inserted_parses_or_raises_line_error(
+    position: int, junk: bytes
+) -> None:
+    raw = VALID_LINE[:position] + junk + VALID_LINE[position:]
+    try:
+        line = parse_line(raw)
+    except LineError as exc:
+        assert exc.reason
+    else:
+        assert_fits_the_database(line)

@@ -35,7 +35,8 @@ class Command(ScrapyCrawlCommand):
             raise UsageError
         if len(args) > 1:
             raise UsageError("running 'scrapy crawl' with more than one spider is not supported")
-        assert self.crawler_process is not None
+        if self.crawler_process is None:
+            raise RuntimeError("scrapy set no crawler process for this command")
         crawler = self._create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ __all__ = [
     "migrate",
     "redact",
     "session_factory",
+    "transient",
     "unreachable",
     "with_retries",
 ]
@@ -95,6 +96,27 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 T = TypeVar("T")
 
 
+# Errors that another attempt can get past: serialization failures, deadlocks, a lock not
+# available, a concurrent writer's unique key, the server shutting a connection down.
+_TRANSIENT_SQLSTATES = frozenset(
+    {"40001", "40P01", "55P03", "23505", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether the failed work may succeed when run again (unlike, say, a value too long
+    for its column, which fails the same way every time)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True  # the connection was lost or refused, the database was locked
+    orig = getattr(exc, "orig", exc)
+    if isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError):
+        return True
+    if getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        return True
+    text = str(orig)
+    return "UNIQUE constraint failed" in text or "database is locked" in text  # SQLite
+
+
 def unreachable(exc: BaseException) -> bool:
     """The server refuses, is not there or has no such database: asking again at once
     will not help (unlike a connection cut or a deadlock, which a retry gets past)."""
@@ -111,15 +133,16 @@ def with_retries(
     what: str = "A transaction",
 ) -> T:
     """``work`` in a transaction of its own, run again (from the start, in a new
-    transaction) after a database error: a dropped or terminated connection, a deadlock, a
-    serialization failure, a concurrent writer. ``work`` must be safe to repeat."""
+    transaction) after a :func:`transient` database error: a dropped or terminated
+    connection, a deadlock, a serialization failure, a concurrent writer. Other errors are
+    raised at once. ``work`` must be safe to repeat."""
     factory = session_factory(engine)
     for attempt in range(1, attempts + 1):
         try:
             with factory.begin() as session:
                 return work(session)
         except DATABASE_ERRORS as exc:
-            if attempt == attempts:
+            if attempt == attempts or not transient(exc):
                 raise
             delay = min(0.2 * 2**attempt, 5.0)
             logger.warning(

@@ -14,6 +14,7 @@ contradicted and removed, as is one left with fewer than two companies.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections import defaultdict
@@ -174,6 +175,7 @@ def reconcile(session: Session) -> ReconcileStats:
 
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
+_MAX_KEY = 1000  # product_groups.key
 _SIZE_UNITS = re.compile(r"(\d)\s+(?=[a-z])")
 
 
@@ -187,7 +189,11 @@ def group_key(brand: str | None, name: str | None, size: str | None) -> str | No
         text = _SIZE_UNITS.sub(r"\1", text)
         return _NON_WORD.sub(" ", text).strip()
 
-    return "|".join((norm(brand), norm(name), norm(size)))
+    key = "|".join((norm(brand), norm(name), norm(size)))
+    if len(key) > _MAX_KEY:  # still one key per brand, name and size: the hash tells apart
+        digest = hashlib.blake2s(key.encode(), digest_size=8).hexdigest()
+        key = f"{key[: _MAX_KEY - len(digest) - 1]}#{digest}"
+    return key
 
 
 def _is_global(barcode: str | None, scope: str | None) -> bool:

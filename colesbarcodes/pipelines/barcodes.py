@@ -130,7 +130,8 @@ class BarcodeUpsertPipeline:
         if not isinstance(item, BarcodeLookup):
             return item
         stats = self.crawler.stats
-        assert stats is not None
+        if stats is None:
+            raise RuntimeError("the crawler has no stats collector")
         stats.inc_value(f"coles/outcome/{item.outcome.value}")
         if self.broken:
             self.unstored.append(item)
@@ -177,7 +178,8 @@ class BarcodeUpsertPipeline:
             self._account(batch)
 
     def _write(self, batch: list[BarcodeLookup]) -> None:
-        assert self.engine is not None
+        if self.engine is None:
+            raise RuntimeError("the pipeline is not open")
         now = datetime.now(UTC)
         rows: list[LookupRow] = []
         found: list[tuple[int, ProductLine]] = []
@@ -248,7 +250,8 @@ class BarcodeUpsertPipeline:
         self.broken = True
         self.unstored.extend(batch)
         logger.error("The database stays unreachable (%s): closing the spider", detail)
-        assert self.crawler.engine is not None
+        if self.crawler.engine is None:
+            raise RuntimeError("the crawler is not running")
         self._closing = asyncio.ensure_future(
             self.crawler.engine.close_spider_async(reason="database_unavailable")
         )

@@ -62,10 +62,12 @@ class ReplicaProcess:
             p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         )
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
-        self._process = subprocess.Popen(
+        # This interpreter running the replica's module, with arguments built above.
+        self._process = subprocess.Popen(  # noqa: S603
             self.command, stdout=subprocess.PIPE, stderr=self._stderr, env=env
         )
-        assert self._process.stdout is not None
+        if self._process.stdout is None:
+            raise RuntimeError("the replica's output is not a pipe")
         deadline = time.monotonic() + self.startup_timeout
         line = b""
         while not line.endswith(b"\n"):

@@ -165,7 +165,8 @@ class ColesProductsSpider(scrapy.Spider):
 
     async def _get(self, url: str) -> Response:
         """A request awaited here (through the downloader middlewares: bot check, retries)."""
-        assert self.crawler.engine is not None
+        if self.crawler.engine is None:
+            raise RuntimeError("the crawler is not running")
         try:
             return await self.crawler.engine.download_async(
                 scrapy.Request(url, dont_filter=True, meta={"coles_source": "listing_setup"})
