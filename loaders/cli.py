@@ -27,7 +27,6 @@ from colesbarcodes.db.engine import (
     migrate,
     redact,
     session_factory,
-    unreachable,
 )
 from colesbarcodes.db.engine import database_url as resolve_url
 from colesbarcodes.db.lookups import skus_without_barcode
@@ -77,14 +76,10 @@ class App:
         """The engine, with the schema migrated; a clear error if the database is unreachable."""
         if self._engine is None:
             engine = make_engine(self.url)
-            for attempt in range(1, 4):  # a connection cut while migrating is retried
-                try:
-                    migrate(engine)
-                    break
-                except OperationalError as exc:
-                    if attempt == 3 or unreachable(exc):
-                        fail_database(self.url, exc)
-                    time.sleep(0.5 * attempt)
+            try:
+                migrate(engine)  # retries a connection cut meanwhile
+            except OperationalError as exc:
+                fail_database(self.url, exc)
             self._engine = engine
         return self._engine
 

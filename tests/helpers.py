@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from click.testing import CliRunner
 from sqlalchemy import select
+from stdnum import ean
 
 from colesbarcodes.db.models import (
     BarcodeConflict,
@@ -57,6 +58,27 @@ def write_jsonl(path: Path, rows: list[Any], mtime: float | None = None) -> Path
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+def canonical_rows(
+    store: str, skus: range, *, barcode_every: int = 2, price: float = 1.0
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for sku in skus:
+        row: dict[str, object] = {
+            "store_id": store,
+            "sku": sku,
+            "name": f"Product {sku}",
+            "brand": "Brand",
+            "size": "1kg",
+            "price": price + sku % 7,
+            "scraped_at": "2026-11-23T06:00:00Z",
+        }
+        if sku % barcode_every == 0:
+            body = f"93{sku:010d}"
+            row["barcode"] = body + ean.calc_check_digit(body)
+        rows.append(row)
+    return rows
 
 
 def run_loader(database_url: str, *args: str, env: Mapping[str, str] | None = None) -> Result:
@@ -260,6 +282,14 @@ def run_crawl(
     )
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     return CrawlResult(proc.returncode, stats, proc.stdout + proc.stderr)
+
+
+def retry_file_skus(inbox: Path) -> list[int]:
+    """The SKUs of the retry files a crawl left in its inbox, sorted."""
+    skus = []
+    for path in inbox.glob("*.jsonl"):
+        skus += [json.loads(line)["sku"] for line in path.read_text().splitlines()]
+    return sorted(skus)
 
 
 def lookups(engine: Engine) -> list[tuple[str, str, str | None]]:

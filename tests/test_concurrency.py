@@ -9,8 +9,16 @@ from typing import TYPE_CHECKING
 
 from colesbarcodes.db.engine import make_engine, migrate
 from colesbarcodes.replica.process import ReplicaProcess
-from tests.helpers import PROJECT, crawl_command, crawl_env, dump, lookups, write_jsonl
-from tests.test_crash_consistency import LOADER, _rows
+from tests.helpers import (
+    PROJECT,
+    canonical_rows,
+    crawl_command,
+    crawl_env,
+    dump,
+    lookups,
+    write_jsonl,
+)
+from tests.test_crash_consistency import LOADER, import_inbox
 from tests.test_crawl import CATALOGUE, PRODUCTS, expected_outcome
 
 if TYPE_CHECKING:
@@ -21,7 +29,12 @@ def make_product_inbox(root: Path) -> None:
     """Six stores' files over overlapping SKUs (1 to 1,400: none of them the crawl's)."""
     root.mkdir(parents=True)
     for n in range(6):
-        rows = _rows(f"{601 + n:04d}", range(1 + 200 * n, 401 + 200 * n), 2 + n % 2, 1.0 + n)
+        rows = canonical_rows(
+            f"{601 + n:04d}",
+            range(1 + 200 * n, 401 + 200 * n),
+            barcode_every=2 + n % 2,
+            price=1.0 + n,
+        )
         write_jsonl(root / f"coles_store-{601 + n:04d}.jsonl", rows, mtime=1_700_000_000 + n)
 
 
@@ -39,15 +52,7 @@ def test_two_loaders_and_two_crawls_at_once_share_the_work_and_lose_nothing(
     # What the loaders alone make of the product files, for comparison.
     reference = f"sqlite:///{tmp_path / 'reference.sqlite3'}"
     make_product_inbox(tmp_path / "reference")
-    alone = subprocess.run(
-        [*LOADER, "--inbox", str(tmp_path / "reference")],
-        cwd=PROJECT,
-        env=crawl_env(reference, tmp_path / "unused.json"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert alone.returncode == 0, alone.stderr
+    import_inbox(reference, tmp_path / "reference")
     engine = make_engine(reference)
     expected = dump(engine)
     engine.dispose()

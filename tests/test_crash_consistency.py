@@ -27,7 +27,16 @@ from colesbarcodes.db.engine import make_engine, migrate, session_factory
 from colesbarcodes.lines import parse_object
 from colesbarcodes.replica.catalogue import Catalogue
 from colesbarcodes.replica.process import ReplicaProcess
-from tests.helpers import PROJECT, crawl_command, crawl_env, dump, lookups, write_jsonl
+from tests.helpers import (
+    PROJECT,
+    canonical_rows,
+    crawl_command,
+    crawl_env,
+    dump,
+    lookups,
+    retry_file_skus,
+    write_jsonl,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,34 +53,15 @@ LOADER = [sys.executable, "-m", "loaders", "update", "--products", "--once", "--
 LOADER += ["--batch-size", "25"]
 
 
-def _rows(store: str, skus: range, barcode_every: int, price: float) -> list[object]:
-    rows: list[object] = []
-    for sku in skus:
-        row: dict[str, object] = {
-            "store_id": store,
-            "sku": sku,
-            "name": f"Product {sku}",
-            "brand": "Brand",
-            "size": "1kg",
-            "price": price + sku % 7,
-            "scraped_at": "2026-11-23T06:00:00Z",
-        }
-        if sku % barcode_every == 0:
-            body = f"93{sku:010d}"
-            row["barcode"] = body + ean.calc_check_digit(body)
-        rows.append(row)
-    return rows
-
-
 def make_product_inbox(root: Path) -> int:
     """Three stores' files with bad lines, a shared barcode (a merge) and a clash (a
     conflict); returns the number of lines."""
     root.mkdir(parents=True)
-    a = _rows("0584", range(1, 1201), 2, 1.0)
+    a: list[object] = [*canonical_rows("0584", range(1, 1201))]
     a[100:100] = ["{broken", '{"sku": null}']
-    b = _rows("0601", range(600, 1801), 3, 2.0)
+    b: list[object] = [*canonical_rows("0601", range(600, 1801), barcode_every=3, price=2.0)]
     b[700:700] = ['{"sku": 5, "price": "free"}']
-    c = _rows("0650", range(300, 900), 5, 3.0)
+    c: list[object] = [*canonical_rows("0650", range(300, 900), barcode_every=5, price=3.0)]
     barcode_of_2 = f"93{2:010d}" + ean.calc_check_digit(f"93{2:010d}")
     c.append({"sku": 1, "store_id": "0650", "barcode": barcode_of_2})  # SKU 1 joins 2: a merge
     other = "930000000001" + ean.calc_check_digit("930000000001")
@@ -80,6 +70,19 @@ def make_product_inbox(root: Path) -> int:
     write_jsonl(root / "coles_b.jsonl", b, mtime=1_700_000_100)
     write_jsonl(root / "coles_c.jsonl", c, mtime=1_700_000_200)
     return len(a) + len(b) + len(c)
+
+
+def import_inbox(database_url: str, root: Path) -> None:
+    """The loader run to its end, in a process of its own, on the inbox ``root``."""
+    proc = subprocess.run(
+        [*LOADER, "--inbox", str(root)],
+        cwd=PROJECT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _quarantine_records(root: Path) -> list[tuple[str, int, str]]:
@@ -147,17 +150,6 @@ def test_the_loader_killed_at_20_random_moments_ends_as_an_uninterrupted_run(
 ) -> None:
     env = {**os.environ, "DATABASE_URL": ""}
 
-    def run(url: str, root: Path) -> None:
-        proc = subprocess.run(
-            [*LOADER, "--inbox", str(root)],
-            cwd=PROJECT,
-            env={**env, "DATABASE_URL": url},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-
     url = _fresh_database(database_url, tmp_path, "reference")
     lines = make_product_inbox(tmp_path / "reference")
     proc = _start([*LOADER, "--inbox", str(tmp_path / "reference")], {**env, "DATABASE_URL": url})
@@ -188,7 +180,7 @@ def test_the_loader_killed_at_20_random_moments_ends_as_an_uninterrupted_run(
         _wait_for_claim(proc, root)
         killed = _kill_after(proc, delay)
         hits[_phase(root) if killed else "finished before the kill"] += 1
-        run(url, root)
+        import_inbox(url, root)
         engine = make_engine(url)
         try:
             assert dump(engine) == expected, f"trial {trial}: killed after {delay:.2f}s"
@@ -261,13 +253,6 @@ def _outcomes(url: str) -> dict[str, Any]:
     }
 
 
-def _retry_skus(root: Path) -> list[int]:
-    skus = []
-    for path in root.glob("*.jsonl"):
-        skus += [json.loads(line)["sku"] for line in path.read_text().splitlines()]
-    return sorted(skus)
-
-
 @pytest.fixture
 def slow_replica() -> Any:
     with ReplicaProcess(products=SKUS, seed=3) as site:
@@ -298,7 +283,7 @@ def test_the_crawl_killed_at_20_random_moments_ends_as_an_uninterrupted_run(
     length = time.monotonic() - started
     expected = _outcomes(url)
     assert len(expected["answers"]) > SKUS // 2
-    assert _retry_skus(tmp_path / "reference") == sorted(FAILING)
+    assert retry_file_skus(tmp_path / "reference") == sorted(FAILING)
 
     rng = random.Random(SEED)
     killed_runs = 0
@@ -313,7 +298,7 @@ def test_the_crawl_killed_at_20_random_moments_ends_as_an_uninterrupted_run(
         killed_runs += _kill_at(command(root), env(url, f"killed{trial}"), delay)
         complete(url, root, f"rerun{trial}")
         assert _outcomes(url) == expected, f"trial {trial}: killed after {delay:.2f}s"
-        assert _retry_skus(root) == sorted(FAILING), f"trial {trial}"
+        assert retry_file_skus(root) == sorted(FAILING), f"trial {trial}"
         assert not list((root / "processing").glob("*.jsonl")), f"trial {trial}"
         by_sku = slow_replica.stats()["by_sku"]
         extra_requests.append(

@@ -16,8 +16,16 @@ from sqlalchemy.engine import make_url
 
 from colesbarcodes.db.engine import make_engine, migrate
 from colesbarcodes.replica.process import ReplicaProcess
-from tests.helpers import PROJECT, crawl_command, crawl_env, dump, lookups, write_jsonl
-from tests.test_crash_consistency import LOADER, make_product_inbox
+from tests.helpers import (
+    PROJECT,
+    crawl_command,
+    crawl_env,
+    dump,
+    lookups,
+    retry_file_skus,
+    write_jsonl,
+)
+from tests.test_crash_consistency import LOADER, import_inbox, make_product_inbox
 from tests.test_crawl import CATALOGUE, PRODUCTS, expected_outcome
 
 if TYPE_CHECKING:
@@ -43,13 +51,6 @@ def faulty_replica() -> Iterator[ReplicaProcess]:
             seed=5,
         )
         yield site
-
-
-def _retry_file_skus(root: Path) -> list[str]:
-    skus = []
-    for path in root.glob("*.jsonl"):
-        skus += [str(json.loads(line)["sku"]) for line in path.read_text().splitlines()]
-    return skus
 
 
 def test_a_fifth_of_answers_failing_at_random_still_resolves_every_sku(
@@ -82,7 +83,7 @@ def test_a_fifth_of_answers_failing_at_random_still_resolves_every_sku(
     )
     answered = {sku: (outcome, barcode) for sku, outcome, barcode in lookups(engine)}
     engine.dispose()
-    retried = _retry_file_skus(inbox)
+    retried = [str(sku) for sku in retry_file_skus(inbox)]
     resolved = {sku for sku, (outcome, _) in answered.items() if outcome in ANSWERS}
     # the figures add up: every SKU resolved or in a retry file, none both, none lost
     assert len(resolved) + len(retried) == PRODUCTS
@@ -129,15 +130,7 @@ def test_the_loader_carries_on_when_its_database_connections_are_cut(
 
     env = {"DATABASE_URL": postgres_url}
     make_product_inbox(tmp_path / "reference")
-    done = subprocess.run(
-        [*LOADER, "--inbox", str(tmp_path / "reference")],
-        cwd=PROJECT,
-        env=crawl_env(postgres_url, tmp_path / "unused.json", **env),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    import_inbox(postgres_url, tmp_path / "reference")
     engine = make_engine(postgres_url)
     expected = dump(engine)
     engine.dispose()

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from colesbarcodes.db.models import CompanySku, ImportedFile, Product, StorePrice
-from tests.helpers import dump, run_loader, write_jsonl
+from tests.helpers import canonical_rows, dump, run_loader, write_jsonl
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -22,29 +22,6 @@ if TYPE_CHECKING:
     from colesbarcodes.inbox import Inbox
 
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def canonical_rows(
-    store: str, skus: range, *, barcode_every: int = 2, price: float = 1.0
-) -> list[dict[str, object]]:
-    from stdnum import ean
-
-    rows: list[dict[str, object]] = []
-    for sku in skus:
-        row: dict[str, object] = {
-            "store_id": store,
-            "sku": sku,
-            "name": f"Product {sku}",
-            "brand": "Brand",
-            "size": "1kg",
-            "price": price + sku % 7,
-            "scraped_at": "2026-11-23T06:00:00Z",
-        }
-        if sku % barcode_every == 0:
-            body = f"93{sku:010d}"
-            row["barcode"] = body + ean.calc_check_digit(body)
-        rows.append(row)
-    return rows
 
 
 def test_imports_every_line_shape_and_archives_the_files(

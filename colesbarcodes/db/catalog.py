@@ -880,11 +880,9 @@ class _Writer:
             store_pk = stores[store]
             if self.dialect.name == "postgresql":  # prices COPYed already need no more work
                 keyed = [(skus[s], p) for s, p in by_sku.items() if not p.copied or p.changes]
-            else:
-                keyed = [(skus[s], p) for s, p in by_sku.items()]
-            if self.dialect.name == "postgresql":
                 history += self._write_prices_postgresql(store_pk, keyed)
             else:
+                keyed = [(skus[s], p) for s, p in by_sku.items()]
                 self._write_prices_staged(store_pk, keyed, stats)
             changes += [
                 (store_pk, sku_pk, *change) for sku_pk, p in keyed for change in p.changes or ()

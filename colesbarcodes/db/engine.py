@@ -125,24 +125,16 @@ def unreachable(exc: BaseException) -> bool:
     return any(sign in text for sign in signs) or "unable to open database" in text
 
 
-def with_retries(
-    engine: Engine,
-    work: Callable[[Session], T],
-    *,
-    attempts: int = 5,
-    what: str = "A transaction",
+def _retrying(
+    call: Callable[[], T], *, attempts: int, what: str, give_up: Callable[[BaseException], bool]
 ) -> T:
-    """``work`` in a transaction of its own, run again (from the start, in a new
-    transaction) after a :func:`transient` database error: a dropped or terminated
-    connection, a deadlock, a serialization failure, a concurrent writer. Other errors are
-    raised at once. ``work`` must be safe to repeat."""
-    factory = session_factory(engine)
+    """``call()``, run again after a database error unless ``give_up(error)`` says that
+    another attempt cannot help, with a growing pause and a warning each time."""
     for attempt in range(1, attempts + 1):
         try:
-            with factory.begin() as session:
-                return work(session)
+            return call()
         except DATABASE_ERRORS as exc:
-            if attempt == attempts or not transient(exc):
+            if attempt == attempts or give_up(exc):
                 raise
             delay = min(0.2 * 2**attempt, 5.0)
             logger.warning(
@@ -155,6 +147,26 @@ def with_retries(
             )
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def with_retries(
+    engine: Engine,
+    work: Callable[[Session], T],
+    *,
+    attempts: int = 5,
+    what: str = "A transaction",
+) -> T:
+    """``work`` in a transaction of its own, run again (from the start, in a new
+    transaction) after a :func:`transient` database error: a dropped or terminated
+    connection, a deadlock, a serialization failure, a concurrent writer. Other errors are
+    raised at once. ``work`` must be safe to repeat."""
+    factory = session_factory(engine)
+
+    def attempt() -> T:
+        with factory.begin() as session:
+            return work(session)
+
+    return _retrying(attempt, attempts=attempts, what=what, give_up=lambda e: not transient(e))
 
 
 @contextlib.contextmanager
@@ -214,17 +226,30 @@ def _alembic_config(connection: Any, location: Path) -> Any:
     return config
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (idempotent; safe with concurrent callers)."""
+def migrate(engine: Engine, revision: str = "head", *, attempts: int = 3) -> None:
+    """Bring the schema to ``revision`` (idempotent; safe with concurrent callers).
+
+    A connection cut meanwhile is retried (up to ``attempts`` tries in all); a server that
+    is not there, or another error that a retry cannot help, is raised at once.
+    """
     from alembic import command
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
-    with (
-        _migrations_folder() as location,
-        _migration_lock(engine),
-        engine.begin() as connection,
-    ):
-        command.upgrade(_alembic_config(connection, location), revision)
+
+    def upgrade() -> None:
+        with (
+            _migrations_folder() as location,
+            _migration_lock(engine),
+            engine.begin() as connection,
+        ):
+            command.upgrade(_alembic_config(connection, location), revision)
+
+    _retrying(
+        upgrade,
+        attempts=attempts,
+        what="Migrating the database",
+        give_up=lambda e: not transient(e) or unreachable(e),
+    )
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -19,7 +19,6 @@ from colesbarcodes.db.engine import (
     migrate,
     redact,
     session_factory,
-    unreachable,
 )
 from colesbarcodes.db.lookups import LookupRow, record_lookups
 from colesbarcodes.gtin import parse_gtin
@@ -105,17 +104,13 @@ class BarcodeUpsertPipeline:
 
     async def open_spider(self) -> None:
         self.engine = make_engine(self.database_url)
-        for attempt in range(1, self.retries + 1):
-            try:
-                await asyncio.to_thread(migrate, self.engine)
-                break
-            except DATABASE_ERRORS as exc:
-                if attempt == self.retries or unreachable(exc):
-                    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-                    raise CloseSpider(
-                        f"database_unavailable: {redact(self.database_url)}: {detail}"
-                    ) from None
-                await asyncio.sleep(0.5 * attempt)  # a connection cut: try again
+        try:  # a connection cut meanwhile is retried (in the thread)
+            await asyncio.to_thread(migrate, self.engine, attempts=self.retries)
+        except DATABASE_ERRORS as exc:
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise CloseSpider(
+                f"database_unavailable: {redact(self.database_url)}: {detail}"
+            ) from None
         self._ticker = asyncio.ensure_future(self._flush_when_due())
 
     async def _flush_when_due(self) -> None:
