@@ -398,6 +398,18 @@ def _utc_day(session: Session, column: Any) -> Any:
     return func.strftime(literal_column("'%Y-%m-%d'"), column)
 
 
+def _span(started_at: datetime | None, finished_at: datetime | None) -> dict[str, Any]:
+    """A run's start and end (UTC, ISO 8601) and its length in seconds."""
+    started, finished = _utc(started_at), _utc(finished_at)
+    return {
+        "started_at": _utc_iso(started),
+        "finished_at": _utc_iso(finished),
+        "duration_s": round((finished - started).total_seconds(), 1)
+        if started and finished
+        else None,
+    }
+
+
 def crawl_runs(
     session: Session, limit: int = 20, *, with_stats: bool = False
 ) -> list[dict[str, Any]]:
@@ -406,17 +418,12 @@ def crawl_runs(
     for run in session.scalars(
         select(CrawlRun).order_by(CrawlRun.started_at.desc(), CrawlRun.id.desc()).limit(limit)
     ):
-        started, finished = _utc(run.started_at), _utc(run.finished_at)
         outcomes = {k: int(v) for k, v in sorted((run.outcomes or {}).items())}
         row: dict[str, Any] = {
             "id": run.id,
             "spider": run.spider,
             "job": run.job,
-            "started_at": _utc_iso(started),
-            "finished_at": _utc_iso(finished),
-            "duration_s": round((finished - started).total_seconds(), 1)
-            if started and finished
-            else None,
+            **_span(run.started_at, run.finished_at),
             "finish_reason": run.finish_reason,
             "monitor_result": run.monitor_result,
             "monitor_detail": run.monitor_detail,
@@ -436,17 +443,12 @@ def import_runs(session: Session, limit: int = 20) -> list[dict[str, Any]]:
     for run in session.scalars(
         select(ImportRun).order_by(ImportRun.started_at.desc(), ImportRun.id.desc()).limit(limit)
     ):
-        started, finished = _utc(run.started_at), _utc(run.finished_at)
         runs.append(
             {
                 "id": run.id,
                 "node": run.node,
                 "inbox": run.inbox,
-                "started_at": _utc_iso(started),
-                "finished_at": _utc_iso(finished),
-                "duration_s": round((finished - started).total_seconds(), 1)
-                if started and finished
-                else None,
+                **_span(run.started_at, run.finished_at),
                 "finish_reason": run.finish_reason,
                 "files": run.files or [],
                 "counts": {k: int(v) for k, v in sorted((run.counts or {}).items())},
