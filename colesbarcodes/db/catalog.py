@@ -34,7 +34,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    any_,
     bindparam,
     delete,
     insert,
@@ -42,7 +41,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from colesbarcodes.db.models import (
     BarcodeConflict,
@@ -57,6 +55,7 @@ from colesbarcodes.db.models import (
     StorePrice,
     utcnow,
 )
+from colesbarcodes.db.sqlutil import SQLITE_CHUNK, chunked, sql_in
 from colesbarcodes.db.upsert import upsert
 
 if TYPE_CHECKING:
@@ -68,9 +67,7 @@ if TYPE_CHECKING:
     from colesbarcodes.gtin import Gtin
     from colesbarcodes.lines import ProductLine
 
-__all__ = ["BatchReader", "BatchStats", "apply_lines", "chunked", "merge_products"]
-
-_CHUNK = 5000
+__all__ = ["BatchReader", "BatchStats", "apply_lines", "merge_products"]
 
 # The staging table for prices: temporary, so it lives only in the connection.
 _stage_metadata = MetaData()
@@ -226,18 +223,6 @@ class _Price:
     # the stored amounts and last_seen, read with the SKU (PostgreSQL only)
     stored: tuple[float | None, float | None, float | None, datetime] | None = None
     copied: bool = False  # written already (``_Writer.new_prices_copied``)
-
-
-def chunked(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _in(session: Session, column: Any, values: Sequence[Any]) -> Any:
-    """``column IN values`` that stays one parameter on PostgreSQL (``= ANY(array)``)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(values)
 
 
 class _BatchState:
@@ -590,7 +575,7 @@ class BatchReader:
             by_company.setdefault(company, set()).add(sku)
         conn = self.session.connection()
         for company, skus in by_company.items():
-            for part in chunked(sorted(skus)):
+            for part in chunked(sorted(skus), SQLITE_CHUNK):
                 rows = conn.execute(
                     select(CompanySku.sku, CompanySku.id, *_PRODUCT_STATE_COLUMNS)
                     .join(Product, Product.id == CompanySku.product_id)
@@ -602,7 +587,7 @@ class BatchReader:
                     state.sku_pk[(company, sku)] = pk
         barcodes = {line.barcode.code for _, line in lines if line.barcode is not None}
         wanted = sorted(b for b in barcodes if b not in state.barcode_owner)
-        for part in chunked(wanted):
+        for part in chunked(wanted, SQLITE_CHUNK):
             for row in conn.execute(
                 select(*_PRODUCT_STATE_COLUMNS).where(Product.barcode.in_(part))
             ):
@@ -726,7 +711,7 @@ class _Writer:
             ids = [s for c, s in wanted if c == company]
             for store_company, store_id, pk in self.session.execute(
                 select(Store.company, Store.store_id, Store.id).where(
-                    Store.company == company, _in(self.session, Store.store_id, ids)
+                    Store.company == company, sql_in(self.session, Store.store_id, ids)
                 )
             ):
                 result[(store_company, store_id)] = pk
