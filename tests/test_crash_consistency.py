@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -125,15 +126,6 @@ def _kill_at(command: list[str], env: dict[str, str], delay: float) -> bool:
     return _kill_after(_start(command, env), delay)
 
 
-def _wait_for_claim(proc: subprocess.Popen[bytes], root: Path) -> None:
-    """Until the loader has claimed its first file (its start-up is over) or has ended."""
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if any((root / "processing").glob("*.jsonl")):
-            return
-        time.sleep(0.002)
-
-
 def _phase(root: Path) -> str:
     """What a killed loader left behind: which step it was in."""
     claimed = list((root / "processing").glob("*.jsonl"))
@@ -145,18 +137,66 @@ def _phase(root: Path) -> str:
     return f"in file {archived + 1}"
 
 
+KILLER = textwrap.dedent(
+    """
+    import json, os, signal, sys, threading, time
+    from colesbarcodes.db.engine import make_engine, migrate
+    from colesbarcodes.inbox import Inbox
+    from loaders.importer import ImportOptions
+    from loaders.update import LogProgress, run_cycle
+
+    url, root, at_batch, delay = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+
+    def kill_later():
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+    class KillAfter(LogProgress):
+        batches, closed = 0, 0.0
+        def advance(self, lines):
+            super().advance(lines)
+            self.batches += 1
+            if self.batches == at_batch:
+                kill_later()
+        def close(self):
+            super().close()
+            self.closed = time.monotonic()
+            if at_batch == 0:  # after the last file: in post-processing
+                kill_later()
+
+    engine = make_engine(url)
+    migrate(engine)
+    progress = KillAfter(every=1e9)
+    started = time.monotonic()
+    run_cycle(engine, Inbox(root), ImportOptions(batch_size=25), progress)
+    print(json.dumps({"batches": progress.batches, "import_s": progress.closed - started,
+                      "post_s": time.monotonic() - progress.closed}))
+    """
+)
+
+
+def _killer(url: str, root: Path, at_batch: int, delay: float) -> subprocess.CompletedProcess[str]:
+    """The import of ``root``, SIGKILLed ``delay`` seconds after its batch ``at_batch``
+    commits (0: after its last file, during post-processing; -1: never)."""
+    return subprocess.run(
+        [sys.executable, "-c", KILLER, url, str(root), str(at_batch), str(delay)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_the_loader_killed_at_20_random_moments_ends_as_an_uninterrupted_run(
     database_url: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "DATABASE_URL": ""}
-
     url = _fresh_database(database_url, tmp_path, "reference")
     lines = make_product_inbox(tmp_path / "reference")
-    proc = _start([*LOADER, "--inbox", str(tmp_path / "reference")], {**env, "DATABASE_URL": url})
-    _wait_for_claim(proc, tmp_path / "reference")
-    started = time.monotonic()
-    assert proc.wait(timeout=120) == 0
-    length = time.monotonic() - started  # from the first claim to the end
+    reference = _killer(url, tmp_path / "reference", -1, 0.0)
+    assert reference.returncode == 0, reference.stderr
+    figures = json.loads(reference.stdout.splitlines()[-1])
+    batch_s = figures["import_s"] / figures["batches"]
     engine = make_engine(url)
     expected = dump(engine)
     engine.dispose()
@@ -166,6 +206,8 @@ def test_the_loader_killed_at_20_random_moments_ends_as_an_uninterrupted_run(
     assert accounted == lines
     assert expected["merges"] and expected["conflicts"] and expected["quarantined"]
 
+    # A moment a trial: a random batch's commit and a random part of the next batch's time;
+    # every fifth trial, a random moment of the post-processing instead.
     rng = random.Random(SEED)
     hits: Counter[str] = Counter()
     for trial in range(TRIALS):
@@ -175,21 +217,26 @@ def test_the_loader_killed_at_20_random_moments_ends_as_an_uninterrupted_run(
         engine.dispose()
         root = tmp_path / f"trial{trial}"
         make_product_inbox(root)
-        delay = rng.uniform(0.0, length)
-        proc = _start([*LOADER, "--inbox", str(root)], {**env, "DATABASE_URL": url})
-        _wait_for_claim(proc, root)
-        killed = _kill_after(proc, delay)
+        if trial % 5 == 4:
+            at_batch, delay = 0, rng.uniform(0.0, figures["post_s"])
+        else:
+            at_batch, delay = rng.randint(1, figures["batches"]), rng.uniform(0.0, batch_s)
+        killed = _killer(url, root, at_batch, delay).returncode == -signal.SIGKILL
         hits[_phase(root) if killed else "finished before the kill"] += 1
         import_inbox(url, root)
         engine = make_engine(url)
         try:
-            assert dump(engine) == expected, f"trial {trial}: killed after {delay:.2f}s"
+            assert dump(engine) == expected, f"trial {trial}: killed after batch {at_batch}"
         finally:
             engine.dispose()
         assert _quarantine_records(root) == expected_quarantine, f"trial {trial}"
         assert not list(root.glob("*.jsonl")) and not list((root / "processing").glob("*"))
         assert len(list((root / "archive").glob("*.jsonl"))) == 3
-    print(f"\nloader, {TRIALS} kills over {length:.2f}s of import: {dict(sorted(hits.items()))}")
+    print(
+        f"\nloader, {TRIALS} kills over {figures['batches']} batches "
+        f"({figures['import_s']:.2f}s) and post-processing ({figures['post_s']:.2f}s): "
+        f"{dict(sorted(hits.items()))}"
+    )
     assert sum(n for phase, n in hits.items() if phase.startswith("in file")) >= TRIALS // 2
 
 
