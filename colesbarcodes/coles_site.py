@@ -1,43 +1,66 @@
 """Everything the project knows about the shape of the retailer's pages and JSON.
 
 Pure functions, no Scrapy: the one small, replaceable place to change when the live
-site changes. What the site is known to serve (see the README's "The retailer's site"):
+site changes. ``docs/site.md`` lists each point with where and when it was seen. The site
+as public captures show it in late 2026, with the 2024 layout still understood:
 
-* ``GET /`` (and every page): ``<script id="__NEXT_DATA__">`` with ``buildId`` and
-  ``runtimeConfig`` carrying ``BFF_API_SUBSCRIPTION_KEY`` and ``COLES_GRAPHQL_API_URL``;
-* ``POST {COLES_GRAPHQL_API_URL}`` ``GetProduct`` → ``{"data": {"product": {..., "gtin"}}}``;
-  ``{"data": {"product": null}}`` for an unknown or delisted SKU;
-* ``GET /product/{slug}-{sku}``: the product in ``__NEXT_DATA__`` ``props.pageProps.product``
-  and a schema.org JSON-LD ``Product`` (no GTIN so far; read if it ever appears);
-* ``GET /_next/data/{buildId}/en/browse.json``: the category tree
-  (``pageProps.allProductCategories.catalogGroupView``, nested, with ``seoToken`` and
-  ``productCount``);
+* ``GET /``: the subscription key in an inline ``window.__RUNTIME_CONFIG__={...}`` script
+  (2026), or in ``__NEXT_DATA__.runtimeConfig`` (2024, with ``COLES_GRAPHQL_API_URL``);
+  ``buildId`` in ``__NEXT_DATA__``. Without a published GraphQL URL: ``{base}/api/graphql``.
+* ``POST {graphql}`` ``GetProductDetails`` (``$productId: String!``, ``$storeId: BrandedId!``
+  as ``COL:<store>``), several SKUs per document as aliases ``p0``, ``p1``...;
+  ``data.product.gtin`` is a string. An unknown SKU: an ``errors[]`` entry saying "not
+  found" and a null product. Validation and bad-input errors mean the site changed.
+* ``GetShopProductsMenu`` (``productCategories``): the category tree (2026); the older
+  ``/_next/data/{buildId}/en/browse.json`` still serves it in the 2024 layout.
+* ``GET /product/{slug}-{sku}``: ``__NEXT_DATA__`` ``props.pageProps.product`` and a
+  schema.org JSON-LD ``Product`` (``gtin`` seen there in 2025; never trust another SKU's).
 * ``GET /_next/data/{buildId}/en/browse/{path}.json?slug={path}&page=N&storeId=0584``: a
   listing page (``pageProps.searchResults``: ``noOfResults``, ``results[]`` with product rows
   and ad rows); 48 rows a page and no page past 104; a stale ``buildId`` answers 404;
-* Imperva's "Pardon Our Interruption" bot check, served instead of any of these.
+* Imperva (Incapsula) protection, served instead of any of these, whatever the status: the
+  JavaScript challenge ("Pardon Our Interruption", solved by a browser) and the block page
+  ("Request unsuccessful. Incapsula incident ID", a verdict on the client's address).
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin
 
 import orjson
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 __all__ = [
     "BOT_CHECK_COOKIE_PREFIXES",
+    "CATEGORIES_QUERY",
+    "DEFAULT_GRAPHQL_PATH",
     "GRAPHQL_QUERY",
+    "KEY_IN_NEXT_DATA",
+    "KEY_IN_PAGE",
+    "KEY_IN_RUNTIME_CONFIG",
+    "PROTECTION_BLOCK",
+    "PROTECTION_CHALLENGE",
     "Category",
+    "GraphQLAnswer",
+    "GraphQLProblem",
     "ListingPage",
+    "ProblemKind",
     "ProductRecord",
     "SiteConfig",
     "SiteFormatError",
+    "categories_graphql_body",
     "categories_path",
+    "classify_errors",
     "graphql_body",
+    "graphql_headers",
+    "is_block_page",
     "is_bot_check",
     "listing_line",
     "listing_page_count",
@@ -45,12 +68,16 @@ __all__ = [
     "listing_plan",
     "parse_build_id",
     "parse_category_tree",
+    "parse_graphql_category_tree",
     "parse_graphql_product",
+    "parse_graphql_products",
     "parse_listing",
     "parse_next_data",
     "parse_product_page",
     "parse_site_config",
+    "product_alias",
     "product_page_path",
+    "protection_kind",
 ]
 
 BOT_CHECK_COOKIE_PREFIXES = ("visid_incap_", "incap_ses_", "nlbi_", "reese84")
@@ -68,10 +95,23 @@ _JSON_LD_RE = re.compile(
 )
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
+PROTECTION_CHALLENGE = "challenge"
+PROTECTION_BLOCK = "block"
+KEY_IN_RUNTIME_CONFIG = "__RUNTIME_CONFIG__"
+KEY_IN_NEXT_DATA = "__NEXT_DATA__"
+KEY_IN_PAGE = "page"
+DEFAULT_GRAPHQL_PATH = "/api/graphql"  # same origin, when the page publishes no URL (2026)
+_RUNTIME_CONFIG_RE = re.compile(
+    rb"window\.__RUNTIME_CONFIG__\s*=\s*(\{.*?\})\s*;?\s*</script>", re.DOTALL
+)
+_KEY_ANYWHERE_RE = re.compile(rb'"BFF_API_SUBSCRIPTION_KEY"\s*:\s*"([0-9a-f]{32})"')
+# A sparse selection: the crawl reads these fields only, which keeps many products per
+# document below the server's complexity limit.
+_FRAGMENT = "ProductBarcode"
+_FRAGMENT_TEXT = f"fragment {_FRAGMENT} on Product {{ id name brand size gtin }}"
 GRAPHQL_QUERY = (
-    "query GetProduct($productId: ID!, $storeId: ID!) { product(productId: $productId, "
-    "storeId: $storeId) { id name brand description size gtin availability "
-    "pricing { now was } } }"
+    "query GetProductDetails($productId: String!, $storeId: BrandedId!) { "
+    f"product(productId: $productId, storeId: $storeId) {{ ...{_FRAGMENT} }} }} {_FRAGMENT_TEXT}"
 )
 
 
@@ -84,6 +124,7 @@ class SiteConfig:
     build_id: str
     api_key: str
     graphql_url: str
+    key_source: str = KEY_IN_NEXT_DATA  # where the key was found (for the log and site-check)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,25 +158,112 @@ def parse_next_data(html: bytes) -> dict[str, Any]:
     return data
 
 
+def _runtime_config_script(html: bytes) -> dict[str, Any] | None:
+    match = _RUNTIME_CONFIG_RE.search(html)
+    if match is None:
+        return None
+    try:
+        data = orjson.loads(match.group(1))
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def parse_site_config(html: bytes, page_url: str) -> SiteConfig:
-    """The build id, API key and GraphQL URL that the site's own pages publish."""
-    data = parse_next_data(html)
-    runtime = data.get("runtimeConfig") or {}
-    key = runtime.get("BFF_API_SUBSCRIPTION_KEY")
-    graphql = runtime.get("COLES_GRAPHQL_API_URL")
-    if not isinstance(key, str) or not key or not isinstance(graphql, str) or not graphql:
+    """The build id, API key and GraphQL URL that the site's own pages publish.
+
+    The key is read from ``window.__RUNTIME_CONFIG__`` (2026) or ``__NEXT_DATA__``'s
+    ``runtimeConfig`` (2024), whichever the page has, and last from anywhere in the page
+    (the pattern public clients use); the GraphQL URL is the published one, else
+    ``{origin}/api/graphql``. ``build_id`` is empty when the page has no ``__NEXT_DATA__``.
+    """
+    try:
+        next_data: dict[str, Any] = parse_next_data(html)
+    except SiteFormatError:
+        next_data = {}
+    sources: list[tuple[str, dict[str, Any]]] = []
+    script = _runtime_config_script(html)
+    if script is not None:
+        sources.append((KEY_IN_RUNTIME_CONFIG, script))
+    runtime = next_data.get("runtimeConfig")
+    if isinstance(runtime, dict):
+        sources.append((KEY_IN_NEXT_DATA, runtime))
+    key, where, graphql = None, "", None
+    for name, config in sources:
+        value = config.get("BFF_API_SUBSCRIPTION_KEY")
+        if key is None and isinstance(value, str) and value.strip():
+            key, where = value.strip(), name
+        url = config.get("COLES_GRAPHQL_API_URL")
+        if graphql is None and isinstance(url, str) and url.strip():
+            graphql = url.strip()
+    if key is None:
+        match = _KEY_ANYWHERE_RE.search(html)
+        if match is not None:
+            key, where = match.group(1).decode(), KEY_IN_PAGE
+    if key is None:
         raise SiteFormatError(
-            "runtimeConfig lacks BFF_API_SUBSCRIPTION_KEY or COLES_GRAPHQL_API_URL"
+            "no BFF_API_SUBSCRIPTION_KEY in the page (looked in window.__RUNTIME_CONFIG__, "
+            "__NEXT_DATA__.runtimeConfig and the whole page)"
         )
-    return SiteConfig(str(data.get("buildId") or ""), key, urljoin(page_url, graphql))
+    build_id = next_data.get("buildId")
+    return SiteConfig(
+        build_id.strip() if isinstance(build_id, str) else "",
+        key,
+        urljoin(page_url, graphql or DEFAULT_GRAPHQL_PATH),
+        where,
+    )
 
 
-def graphql_body(sku: str, store_id: str) -> bytes:
+def graphql_headers(base_url: str, api_key: str) -> dict[str, str]:
+    """The headers the site's own GraphQL client sends (captured 2026-10)."""
+    base = base_url.rstrip("/")
+    return {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "ocp-apim-subscription-key": api_key,
+        "x-api-version": "2",
+        "dsch-channel": "coles.online.1site.desktop",
+        "Origin": base,
+        "Referer": f"{base}/",
+    }
+
+
+def product_alias(index: int, count: int) -> str:
+    """The response key of the ``index``-th SKU of a document of ``count`` SKUs."""
+    return "product" if count == 1 else f"p{index}"
+
+
+def graphql_body(skus: str | Sequence[str], store_id: str) -> bytes:
+    """A ``GetProductDetails`` document for one SKU (the site's own variables) or several
+    (one aliased ``product`` field each, ``p0``, ``p1``...), all of one store, asking only
+    for the fields the crawl reads."""
+    skus = [skus] if isinstance(skus, str) else [str(sku) for sku in skus]
+    if not skus:
+        raise ValueError("no SKUs to ask for")
+    store = f"COL:{store_id}"
+    if len(skus) == 1:
+        return orjson.dumps(
+            {
+                "operationName": "GetProductDetails",
+                "variables": {"productId": skus[0], "storeId": store},
+                "query": GRAPHQL_QUERY,
+            }
+        )
+    declared = ", ".join(f"$p{i}: String!" for i in range(len(skus)))
+    fields = " ".join(
+        f"p{i}: product(productId: $p{i}, storeId: $storeId) {{ ...{_FRAGMENT} }}"
+        for i in range(len(skus))
+    )
+    variables: dict[str, str] = {"storeId": store}
+    variables.update({f"p{i}": sku for i, sku in enumerate(skus)})
     return orjson.dumps(
         {
-            "operationName": "GetProduct",
-            "variables": {"productId": str(sku), "storeId": f"COL:{store_id}"},
-            "query": GRAPHQL_QUERY,
+            "operationName": "GetProductDetails",
+            "variables": variables,
+            "query": (
+                f"query GetProductDetails($storeId: BrandedId!, {declared}) {{ {fields} }} "
+                + _FRAGMENT_TEXT
+            ),
         }
     )
 
@@ -155,26 +283,157 @@ def _record(sku: str, product: dict[str, Any]) -> ProductRecord:
     )
 
 
-def parse_graphql_product(body: bytes, sku: str) -> ProductRecord | None:
-    """The product record for ``sku``; ``None`` when the site says it does not exist.
+class ProblemKind(enum.StrEnum):
+    """Why a whole GraphQL document was refused."""
 
-    A record for another SKU is not trusted (raises), nor is a body without ``data``.
+    TOO_COMPLEX = "too_complex"  # too many products in one document: ask for fewer
+    REJECTED = "rejected"  # validation or bad input: the site changed, asking again won't help
+    SERVER = "server"  # the server failed: worth another try
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLProblem:
+    kind: ProblemKind
+    message: str
+
+
+@dataclass(slots=True)
+class GraphQLAnswer:
+    """One GraphQL answer, SKU by SKU: a record, "not found", or an error for that SKU alone
+    (``errors``: ask again); ``problem`` when the whole document was refused."""
+
+    records: dict[str, ProductRecord] = field(default_factory=dict)
+    not_found: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    problem: GraphQLProblem | None = None
+
+
+_TOO_COMPLEX_RE = re.compile(
+    r"too (?:complex|large|big|many)|complexity|query cost|max(?:imum)? depth", re.IGNORECASE
+)
+_REJECTED_CODES = frozenset(
+    {"GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED", "BAD_USER_INPUT", "BAD_REQUEST"}
+)
+_REJECTED_RE = re.compile(
+    r"invalid storeid|cannot query field|unknown (?:type|argument|operation)|"
+    r"variable \"?\$|expected type|syntax error",
+    re.IGNORECASE,
+)
+_NOT_FOUND_RE = re.compile(r"not found", re.IGNORECASE)
+
+
+def _error_text(error: Any) -> tuple[str, str]:
+    """(message, code) of one GraphQL error entry."""
+    if not isinstance(error, dict):
+        return str(error)[:300], ""
+    extensions = error.get("extensions")
+    code = extensions.get("code") if isinstance(extensions, dict) else None
+    return str(error.get("message") or "")[:300], str(code or "")
+
+
+def classify_errors(errors: Any, status: int = 200) -> GraphQLProblem:
+    """What a document-level refusal means: too big, rejected (site change), or a failure."""
+    entries = errors if isinstance(errors, list) else [errors] if errors else []
+    texts = [_error_text(error) for error in entries]
+    message = "; ".join(text for text, _ in texts if text)[:300] or f"HTTP {status}"
+    codes = {code.upper() for _, code in texts}
+    too_complex = any(_TOO_COMPLEX_RE.search(text) for text, _ in texts) or any(
+        "COMPLEX" in code or "COST" in code for code in codes
+    )
+    if status == 413 or too_complex:
+        return GraphQLProblem(ProblemKind.TOO_COMPLEX, message)
+    if codes & _REJECTED_CODES or any(_REJECTED_RE.search(text) for text, _ in texts):
+        return GraphQLProblem(ProblemKind.REJECTED, message)
+    if 400 <= status < 500 and texts:
+        return GraphQLProblem(ProblemKind.REJECTED, message)
+    return GraphQLProblem(ProblemKind.SERVER, message)
+
+
+def parse_graphql_products(body: bytes, skus: Sequence[str], status: int = 200) -> GraphQLAnswer:
+    """Each SKU's answer in a ``GetProductDetails`` response for ``skus`` (in document order).
+
+    An alias whose value is null is "not found" when an error for that alias says so (or no
+    error names it: the 2024 API answered a bare null); any other error on an alias spoils
+    that SKU alone. A record for another SKU than the one asked for is never trusted.
     """
+    wanted = [str(sku) for sku in skus]
+    answer = GraphQLAnswer()
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if status >= 400:
+            answer.problem = classify_errors(None, status)
+            return answer
         raise SiteFormatError(f"GraphQL answer is not JSON: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("data"), dict):
-        errors = document.get("errors") if isinstance(document, dict) else None
-        raise SiteFormatError(f"GraphQL answer without data: {errors!r}"[:300])
-    product = document["data"].get("product")
-    if product is None:
-        return None
-    if not isinstance(product, dict):
-        raise SiteFormatError("GraphQL product is not an object")
-    if "id" in product and str(product["id"]) != str(sku):
-        raise SiteFormatError(f"GraphQL answered for SKU {product['id']}, not {sku}")
-    return _record(sku, product)
+    if not isinstance(document, dict):
+        raise SiteFormatError("GraphQL answer is not a JSON object")
+    data, errors = document.get("data"), document.get("errors")
+    if not isinstance(data, dict):
+        if errors or status >= 400:
+            answer.problem = classify_errors(errors, status)
+            return answer
+        raise SiteFormatError("GraphQL answer without data or errors")
+    by_alias: dict[str, list[str]] = {}
+    loose: list[str] = []
+    for error in errors if isinstance(errors, list) else []:
+        text, code = _error_text(error)
+        path = error.get("path") if isinstance(error, dict) else None
+        if isinstance(path, list) and path and isinstance(path[0], str):
+            by_alias.setdefault(path[0], []).append(text or code)
+        else:
+            loose.append(text or code)
+    for index, sku in enumerate(wanted):
+        alias = product_alias(index, len(wanted))
+        if alias not in data:
+            answer.errors[sku] = "; ".join(loose)[:300] or f"no {alias} in the answer"
+            continue
+        product = data[alias]
+        alias_errors = by_alias.get(alias, [])
+        if product is None:
+            if not alias_errors or any(_NOT_FOUND_RE.search(e) for e in alias_errors):
+                answer.not_found[sku] = "; ".join(alias_errors) or "the site has no such product"
+            else:
+                answer.errors[sku] = "; ".join(alias_errors)[:300]
+            continue
+        if not isinstance(product, dict):
+            answer.errors[sku] = f"{alias} is not an object"
+            continue
+        if product.get("id") is not None and str(product["id"]) != sku:
+            answer.errors[sku] = f"answered for SKU {product['id']}, not {sku}"
+            continue
+        answer.records[sku] = _record(sku, product)
+    return answer
+
+
+def parse_graphql_product(body: bytes, sku: str) -> ProductRecord | None:
+    """The product record for ``sku`` alone; ``None`` when the site says it does not exist.
+
+    A record for another SKU is not trusted (raises), nor is a body without ``data``.
+    """
+    answer = parse_graphql_products(body, [sku])
+    if answer.problem is not None:
+        raise SiteFormatError(f"GraphQL refused the document: {answer.problem.message}")
+    if str(sku) in answer.errors:
+        raise SiteFormatError(f"GraphQL answer for SKU {sku}: {answer.errors[str(sku)]}")
+    return answer.records.get(str(sku))
+
+
+def protection_kind(body: bytes) -> str | None:
+    """``"challenge"`` (the JavaScript check a browser solves), ``"block"`` (Imperva's
+    verdict on the client's address, which no browser solves) or ``None`` for content."""
+    if is_bot_check(body):
+        return PROTECTION_CHALLENGE
+    if is_block_page(body):
+        return PROTECTION_BLOCK
+    return None
+
+
+def is_block_page(body: bytes) -> bool:
+    """True for Imperva's block (incident) page, whatever status it came with."""
+    head = body[:20_000]
+    if b"Incapsula incident ID" in head:
+        return True
+    return b"_Incapsula_Resource" in head and b"incident_id" in head and len(body) < 20_000
 
 
 def parse_product_page(html: bytes, sku: str) -> ProductRecord:
@@ -190,11 +449,7 @@ def parse_product_page(html: bytes, sku: str) -> ProductRecord:
         page_product = None
     if isinstance(page_product, dict) and str(page_product.get("id")) == str(sku):
         product = dict(page_product)
-    for match in _JSON_LD_RE.finditer(html):
-        try:
-            ld = orjson.loads(match.group(1))
-        except orjson.JSONDecodeError:
-            continue
+    for ld in _json_ld_objects(html):
         if (
             not isinstance(ld, dict)
             or ld.get("@type") != "Product"
@@ -212,6 +467,21 @@ def parse_product_page(html: bytes, sku: str) -> ProductRecord:
     if not product:
         raise SiteFormatError(f"no product record for SKU {sku} in the page")
     return _record(sku, product)
+
+
+def _json_ld_objects(html: bytes) -> list[Any]:
+    """Every JSON-LD object of a page (a script may hold one, a list, or an ``@graph``)."""
+    found: list[Any] = []
+    for match in _JSON_LD_RE.finditer(html):
+        try:
+            ld = orjson.loads(match.group(1))
+        except orjson.JSONDecodeError:
+            continue
+        for item in ld if isinstance(ld, list) else [ld]:
+            found.append(item)
+            if isinstance(item, dict) and isinstance(item.get("@graph"), list):
+                found.extend(item["@graph"])
+    return found
 
 
 def product_page_path(sku: str, name: str | None = None) -> str:
@@ -321,6 +591,63 @@ def parse_category_tree(body: bytes) -> tuple[Category, ...]:
     tree = _categories(nodes, "")
     if not tree:
         raise SiteFormatError("the category tree is empty")
+    return tree
+
+
+CATEGORIES_QUERY = (
+    "query GetShopProductsMenu($storeId: BrandedId!, $withCampaignLinks: Boolean, "
+    "$campaignCount: Int) { menuItems: productCategories(storeId: $storeId, "
+    "withCampaignLinks: $withCampaignLinks, campaignCount: $campaignCount) { "
+    "items: catalogGroupView { ...MenuItem childItems: catalogGroupView { ...MenuItem "
+    "childItems: catalogGroupView { ...MenuItem childItems: catalogGroupView { ...MenuItem "
+    "} } } } restrictedIds: excludedCategoryIds } } "
+    "fragment MenuItem on CatalogGroupView { id level name productCount seoToken type }"
+)
+
+
+def categories_graphql_body(store_id: str) -> bytes:
+    """The site's own ``GetShopProductsMenu`` document (2026) for one store."""
+    return orjson.dumps(
+        {
+            "operationName": "GetShopProductsMenu",
+            "variables": {
+                "storeId": f"COL:{store_id}",
+                "withCampaignLinks": False,
+                "campaignCount": 0,
+            },
+            "query": CATEGORIES_QUERY,
+        }
+    )
+
+
+def _rename_children(nodes: Any) -> Any:
+    """``items``/``childItems`` (the site's aliases) as the tree's ``catalogGroupView``."""
+    if not isinstance(nodes, list):
+        return nodes
+    renamed = []
+    for node in nodes:
+        if isinstance(node, dict):
+            node = dict(node)
+            children = node.pop("childItems", node.get("catalogGroupView"))
+            node["catalogGroupView"] = _rename_children(children)
+        renamed.append(node)
+    return renamed
+
+
+def parse_graphql_category_tree(body: bytes) -> tuple[Category, ...]:
+    """The departments of a ``GetShopProductsMenu`` answer, as :func:`parse_category_tree`."""
+    document = _json_object(body, "GraphQL category tree")
+    data = document.get("data")
+    menu = None
+    if isinstance(data, dict):
+        menu = data.get("menuItems", data.get("productCategories"))
+    if not isinstance(menu, dict):
+        errors = document.get("errors")
+        raise SiteFormatError(f"GetShopProductsMenu answered no menu: {errors!r}"[:300])
+    nodes = menu.get("items", menu.get("catalogGroupView"))
+    tree = _categories(_rename_children(nodes), "")
+    if not tree:
+        raise SiteFormatError("the GraphQL category tree is empty")
     return tree
 
 

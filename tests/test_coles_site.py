@@ -5,16 +5,30 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import graphql
 import pytest
 
 from colesbarcodes.coles_site import (
+    KEY_IN_NEXT_DATA,
+    KEY_IN_RUNTIME_CONFIG,
+    PROTECTION_BLOCK,
+    PROTECTION_CHALLENGE,
+    ProblemKind,
     SiteFormatError,
+    categories_graphql_body,
+    classify_errors,
     graphql_body,
+    graphql_headers,
+    is_block_page,
     is_bot_check,
+    parse_category_tree,
+    parse_graphql_category_tree,
     parse_graphql_product,
+    parse_graphql_products,
     parse_product_page,
     parse_site_config,
     product_page_path,
+    protection_kind,
 )
 
 if TYPE_CHECKING:
@@ -82,10 +96,194 @@ def test_unusable_graphql_answers_raise(body: bytes) -> None:
 
 def test_graphql_request_body_follows_the_contract() -> None:
     body = json.loads(graphql_body("8060378", "0584"))
-    assert body["operationName"] == "GetProduct"
+    assert body["operationName"] == "GetProductDetails"
     assert body["variables"] == {"productId": "8060378", "storeId": "COL:0584"}
-    assert "gtin" in body["query"]
+    document = graphql.parse(body["query"])
+    assert "$productId: String!" in body["query"] and "$storeId: BrandedId!" in body["query"]
+    assert "gtin" in graphql.print_ast(document)
 
 
 def test_product_page_paths_end_with_the_sku() -> None:
     assert product_page_path("8060378", "Appy Fizz | 250mL") == "/product/appy-fizz-250ml-8060378"
+
+
+KEY_2026 = "0123456789abcdef0123456789abcdef"
+HOME_2026 = (
+    "<html><head><script>window.__RUNTIME_CONFIG__={"
+    '"COLES_ENV":"prod","BFF_API_SUBSCRIPTION_KEY":"' + KEY_2026 + '","NEXT_HOST_URL":'
+    '"https://www.coles.com.au"};</script></head><body><script id="__NEXT_DATA__" '
+    'type="application/json">{"props":{"pageProps":{}},"page":"/","buildId":'
+    '"20261001.02_v5.1.0"}</script></body></html>'
+).encode()
+
+
+def test_the_2026_home_page_carries_the_key_in_an_inline_runtime_config_script() -> None:
+    config = parse_site_config(HOME_2026, "https://www.coles.com.au/")
+    assert config.api_key == KEY_2026
+    assert config.key_source == KEY_IN_RUNTIME_CONFIG
+    assert config.build_id == "20261001.02_v5.1.0"
+    assert config.graphql_url == "https://www.coles.com.au/api/graphql"  # none published
+
+
+def test_the_2024_page_still_gives_key_and_published_graphql_url(samples: Path) -> None:
+    config = parse_site_config(
+        (samples / "coles_product_page.html").read_bytes(), "https://www.coles.com.au/"
+    )
+    assert config.key_source == KEY_IN_NEXT_DATA
+    assert config.graphql_url != "https://www.coles.com.au/api/graphql"  # the published one
+
+
+def test_a_key_anywhere_in_the_page_is_the_last_resort() -> None:
+    html = b'<script>self.cfg = {"BFF_API_SUBSCRIPTION_KEY": "' + KEY_2026.encode() + b'"}</script>'
+    assert parse_site_config(html, "https://x.example/").api_key == KEY_2026
+
+
+def test_a_page_without_any_key_names_where_it_looked() -> None:
+    with pytest.raises(SiteFormatError, match="__RUNTIME_CONFIG__"):
+        parse_site_config(b"<html><body>nothing</body></html>", "https://x.example/")
+
+
+def test_graphql_requests_carry_the_headers_of_the_sites_own_client() -> None:
+    headers = graphql_headers("https://www.coles.com.au/", KEY_2026)
+    assert headers["ocp-apim-subscription-key"] == KEY_2026
+    assert headers["x-api-version"] == "2"
+    assert headers["dsch-channel"] == "coles.online.1site.desktop"
+    assert headers["Origin"] == "https://www.coles.com.au"
+    assert headers["Referer"] == "https://www.coles.com.au/"
+
+
+def test_the_real_get_product_details_answer_gives_its_gtin(samples: Path) -> None:
+    body = (samples / "coles_graphql_GetProductDetails.json").read_bytes()
+    record = parse_graphql_product(body, "1018067")
+    assert record is not None
+    assert record.gtin == "9310232962085"
+    assert (record.name, record.brand, record.size) == (
+        "Charged Strong Latte Iced Coffee",
+        "Dare",
+        "240mL",
+    )
+    with pytest.raises(SiteFormatError, match="not 1018577"):
+        parse_graphql_product(body, "1018577")  # a variation's SKU is not the record asked for
+
+
+def test_a_batched_document_asks_for_each_sku_under_its_own_alias() -> None:
+    body = json.loads(graphql_body(["11", "22", "33"], "0584"))
+    document = graphql.parse(body["query"])
+    operation = document.definitions[0]
+    assert isinstance(operation, graphql.OperationDefinitionNode)
+    aliases = [
+        sel.alias.value
+        for sel in operation.selection_set.selections
+        if isinstance(sel, graphql.FieldNode) and sel.alias
+    ]
+    assert aliases == ["p0", "p1", "p2"]
+    assert body["variables"] == {"storeId": "COL:0584", "p0": "11", "p1": "22", "p2": "33"}
+    assert body["operationName"] == "GetProductDetails"
+
+
+def test_each_alias_of_a_batched_answer_is_its_skus_outcome() -> None:
+    answer = parse_graphql_products(
+        json.dumps(
+            {
+                "errors": [
+                    {"message": "Product not found", "path": ["p1"]},
+                    {"message": "Internal failure", "path": ["p2"]},
+                ],
+                "data": {
+                    "p0": {"id": 11, "name": "Milk", "gtin": "9300633600082"},
+                    "p1": None,
+                    "p2": None,
+                    "p3": {"id": 99, "name": "Someone else"},
+                },
+            }
+        ).encode(),
+        ["11", "22", "33", "44", "55"],
+    )
+    assert answer.problem is None
+    assert set(answer.records) == {"11"} and answer.records["11"].gtin == "9300633600082"
+    assert set(answer.not_found) == {"22"}
+    assert set(answer.errors) == {"33", "44", "55"}  # failed, another SKU's, unanswered
+    assert "answered for SKU 99" in answer.errors["44"]
+
+
+@pytest.mark.parametrize(
+    ("status", "errors", "kind"),
+    [
+        (
+            400,
+            [{"message": "Query is too complex: 30 > 24", "extensions": {"code": "X"}}],
+            "too_complex",
+        ),
+        (413, None, "too_complex"),
+        (400, [{"message": 'Cannot query field "gtin" on type "Product".'}], "rejected"),
+        (400, [{"message": "x", "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}], "rejected"),
+        (200, [{"message": "Invalid StoreId: COL:9999"}], "rejected"),
+        (200, [{"message": "x", "extensions": {"code": "BAD_USER_INPUT"}}], "rejected"),
+        (500, [{"message": "Internal server error"}], "server"),
+        (502, None, "server"),
+    ],
+)
+def test_refused_documents_are_told_apart(status: int, errors: object, kind: str) -> None:
+    assert classify_errors(errors, status).kind == ProblemKind(kind)
+    body = json.dumps({"errors": errors} if errors else {}).encode()
+    answer = parse_graphql_products(body if errors else b"<html>bad gateway</html>", ["1"], status)
+    assert answer.problem is not None and answer.problem.kind == ProblemKind(kind)
+
+
+def test_the_2025_product_page_json_ld_carries_the_gtin(samples: Path) -> None:
+    html = (samples / "coles_product_page_jsonld_2025.html").read_bytes()
+    record = parse_product_page(html, "6845664")
+    assert record.gtin == "5410126676372"
+    assert record.name == "Lotus Biscoff Sandwich Biscuits Vanilla"
+    with pytest.raises(SiteFormatError):
+        parse_product_page(html, "1234567")  # never another SKU's record
+
+
+@pytest.mark.parametrize("key", ["gtin", "gtin13", "gtin14", "gtin12", "gtin8"])
+def test_every_json_ld_gtin_key_is_read(key: str) -> None:
+    ld = {"@context": "https://schema.org", "@graph": [{"@type": "Product", "sku": 5, key: "0042"}]}
+    html = f'<script type="application/ld+json">{json.dumps(ld)}</script>'.encode()
+    assert parse_product_page(html, "5").gtin == "0042"
+
+
+def test_the_block_page_is_not_the_challenge(samples: Path) -> None:
+    block = (samples / "incapsula_block_page.html").read_bytes()
+    challenge = (samples / "coles_bot_check_page.html").read_bytes()
+    assert is_block_page(block) and not is_bot_check(block)
+    assert protection_kind(block) == PROTECTION_BLOCK
+    assert protection_kind(challenge) == PROTECTION_CHALLENGE
+    assert not is_block_page(challenge)
+    for content in ("coles_product_page.html", "coles_listing_page_small.json"):
+        assert protection_kind((samples / content).read_bytes()) is None
+
+
+def test_the_graphql_category_tree_reads_like_the_old_route(samples: Path) -> None:
+    old = json.loads((samples / "coles_browse_categories.json").read_bytes())
+    groups = old["pageProps"]["allProductCategories"]
+
+    def aliased(nodes: list[dict[str, object]]) -> list[dict[str, object]]:
+        out = []
+        for node in nodes:
+            copy = {k: v for k, v in node.items() if k != "catalogGroupView"}
+            children = node.get("catalogGroupView")
+            if isinstance(children, list):
+                copy["childItems"] = aliased(children)
+            out.append(copy)
+        return out
+
+    answer = {
+        "data": {
+            "menuItems": {
+                "items": aliased(groups["catalogGroupView"]),
+                "restrictedIds": groups["excludedCategoryIds"],
+            }
+        }
+    }
+    tree = parse_graphql_category_tree(json.dumps(answer).encode())
+    assert tree == parse_category_tree((samples / "coles_browse_categories.json").read_bytes())
+    body = json.loads(categories_graphql_body("0584"))
+    assert body["operationName"] == "GetShopProductsMenu"
+    assert body["variables"]["storeId"] == "COL:0584"
+    graphql.parse(body["query"])
+    with pytest.raises(SiteFormatError):
+        parse_graphql_category_tree(b'{"errors": [{"message": "Cannot query field"}]}')
