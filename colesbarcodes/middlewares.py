@@ -1,8 +1,10 @@
-"""Crawl middlewares: prefill from the database, the bot check, and polite retries."""
+"""Crawl middlewares: prefill from the database, batched lookups, the API key, the site's
+protection (challenge and block page) with exits, and polite retries."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import time
@@ -12,13 +14,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import scrapy
 from scrapy import signals
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
-from colesbarcodes.coles_site import is_bot_check
+from colesbarcodes.coles_site import PROTECTION_BLOCK, PROTECTION_CHALLENGE, protection_kind
 from colesbarcodes.db.engine import make_engine, with_retries
 from colesbarcodes.db.lookups import known_barcodes, recent_outcomes
+from colesbarcodes.exits import Exit, exits_from_setting
 from colesbarcodes.items import BarcodeLookup, Outcome
+from colesbarcodes.session import SiteSession
+from colesbarcodes.sources import merge_lookup_requests
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -30,7 +35,15 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-__all__ = ["BotCheckMiddleware", "PrefillMiddleware", "PrefillUnit", "RetryAfterMiddleware"]
+__all__ = [
+    "ApiKeyMiddleware",
+    "BotCheckMiddleware",
+    "ExitPoolMiddleware",
+    "LookupBatchMiddleware",
+    "PrefillMiddleware",
+    "PrefillUnit",
+    "RetryAfterMiddleware",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -186,14 +199,318 @@ class PrefillMiddleware(BaseSpiderMiddleware):
             self.engine.dispose()
 
 
-class BotCheckMiddleware:
-    """Solves the site's JavaScript bot check once, in a real browser, then goes on with
-    plain HTTP carrying the browser's cookies and user agent.
+class LookupBatchMiddleware(BaseSpiderMiddleware):
+    """Merges the one-SKU lookup requests that pass the prefill into GraphQL documents of up
+    to ``SiteSession.batch_size`` SKUs of one store (aliases), so a request resolves many SKUs.
 
-    A response that is the bot-check page (whatever its status) makes one browser page
-    (scrapy-playwright) open the site, run the check's script and hand over its cookies;
-    requests waiting meanwhile share that one solution. At most
-    ``COLES_BOTCHECK_MAX_BROWSER_PAGES`` browser pages per crawl. Stats: ``botcheck/*``.
+    It sits after the prefill, so only SKUs that need the site are batched. A partial batch
+    leaves when the start stream pauses for ``COLES_GRAPHQL_BATCH_WAIT`` seconds (a frontier
+    waiting for acknowledgements never waits for its own SKUs) or ends. Stats:
+    ``coles/graphql/documents``, ``coles/graphql/skus``.
+    """
+
+    def __init__(self, crawler: Crawler, wait: float) -> None:
+        super().__init__(crawler)
+        self.wait = wait
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler, crawler.settings.getfloat("COLES_GRAPHQL_BATCH_WAIT"))
+
+    def _size(self) -> int:
+        session = self.crawler.get_extension(SiteSession)
+        return session.batch_size if session is not None else 1
+
+    @staticmethod
+    def _batchable(obj: Any) -> bool:
+        return (
+            isinstance(obj, scrapy.Request)
+            and obj.meta.get("coles_source") == "graphql"
+            and len(obj.meta.get("lookups") or ()) == 1
+        )
+
+    def _merged(self, group: list[scrapy.Request]) -> scrapy.Request:
+        stats = self.crawler.stats
+        stats.inc_value("coles/graphql/documents")
+        stats.inc_value("coles/graphql/skus", len(group))
+        return merge_lookup_requests(group)
+
+    async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        groups: dict[tuple[str, str], list[scrapy.Request]] = {}
+        iterator = aiter(start)
+        upcoming: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if upcoming is None:
+                    upcoming = asyncio.ensure_future(anext(iterator))
+                if groups:
+                    done, _ = await asyncio.wait({upcoming}, timeout=self.wait)
+                    if not done:  # the stream pauses: send what waits
+                        for group in groups.values():
+                            yield self._merged(group)
+                        groups.clear()
+                        continue
+                try:
+                    obj = await upcoming
+                except StopAsyncIteration:
+                    break
+                finally:
+                    upcoming = None
+                if not self._batchable(obj):
+                    yield obj
+                    continue
+                key = (str(obj.meta["lookups"][0].get("store_id")), obj.url)
+                group = groups.setdefault(key, [])
+                group.append(obj)
+                if len(group) >= self._size():
+                    yield self._merged(groups.pop(key))
+            for group in groups.values():
+                yield self._merged(group)
+        finally:
+            if upcoming is not None and not upcoming.done():
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await upcoming
+
+
+class ApiKeyMiddleware:
+    """Sends the current subscription key with every API request, and follows its rotation.
+
+    A 401 makes the :class:`~colesbarcodes.session.SiteSession` read the home page again
+    (once for all requests refused together) and the request is sent again with the new
+    key. Refused again right after that: the key the site publishes is not the one it
+    accepts, so the crawl closes with ``key_refused`` (exit status documented in
+    ``colesbarcodes.commands.crawl``); the request's SKUs are recorded as failed. Stats:
+    ``coles/key/refused_401``, ``coles/key/refreshed``.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.closing = False
+        self._closing: asyncio.Future[None] | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    @property
+    def session(self) -> SiteSession:
+        session = self.crawler.get_extension(SiteSession)
+        if session is None:
+            raise RuntimeError("the SiteSession extension is not enabled (EXTENSIONS)")
+        return session
+
+    def process_request(self, request: scrapy.Request) -> None:
+        if not request.meta.get("coles_api"):
+            return
+        session = self.session
+        if session.config is not None:
+            request.headers["ocp-apim-subscription-key"] = session.config.api_key
+        request.meta["coles_key_generation"] = session.generation
+
+    async def process_response(self, request: scrapy.Request, response: Response) -> Any:
+        if response.status != 401 or not request.meta.get("coles_api"):
+            return response
+        stats = self.crawler.stats
+        stats.inc_value("coles/key/refused_401")
+        session = self.session
+        generation = request.meta.get("coles_key_generation", 0)
+        refusals = request.meta.get("coles_key_refusals", 0) + 1
+        fresh_key_refused = refusals > 1 and generation >= session.generation
+        if not fresh_key_refused and refusals <= 3 and await session.refresh(generation):
+            return request.replace(
+                dont_filter=True, meta={**request.meta, "coles_key_refusals": refusals}
+            )
+        if not self.closing and self.crawler.engine is not None:
+            self.closing = True
+            logger.error(
+                "The site refused the subscription key it publishes on its home page, twice "
+                "in a row: closing the crawl (see docs/site.md, section Key)"
+            )
+            self._closing = asyncio.ensure_future(
+                self.crawler.engine.close_spider_async(
+                    reason="key_refused: the site refuses the subscription key its home page "
+                    "publishes"
+                )
+            )
+        return response
+
+
+class ExitPoolMiddleware:
+    """Every request of the crawl, the browser's included, leaves through the current exit
+    (``COLES_PROXIES``, else direct), and answers the block page by moving on.
+
+    Imperva's block page (``samples/incapsula_block_page.html``) or a 403 is a verdict on the
+    client's address: no browser is opened for it. With several exits the crawl moves to the
+    next one not yet blocked and asks again there; otherwise (or when every exit is blocked)
+    it waits, longer each time (``COLES_BLOCK_BACKOFF``, doubling), at most
+    ``COLES_BLOCK_MAX_RETRIES`` times, then closes with the finish reason ``blocked: ...``
+    that names the remedy; the request's SKUs are recorded as failed (retry file).
+    An exit also changes after ``COLES_EXIT_MAX_FAILURES`` connection failures in a row.
+    Cookies earned on an exit are used only on it (one cookie jar per exit). Stats:
+    ``botcheck/block``, ``proxy/rotated``, ``proxy/failures``, ``block/waited_ms``.
+    """
+
+    def __init__(
+        self,
+        crawler: Crawler,
+        exits: list[Exit],
+        max_retries: int,
+        backoff: float,
+        backoff_max: float,
+        max_failures: int,
+    ) -> None:
+        self.crawler = crawler
+        self.exits = exits
+        self.current = 0
+        self.blocked: set[int] = set()
+        self.failures = 0
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.max_failures = max_failures
+        self.closing = False
+        self._closing: asyncio.Future[None] | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        exits = exits_from_setting(settings.get("COLES_PROXIES"))
+        if exits[0].url is not None:
+            logger.info(
+                "Leaving through %d exit(s): %s", len(exits), ", ".join(e.label for e in exits)
+            )
+        return cls(
+            crawler,
+            exits,
+            settings.getint("COLES_BLOCK_MAX_RETRIES"),
+            settings.getfloat("COLES_BLOCK_BACKOFF"),
+            settings.getfloat("RETRY_BACKOFF_MAX"),
+            settings.getint("COLES_EXIT_MAX_FAILURES"),
+        )
+
+    @property
+    def exit(self) -> Exit:
+        return self.exits[self.current]
+
+    def process_request(self, request: scrapy.Request) -> None:
+        exit_ = self.exit
+        meta = request.meta
+        meta["coles_exit"] = exit_.index
+        meta["cookiejar"] = exit_.index
+        if meta.get("playwright"):
+            meta["playwright_context"] = f"exit-{exit_.index}"
+            proxy = exit_.playwright_proxy()
+            if proxy is not None:
+                meta["playwright_context_kwargs"] = {"proxy": proxy}
+        elif exit_.url is not None:
+            meta["proxy"] = exit_.url
+
+    def _rotate(self, away_from: int, why: str) -> None:
+        if away_from != self.current or len(self.exits) < 2:
+            return
+        candidates = [e.index for e in self.exits if e.index not in self.blocked]
+        following = [i for i in candidates if i > self.current] or candidates
+        if not following:
+            return
+        self.current = following[0]
+        self.failures = 0
+        self.crawler.stats.inc_value("proxy/rotated")
+        logger.warning("%s: moving to %s", why, self.exit.label)
+
+    async def process_response(self, request: scrapy.Request, response: Response) -> Any:
+        kind = protection_kind(response.body)
+        if kind != PROTECTION_BLOCK and not (response.status == 403 and kind is None):
+            if kind != PROTECTION_CHALLENGE:
+                self.failures = 0
+            return response
+        return await self._blocked(request, response)
+
+    async def _blocked(self, request: scrapy.Request, response: Response) -> Any:
+        stats = self.crawler.stats
+        stats.inc_value("botcheck/block")
+        used = int(request.meta.get("coles_exit", self.current))
+        tries = request.meta.get("coles_block_tries", 0)
+        label = self.exits[used].label
+        if used not in self.blocked:
+            logger.warning(
+                "The site's protection blocks %s (%s, HTTP %d): a verdict on the address, "
+                "which no browser solves",
+                label,
+                "Incapsula block page" if response.status != 403 else "403",
+                response.status,
+            )
+        self.blocked.add(used)
+        if len(self.blocked) < len(self.exits):
+            self._rotate(used, f"{label} is blocked")
+            return self._again(request, tries)
+        if tries < self.max_retries:
+            delay = min(self.backoff * 2 ** min(tries, 16), max(self.backoff, self.backoff_max))
+            stats.inc_value("block/waited_ms", round(delay * 1000))
+            await asyncio.sleep(delay)
+            self.blocked.clear()  # the verdict may have been lifted: try the exits again
+            return self._again(request, tries)
+        stats.inc_value("botcheck/block_gave_up")
+        if not self.closing and self.crawler.engine is not None:
+            self.closing = True
+            where = "the direct address" if len(self.exits) == 1 else "every exit"
+            remedy = (
+                "set COLES_PROXIES to an exit the site accepts"
+                if len(self.exits) == 1
+                else "add an exit the site accepts to COLES_PROXIES"
+            )
+            logger.error(
+                "The site's protection still blocks %s after %d retries: closing the crawl; "
+                "%s (README, section Running against the real site)",
+                where,
+                tries,
+                remedy,
+            )
+            self._closing = asyncio.ensure_future(
+                self.crawler.engine.close_spider_async(
+                    reason=f"blocked: the site's protection blocks {where}; {remedy}"
+                )
+            )
+        raise IgnoreRequest(f"blocked by the site's protection on {label}")
+
+    def _again(self, request: scrapy.Request, tries: int) -> scrapy.Request:
+        meta = {
+            k: v
+            for k, v in request.meta.items()
+            if k not in ("proxy", "coles_exit", "cookiejar", "_auth_proxy", "download_slot")
+            and not k.startswith("playwright_context")
+        }
+        meta["coles_block_tries"] = tries + 1
+        retry = request.replace(dont_filter=True, meta=meta)
+        retry.headers.pop(b"Proxy-Authorization", None)
+        return retry
+
+    def process_exception(self, request: scrapy.Request, exception: Exception) -> None:
+        if len(self.exits) < 2 or self.max_failures <= 0:
+            return
+        used = int(request.meta.get("coles_exit", self.current))
+        self.crawler.stats.inc_value("proxy/failures")
+        if used != self.current:
+            return
+        self.failures += 1
+        if self.failures >= self.max_failures:
+            self._rotate(used, f"{self.exits[used].label} failed {self.failures} times in a row")
+
+
+class BotCheckMiddleware:
+    """Solves the site's JavaScript challenge once per exit, in a real browser, then goes on
+    with plain HTTP carrying all of the browser's cookies (whatever their names) and its
+    user agent.
+
+    A response that is the challenge page (whatever its status) makes one browser page
+    (scrapy-playwright, leaving through the same exit) open the site and wait until the
+    page is no longer the challenge: the challenge's script has run and reloaded it into
+    content. That, not the presence of one cookie name, is what "solved" means: Imperva's
+    cookies have changed names before (``reese84``, ``visid_incap_*``, ``incap_ses_*``,
+    ``nlbi_*``). Requests waiting meanwhile share that one solution. At most
+    ``COLES_BOTCHECK_MAX_BROWSER_PAGES`` browser pages per crawl. The block page is not a
+    challenge: :class:`ExitPoolMiddleware` handles it and no browser opens. Stats:
+    ``botcheck/*``.
     """
 
     def __init__(self, crawler: Crawler, max_pages: int, timeout: float) -> None:
@@ -201,7 +518,7 @@ class BotCheckMiddleware:
         self.max_pages = max_pages
         self.timeout = timeout
         self.generation = 0  # increases with every solution
-        self.cookies: list[dict[str, Any]] = []
+        self.cookies: dict[int, list[dict[str, Any]]] = {}  # per exit
         self.user_agent: str | None = None
         self.pages = 0
         self._solving: asyncio.Future[bool] | None = None
@@ -225,24 +542,26 @@ class BotCheckMiddleware:
             request.headers["User-Agent"] = self.user_agent
 
     async def process_response(self, request: scrapy.Request, response: Response) -> Any:
-        if request.meta.get("playwright") or not is_bot_check(response.body):
+        if request.meta.get("playwright") or protection_kind(response.body) != (
+            PROTECTION_CHALLENGE
+        ):
             return response
         stats = self.crawler.stats
-        if stats is None:
-            raise RuntimeError("the crawler has no stats collector")
         stats.inc_value("botcheck/detected")
+        stats.inc_value("botcheck/challenge")
         tries = request.meta.get("botcheck_tries", 0)
         if tries >= 2:
             stats.inc_value("botcheck/gave_up")
-            logger.warning("Still the bot check after solving it: giving up on %s", request)
+            logger.warning("Still the challenge after solving it: giving up on %s", request)
             return response
         if request.meta.get("botcheck_generation", 0) >= self.generation and not await self._solve(
             request
         ):
             return response
+        exit_index = int(request.meta.get("coles_exit", 0))
         retry = request.replace(
             dont_filter=True,
-            cookies=self.cookies,
+            cookies=self.cookies.get(exit_index, []),
             meta={
                 **request.meta,
                 "botcheck_tries": tries + 1,
@@ -259,14 +578,17 @@ class BotCheckMiddleware:
         if self.pages >= self.max_pages:
             self.crawler.stats.inc_value("botcheck/over_budget")
             logger.error(
-                "Bot check met again but the browser budget (%d pages) is spent", self.max_pages
+                "The challenge was met again but the browser budget (%d pages) is spent",
+                self.max_pages,
             )
             return False
         self._solving = asyncio.get_running_loop().create_future()
         try:
             solved = await self._solve_in_browser(request)
-        except Exception:
-            logger.exception("Solving the bot check in the browser failed")
+        except Exception as exc:
+            logger.error(
+                "Solving the challenge in the browser failed: %s: %s", type(exc).__name__, exc
+            )
             solved = False
         self._solving.set_result(solved)
         self._solving = None
@@ -274,8 +596,6 @@ class BotCheckMiddleware:
 
     async def _solve_in_browser(self, request: scrapy.Request) -> bool:
         stats = self.crawler.stats
-        if stats is None:
-            raise RuntimeError("the crawler has no stats collector")
         if self.crawler.engine is None:
             raise RuntimeError("the crawler is not running")
         # An HTML page can be opened as it is; for an API call, open the site's home page.
@@ -287,30 +607,35 @@ class BotCheckMiddleware:
             scrapy.Request(
                 url,
                 dont_filter=True,
-                meta={
-                    "playwright": True,
-                    "playwright_include_page": True,
-                    "playwright_context": "botcheck",
-                },
+                meta={"playwright": True, "playwright_include_page": True},
             )
         )
         page = response.meta["playwright_page"]
+        exit_index = int(response.meta.get("coles_exit", 0))
         try:
             deadline = started + self.timeout
-            cookies: list[dict[str, Any]] = []
+            kind: str | None = PROTECTION_CHALLENGE
             while time.monotonic() < deadline:
-                cookies = await page.context.cookies()
-                if any(c["name"].startswith("reese84") for c in cookies):
+                try:
+                    kind = protection_kind((await page.content()).encode())
+                except Exception:  # the script is reloading the page: look again
+                    kind = PROTECTION_CHALLENGE
+                if kind != PROTECTION_CHALLENGE:
                     break
                 await asyncio.sleep(0.2)
-            else:
-                logger.error("The bot check did not set its cookie within %.0fs", self.timeout)
+            if kind == PROTECTION_BLOCK:
+                stats.inc_value("botcheck/block_in_browser")
+                logger.error("The browser got the block page, not the challenge: not solvable")
+                return False
+            if kind == PROTECTION_CHALLENGE:
+                logger.error("The browser's page was still the challenge after %.0fs", self.timeout)
                 stats.inc_value("botcheck/unsolved")
                 return False
+            cookies = await page.context.cookies()
             self.user_agent = await page.evaluate("() => navigator.userAgent")
         finally:
             await page.close()
-        self.cookies = [
+        self.cookies[exit_index] = [
             {
                 "name": c["name"],
                 "value": c["value"],
@@ -322,15 +647,17 @@ class BotCheckMiddleware:
         self.generation += 1
         stats.inc_value("botcheck/solved")
         logger.info(
-            "Bot check solved in the browser in %.1fs: %d cookies, continuing over plain HTTP",
+            "Challenge solved in the browser in %.1fs: %d cookies (%s), continuing over plain HTTP",
             time.monotonic() - started,
-            len(self.cookies),
+            len(cookies),
+            ", ".join(sorted({c["name"] for c in cookies})),
         )
         return True
 
 
 def _home(url: str, crawler: Crawler) -> str:
-    base = getattr(crawler.spider, "base_url", None)
+    session = crawler.get_extension(SiteSession)
+    base = session.base_url if session is not None else ""
     if base:
         return f"{base}/"
     parts = url.split("/", 3)

@@ -31,6 +31,20 @@ COLES_ENRICHMENT_INBOX = os.environ.get(
 COLES_ARCHIVE_FINISHED_FILES = False  # finished files are deleted; True moves them to archive/
 COLES_MAX_SKUS = 0  # stop taking SKUs after this many (0: no limit); -a limit=N
 COLES_PRODUCT_PAGE_FALLBACK = False  # also try the product page when the API has no GTIN
+# SKUs of one store asked for in one GraphQL document (aliases); 1 turns batching off. A
+# public scraper (2026) reports 48 per request working with a sparse selection; when the
+# site refuses a document as too complex, the crawl halves it and keeps the size that worked.
+COLES_GRAPHQL_BATCH = 24
+COLES_GRAPHQL_BATCH_WAIT = 0.25  # seconds a partial batch waits for more SKUs
+
+# --- Exits: where the crawl's requests leave from ----------------------------------------
+# Forward proxies, http://[user:password@]host:port, separated by commas or new lines, or
+# @FILE with one per line. Every request, the browser's included, leaves through the current
+# one; a block page moves the crawl to the next. Unset: requests leave directly.
+COLES_PROXIES = os.environ.get("COLES_PROXIES", "")
+COLES_BLOCK_MAX_RETRIES = 3  # waits on a block page once every exit is blocked, then close
+COLES_BLOCK_BACKOFF = 30.0  # seconds before the first such retry; doubles each time
+COLES_EXIT_MAX_FAILURES = 5  # connection failures in a row on an exit before moving on
 
 # --- The shared frontier: several crawl processes, one Redis stream of SKUs -------------
 # Set a Redis URL (redis://[:password@]host:6379/0, or -a frontier=URL) to take SKUs from
@@ -124,16 +138,24 @@ PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT = 30_000
 # --- Components -----------------------------------------------------------------------
 SPIDER_MIDDLEWARES = {
     "colesbarcodes.middlewares.PrefillMiddleware": 50,
+    # after the prefill (lower = nearer the engine): only SKUs that need the site are batched
+    "colesbarcodes.middlewares.LookupBatchMiddleware": 40,
 }
+# process_request runs in ascending order, process_response in descending: the exit is
+# chosen before the cookie jar (700) and the proxy (750) are applied; a block page is seen
+# before the challenge solver, and a 401 before the retries.
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "colesbarcodes.middlewares.RetryAfterMiddleware": 550,
+    "colesbarcodes.middlewares.ApiKeyMiddleware": 600,
     "colesbarcodes.middlewares.BotCheckMiddleware": 650,
+    "colesbarcodes.middlewares.ExitPoolMiddleware": 680,
 }
 ITEM_PIPELINES = {
     "colesbarcodes.pipelines.BarcodeUpsertPipeline": 300,
 }
 EXTENSIONS = {
+    "colesbarcodes.session.SiteSession": 0,  # the home page's key and build id, batch size
     # spider_closed handlers run in this order, after Scrapy's CoreStats (0): the monitors
     # judge the run first, then the stats file and the run ledger record their verdict.
     "colesbarcodes.monitors.CrawlMonitor": 100,

@@ -1,12 +1,26 @@
 """``scrapy crawl`` with an exit status that tells a bad run.
 
-Scrapy's own command exits 1 only when the crawl could not start. This one (the project's
-``COMMANDS_MODULE`` replaces the built-in) also exits :data:`MONITOR_FAILED_EXIT` (3) when
-a crawl that ran to its end failed its monitors (finish reason ``monitor_failed: ...``, see
-:mod:`colesbarcodes.monitors`), so a scheduler or a script sees a bad night without reading
-logs. A crawl the project closed early on purpose (``database_unavailable``,
-``site_unusable``) keeps Scrapy's exit status: it closed cleanly, said why in its finish
-reason, and its verdict is still in the stats. Everything else is Scrapy's ``crawl``.
+Scrapy's own command exits 1 only when the crawl could not start, and 0 for a crawl that
+closed early with nothing done. A scheduler (cron, systemd, scrapyd scripts) must see a bad
+night without reading logs, so this command (the project's ``COMMANDS_MODULE`` replaces the
+built-in) maps the finish reason to an exit status:
+
+====  ==========================================================================
+   0  the crawl ran to its end and its monitors passed
+   1  Scrapy could not start the crawl (bad spider name, settings, arguments)
+   2  bad usage of the command
+   3  the monitors failed (finish reason ``monitor_failed: ...``, or any crawl whose
+      ``monitor/result`` is ``failed`` and which has no more specific status below)
+   4  the site is unreachable, or has changed so the crawl cannot use it
+      (``site_unreachable``, ``site_changed``, ``site_unusable``)
+   5  the site's protection blocks every exit tried (``blocked``): set ``COLES_PROXIES``
+   6  the site refuses the subscription key its home page publishes (``key_refused``)
+   7  the database is unavailable (``database_unavailable``)
+   8  the shared frontier (Redis) is unavailable (``frontier_unavailable``)
+====  ==========================================================================
+
+The finish reason (in the log, the stats file and the run ledger) says which and why.
+Everything else is Scrapy's ``crawl``.
 """
 
 from __future__ import annotations
@@ -20,15 +34,40 @@ from colesbarcodes.monitors import MONITOR_FAILED
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping
 
-__all__ = ["MONITOR_FAILED_EXIT", "Command"]
+__all__ = ["EXIT_STATUSES", "MONITOR_FAILED_EXIT", "Command", "exit_status"]
 
-MONITOR_FAILED_EXIT = 3  # 1: Scrapy could not start the crawl, 2: bad usage
+MONITOR_FAILED_EXIT = 3
+EXIT_STATUSES: dict[str, int] = {
+    MONITOR_FAILED: MONITOR_FAILED_EXIT,
+    "site_unreachable": 4,
+    "site_changed": 4,
+    "site_unusable": 4,
+    "blocked": 5,
+    "key_refused": 6,
+    "database_unavailable": 7,
+    "frontier_unavailable": 8,
+}
+
+
+def exit_status(stats: Mapping[str, object]) -> int:
+    """The exit status a crawl with these final stats ends with (see the table above)."""
+    reason = str(stats.get("finish_reason") or "")
+    kind = reason.split(":", 1)[0].strip()
+    if kind in EXIT_STATUSES:
+        return EXIT_STATUSES[kind]
+    if stats.get("monitor/result") == "failed":
+        return MONITOR_FAILED_EXIT
+    return 0
 
 
 class Command(ScrapyCrawlCommand):
     def short_desc(self) -> str:
-        return "Run a spider of the current project, by name (exit 3 if its monitors failed)"
+        return "Run a spider of the current project, by name (non-zero exit on a bad run)"
+
+    def long_desc(self) -> str:
+        return __doc__ or self.short_desc()
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) < 1:
@@ -42,7 +81,5 @@ class Command(ScrapyCrawlCommand):
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed:
             self.exitcode = 1
-        elif crawler.stats is not None and str(
-            crawler.stats.get_value("finish_reason", "")
-        ).startswith(MONITOR_FAILED):
-            self.exitcode = MONITOR_FAILED_EXIT
+        elif crawler.stats is not None:
+            self.exitcode = exit_status(crawler.stats.get_stats())

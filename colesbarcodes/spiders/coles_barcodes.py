@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.exceptions import CloseSpider
 
+from colesbarcodes.coles_site import ProblemKind
 from colesbarcodes.enrichment import EnrichmentFile, EnrichmentInbox
 from colesbarcodes.gtin import InvalidGtin, parse_gtin
 from colesbarcodes.items import BarcodeLookup, Outcome
-from colesbarcodes.sources import GraphQLBarcodeSource, SourceError
+from colesbarcodes.session import SiteUnusable
+from colesbarcodes.sources import GraphQLBarcodeSource, LookupKey, SourceError
 from colesbarcodes.worker import FrontierBatch, FrontierWorker
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
+    from colesbarcodes.coles_site import GraphQLProblem, ProductRecord
     from colesbarcodes.middlewares import PrefillUnit
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class ColesBarcodesSpider(scrapy.Spider):
     enrichment: EnrichmentInbox
     fallback_without_gtin: bool
     source: GraphQLBarcodeSource
+    retry_times: int
     frontier: FrontierWorker | None
 
     def __init__(
@@ -84,7 +88,7 @@ class ColesBarcodesSpider(scrapy.Spider):
         # One bound-method object per callback for all requests: Scrapy caches its
         # per-callback source inspection by object, and a fresh bound method per request
         # would make it parse this module's source again for every response.
-        self.callbacks = {"callback": self.parse_record, "errback": self.lookup_failed}
+        self.callbacks = {"callback": self.parse_lookups, "errback": self.lookup_failed}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesBarcodesSpider:
@@ -99,6 +103,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             archive=settings.getbool("COLES_ARCHIVE_FINISHED_FILES"),
         )
         spider.fallback_without_gtin = settings.getbool("COLES_PRODUCT_PAGE_FALLBACK")
+        spider.retry_times = settings.getint("RETRY_TIMES")
         spider.source = GraphQLBarcodeSource(spider.base_url, crawler)
         frontier_url = str(given["frontier"] or settings.get("COLES_FRONTIER_URL") or "")
         spider.frontier = (
@@ -123,8 +128,8 @@ class ColesBarcodesSpider(scrapy.Spider):
             return
         try:
             await self.source.configure()
-        except SourceError as exc:
-            raise CloseSpider(f"site_unusable: {exc}") from None
+        except SiteUnusable as exc:
+            raise CloseSpider(str(exc)) from None
         taken = 0
         while (job := self.enrichment.claim_next()) is not None:
             self.files[job.name] = job
@@ -176,8 +181,8 @@ class ColesBarcodesSpider(scrapy.Spider):
         await worker.open()
         try:
             await self.source.configure()
-        except SourceError as exc:
-            raise CloseSpider(f"site_unusable: {exc}") from None
+        except SiteUnusable as exc:
+            raise CloseSpider(str(exc)) from None
         number = 0
         async for entries in worker.batches(self.limit):
             number += 1
@@ -218,42 +223,104 @@ class ColesBarcodesSpider(scrapy.Spider):
                 )
         self.reading_done = True
 
-    def _lookup(self, response: Response, outcome: Outcome, **fields: Any) -> BarcodeLookup:
-        meta = response.meta
+    def _outcome(self, key: LookupKey, outcome: Outcome, **fields: Any) -> BarcodeLookup:
         return BarcodeLookup(
-            sku=str(meta["sku"]),
+            sku=str(key["sku"]),
             outcome=outcome,
             company=self.company,
-            store_id=meta.get("store_id"),
-            file=meta.get("file"),
-            batch=meta.get("batch"),
+            store_id=key.get("store_id"),
+            file=key.get("file"),
+            batch=key.get("batch"),
             **fields,
         )
 
-    def parse_record(self, response: Response) -> Any:
+    def parse_lookups(self, response: Response) -> Any:
+        """Each SKU of a GraphQL document (or of a product page) becomes its outcome."""
+        lookups: list[LookupKey] = response.meta["lookups"]
         try:
-            record = self.source.read(response)
+            answer = self.source.read(response)
         except SourceError as exc:
             if not self.source.is_fallback(response):
-                self.crawler.stats.inc_value("coles/fallback/unusable_api_answer")
+                self.crawler.stats.inc_value("coles/fallback/unusable_api_answer", len(lookups))
                 logger.warning(
-                    "Unusable API answer for SKU %s (%s): trying the product page",
-                    response.meta["sku"],
+                    "Unusable API answer for %d SKU(s) (%s): trying their product pages",
+                    len(lookups),
                     exc,
                 )
-                yield self.source.fallback(response, **self.callbacks)
+                for key in lookups:
+                    yield self.source.fallback(response, key, **self.callbacks)
                 return
-            yield self._lookup(response, Outcome.FAILED, reason=f"unreadable answer: {exc}")
+            yield self._outcome(lookups[0], Outcome.FAILED, reason=f"unreadable answer: {exc}")
             return
-        if record is None:
-            yield self._lookup(response, Outcome.NOT_FOUND, reason="the site has no such product")
+        if answer.problem is not None:
+            yield from self._refused(response, lookups, answer.problem)
             return
+        spoiled: list[LookupKey] = []
+        for key in lookups:
+            sku = str(key["sku"])
+            if sku in answer.not_found:
+                yield self._outcome(key, Outcome.NOT_FOUND, reason="the site has no such product")
+            elif sku in answer.errors:
+                self.crawler.stats.inc_value("coles/graphql/product_errors")
+                spoiled.append(key)
+            else:
+                yield from self._record_outcome(response, key, answer.records[sku])
+        if spoiled:
+            tries = response.meta.get("coles_product_tries", 0)
+            if tries < self.retry_times:
+                yield self.source.again(response, spoiled, coles_product_tries=tries + 1)
+            else:
+                for key in spoiled:
+                    self.crawler.stats.inc_value("coles/lookups_failed")
+                    reason = f"the site's answer for this SKU kept failing: {answer.errors[str(key['sku'])]}"
+                    yield self._outcome(key, Outcome.FAILED, reason=reason[:300])
+
+    def _refused(
+        self, response: Response, lookups: list[LookupKey], problem: GraphQLProblem
+    ) -> Any:
+        stats = self.crawler.stats
+        if problem.kind is ProblemKind.TOO_COMPLEX and len(lookups) > 1:
+            size = self.source.session.shrink_batch(len(lookups))
+            for start in range(0, len(lookups), size):
+                yield self.source.again(response, lookups[start : start + size])
+            return
+        if problem.kind is ProblemKind.SERVER:
+            tries = response.meta.get("coles_document_tries", 0)
+            if tries < self.retry_times:
+                stats.inc_value("coles/graphql/server_errors")
+                yield self.source.again(response, lookups, coles_document_tries=tries + 1)
+                return
+            for key in lookups:
+                stats.inc_value("coles/lookups_failed")
+                yield self._outcome(
+                    key,
+                    Outcome.FAILED,
+                    reason=f"GraphQL error after retries: {problem.message}"[:300],
+                )
+            return
+        # Validation or bad input: the site's schema is not the one this crawl knows. Asking
+        # again cannot help: the SKUs go to the retry file and the crawl stops, saying why.
+        stats.inc_value("coles/graphql/rejected")
+        for key in lookups:
+            yield self._outcome(
+                key, Outcome.FAILED, reason=f"GraphQL refused the document: {problem.message}"[:300]
+            )
+        logger.error(
+            "The site refused the GetProductDetails document (%s): its GraphQL API has changed. "
+            "See docs/site.md, section GraphQL.",
+            problem.message,
+        )
+        raise CloseSpider(
+            f"site_changed: GraphQL refused GetProductDetails: {problem.message}"[:500]
+        )
+
+    def _record_outcome(self, response: Response, key: LookupKey, record: ProductRecord) -> Any:
         details = {"name": record.name, "brand": record.brand, "size": record.size}
         try:
             gtin = parse_gtin(record.gtin)
         except InvalidGtin as exc:
-            yield self._lookup(
-                response,
+            yield self._outcome(
+                key,
                 Outcome.INVALID_BARCODE,
                 raw_barcode=str(record.gtin),
                 reason=exc.reason,
@@ -262,34 +329,25 @@ class ColesBarcodesSpider(scrapy.Spider):
             return
         if gtin is None:
             if self.fallback_without_gtin and not self.source.is_fallback(response):
-                yield self.source.fallback(response, **self.callbacks)
+                yield self.source.fallback(response, key, **self.callbacks)
                 return
             reason = (
                 "the product record has no gtin"
                 if record.has_gtin_field
                 else "the product record has no gtin field"
             )
-            yield self._lookup(response, Outcome.NO_BARCODE, reason=reason, **details)
+            yield self._outcome(key, Outcome.NO_BARCODE, reason=reason, **details)
             return
-        yield self._lookup(
-            response, Outcome.FOUND, barcode=gtin.code, raw_barcode=str(record.gtin), **details
+        yield self._outcome(
+            key, Outcome.FOUND, barcode=gtin.code, raw_barcode=str(record.gtin), **details
         )
 
     def lookup_failed(self, failure: Failure) -> Any:
         request = failure.request  # type: ignore[attr-defined]
         response = getattr(failure.value, "response", None)
-        if (
-            response is not None
-            and response.status in (401, 403)
-            and not self.source.is_fallback(response)
-        ):
-            # The API key was refused (rotated since the home page was read): the product page
-            # needs no key.
-            self.crawler.stats.inc_value("coles/fallback/api_refused")
-            yield self.source.fallback(response, **self.callbacks)
-            return
+        lookups: list[LookupKey] = request.meta["lookups"]
         if response is not None and response.status == 404 and self.source.is_fallback(response):
-            yield self._lookup(response, Outcome.NOT_FOUND, reason="no product page")
+            yield self._outcome(lookups[0], Outcome.NOT_FOUND, reason="no product page")
             return
         reason = (
             f"{failure.type.__name__}: {failure.getErrorMessage()}"[:300]
@@ -298,13 +356,6 @@ class ColesBarcodesSpider(scrapy.Spider):
         )
         if response is not None:
             reason = f"HTTP {response.status} after retries"
-        self.crawler.stats.inc_value("coles/lookups_failed")
-        yield BarcodeLookup(
-            sku=str(request.meta["sku"]),
-            outcome=Outcome.FAILED,
-            company=self.company,
-            store_id=request.meta.get("store_id"),
-            file=request.meta.get("file"),
-            batch=request.meta.get("batch"),
-            reason=reason,
-        )
+        for key in lookups:
+            self.crawler.stats.inc_value("coles/lookups_failed")
+            yield self._outcome(key, Outcome.FAILED, reason=reason)

@@ -27,13 +27,16 @@ from colesbarcodes.coles_site import (
     Category,
     ListingPage,
     SiteFormatError,
+    categories_graphql_body,
     categories_path,
+    graphql_headers,
     listing_line,
     listing_page_count,
     listing_path,
     listing_plan,
     parse_build_id,
     parse_category_tree,
+    parse_graphql_category_tree,
     parse_listing,
 )
 from colesbarcodes.listing import (
@@ -43,6 +46,8 @@ from colesbarcodes.listing import (
     queue_missing_barcodes,
     store_feeds,
 )
+from colesbarcodes.session import SiteSession
+from colesbarcodes.session import SiteUnusable as SessionUnusable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -163,16 +168,39 @@ class ColesProductsSpider(scrapy.Spider):
 
     # -- the site: build id and category tree -------------------------------------------------
 
-    async def _get(self, url: str) -> Response:
-        """A request awaited here (through the downloader middlewares: bot check, retries)."""
+    async def _get(self, url: str, **kwargs: Any) -> Response:
+        """A request awaited here (through the downloader middlewares: exits, protection,
+        the API key, retries)."""
         if self.crawler.engine is None:
             raise RuntimeError("the crawler is not running")
+        meta = {"coles_source": "listing_setup", **kwargs.pop("meta", {})}
         try:
             return await self.crawler.engine.download_async(
-                scrapy.Request(url, dont_filter=True, meta={"coles_source": "listing_setup"})
+                scrapy.Request(url, dont_filter=True, meta=meta, **kwargs)
             )
         except Exception as exc:
             raise SiteUnusable(f"{url}: {type(exc).__name__}: {exc}") from None
+
+    async def _read_tree_graphql(self) -> tuple[Category, ...]:
+        """The tree from GraphQL ``GetShopProductsMenu`` (the site since February 2026)."""
+        session = self.crawler.get_extension(SiteSession)
+        if session is None or session.config is None:
+            raise SiteUnusable("no subscription key on the home page")
+        config = session.config
+        response = await self._get(
+            config.graphql_url,
+            method="POST",
+            body=categories_graphql_body(self.stores[0]),
+            headers=graphql_headers(self.base_url, config.api_key),
+            meta={"coles_api": True, "handle_httpstatus_list": [400, 413]},
+        )
+        if response.status != 200:
+            detail = response.body[:200].decode("utf-8", "replace")
+            raise SiteUnusable(f"GetShopProductsMenu answered {response.status}: {detail}")
+        try:
+            return parse_graphql_category_tree(response.body)
+        except SiteFormatError as exc:
+            raise SiteUnusable(f"GetShopProductsMenu: {exc}") from None
 
     async def _read_build_id(self) -> str:
         response = await self._get(f"{self.base_url}/")
@@ -204,6 +232,20 @@ class ColesProductsSpider(scrapy.Spider):
         return self.build_id
 
     async def _read_tree(self) -> tuple[Category, ...]:
+        """From GraphQL first; the older ``browse.json`` route when that answer is unusable."""
+        stats = self.crawler.stats
+        try:
+            tree = await self._read_tree_graphql()
+        except SiteUnusable as exc:
+            stats.inc_value("listing/categories_fallback")
+            logger.warning(
+                "Category tree from GraphQL unusable (%s): reading the older browse.json route",
+                exc,
+            )
+        else:
+            stats.set_value("listing/categories_source", "graphql")
+            return tree
+        stats.set_value("listing/categories_source", "browse.json")
         response = await self._get(self.base_url + categories_path(self.build_id))
         if response.status == 404:
             stale = self.build_id
@@ -217,8 +259,19 @@ class ColesProductsSpider(scrapy.Spider):
             raise SiteUnusable(f"category tree: {exc}") from None
 
     async def start(self) -> AsyncIterator[Any]:
+        session = self.crawler.get_extension(SiteSession)
         try:
-            self.build_id = await self._read_build_id()
+            if session is not None:
+                try:
+                    config = await session.configure(self.base_url)
+                except SessionUnusable as exc:
+                    if str(exc).startswith("site_unreachable"):
+                        raise SiteUnusable(str(exc).split(": ", 1)[1]) from None
+                    logger.warning("%s: listing without GraphQL", exc)
+                else:
+                    self.build_id = config.build_id
+            if not self.build_id:
+                self.build_id = await self._read_build_id()
             tree = await self._read_tree()
         except SiteUnusable as exc:
             raise CloseSpider(f"site_unusable: {exc}") from None

@@ -1,0 +1,119 @@
+"""The crawl's session with the site: what its home page publishes, and the GraphQL batch size.
+
+One extension owns this lifecycle for both spiders: reading the home page (build id,
+subscription key, GraphQL URL), reading it again when the key is refused (once for all the
+requests that were refused together), and the number of SKUs a GraphQL document carries
+(lowered when the server refuses a document as too complex, then kept). Other components
+find it with ``crawler.get_extension(SiteSession)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import scrapy
+
+from colesbarcodes.coles_site import SiteConfig, SiteFormatError, parse_site_config
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+
+__all__ = ["SiteSession", "SiteUnusable"]
+
+logger = logging.getLogger(__name__)
+
+
+class SiteUnusable(Exception):
+    """The home page could not be read, or no longer has the shape the crawl relies on."""
+
+
+class SiteSession:
+    """Build id, API key and GraphQL URL of the site, refreshed when the key rotates.
+
+    Settings: ``COLES_GRAPHQL_BATCH`` (SKUs per GraphQL document; 1 turns batching off).
+    Stats: ``coles/key/refreshed``, ``coles/graphql/batch_size``, ``coles/graphql/batch_split``.
+    """
+
+    def __init__(self, crawler: Crawler, batch_size: int) -> None:
+        self.crawler = crawler
+        self.config: SiteConfig | None = None
+        self.base_url = ""
+        self.generation = 0  # increases with every home page read
+        self.batch_size = max(1, batch_size)
+        self._refreshing: asyncio.Future[bool] | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler, crawler.settings.getint("COLES_GRAPHQL_BATCH"))
+
+    async def configure(self, base_url: str) -> SiteConfig:
+        """Read the site's home page (through the downloader middlewares, so protection met
+        here is handled like anywhere else). Raises :class:`SiteUnusable`."""
+        self.base_url = base_url.rstrip("/")
+        engine = self.crawler.engine
+        if engine is None:
+            raise RuntimeError("the crawler's engine is not running")
+        try:
+            response = await engine.download_async(
+                scrapy.Request(f"{self.base_url}/", dont_filter=True, meta={"coles_source": "home"})
+            )
+        except Exception as exc:  # any download failure: the site is unreachable
+            raise SiteUnusable(
+                f"site_unreachable: home page {self.base_url}/: {type(exc).__name__}: {exc}"[:500]
+            ) from None
+        if response.status != 200:
+            raise SiteUnusable(f"site_unreachable: home page answered HTTP {response.status}")
+        try:
+            config = parse_site_config(response.body, response.url)
+        except SiteFormatError as exc:
+            raise SiteUnusable(f"site_changed: home page: {exc}") from None
+        self.config = config
+        self.generation += 1
+        self.crawler.stats.set_value("coles/graphql/batch_size", self.batch_size)
+        self.crawler.stats.set_value("coles/site/key_source", config.key_source)
+        logger.info(
+            "Site build %s, key from %s, GraphQL at %s",
+            config.build_id or "(none)",
+            config.key_source,
+            config.graphql_url,
+        )
+        return config
+
+    async def refresh(self, seen_generation: int) -> bool:
+        """Read the home page again unless someone already did since ``seen_generation``;
+        all callers refused together wait for the one reading. True if a config is there."""
+        if self.generation > seen_generation:
+            return self.config is not None
+        if self._refreshing is not None:
+            return await asyncio.shield(self._refreshing)
+        self._refreshing = asyncio.get_running_loop().create_future()
+        try:
+            await self.configure(self.base_url)
+            ok = True
+            self.crawler.stats.inc_value("coles/key/refreshed")
+        except SiteUnusable as exc:
+            logger.error("Reading the home page again failed: %s", exc)
+            ok = False
+        self._refreshing.set_result(ok)
+        self._refreshing = None
+        return ok
+
+    def shrink_batch(self, refused_size: int) -> int:
+        """The server refused a document of ``refused_size`` SKUs as too complex: later
+        documents carry at most half as many (kept for the rest of the crawl)."""
+        smaller = max(1, refused_size // 2)
+        self.crawler.stats.inc_value("coles/graphql/batch_split")
+        if smaller < self.batch_size:
+            logger.warning(
+                "The site refused a GraphQL document of %d products as too complex: "
+                "asking for at most %d per document from now on",
+                refused_size,
+                smaller,
+            )
+            self.batch_size = smaller
+            self.crawler.stats.set_value("coles/graphql/batch_size", smaller)
+        return smaller
