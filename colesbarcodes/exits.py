@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Exit", "ProxyConfigError", "exits_from_setting", "parse_proxies"]
+from scrapy.exceptions import IgnoreRequest
+
+__all__ = ["BlockedByProtection", "Exit", "ProxyConfigError", "exits_from_setting", "parse_proxies"]
+
+
+class BlockedByProtection(IgnoreRequest):
+    """The site's protection kept answering the block page on every exit tried."""
 
 
 class ProxyConfigError(ValueError):

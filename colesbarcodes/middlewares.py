@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import scrapy
 from scrapy import signals
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
-from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.exceptions import NotConfigured
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from colesbarcodes.coles_site import PROTECTION_BLOCK, PROTECTION_CHALLENGE, protection_kind
 from colesbarcodes.db.engine import make_engine, with_retries
 from colesbarcodes.db.lookups import known_barcodes, recent_outcomes
-from colesbarcodes.exits import Exit, exits_from_setting
+from colesbarcodes.exits import BlockedByProtection, Exit, exits_from_setting
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.session import SiteSession
 from colesbarcodes.sources import merge_lookup_requests
@@ -471,7 +471,7 @@ class ExitPoolMiddleware:
                     reason=f"blocked: the site's protection blocks {where}; {remedy}"
                 )
             )
-        raise IgnoreRequest(f"blocked by the site's protection on {label}")
+        raise BlockedByProtection(f"blocked by the site's protection on {label}")
 
     def _again(self, request: scrapy.Request, tries: int) -> scrapy.Request:
         meta = {

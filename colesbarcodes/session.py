@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import scrapy
 
 from colesbarcodes.coles_site import SiteConfig, SiteFormatError, parse_site_config
+from colesbarcodes.exits import BlockedByProtection
 
 if TYPE_CHECKING:
     from typing import Self
@@ -61,6 +62,10 @@ class SiteSession:
             response = await engine.download_async(
                 scrapy.Request(f"{self.base_url}/", dont_filter=True, meta={"coles_source": "home"})
             )
+        except BlockedByProtection as exc:
+            raise SiteUnusable(
+                f"blocked: home page: {exc}; set COLES_PROXIES to an exit the site accepts"
+            ) from None
         except Exception as exc:  # any download failure: the site is unreachable
             raise SiteUnusable(
                 f"site_unreachable: home page {self.base_url}/: {type(exc).__name__}: {exc}"[:500]

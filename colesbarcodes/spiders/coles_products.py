@@ -265,6 +265,8 @@ class ColesProductsSpider(scrapy.Spider):
                 try:
                     config = await session.configure(self.base_url)
                 except SessionUnusable as exc:
+                    if str(exc).startswith("blocked"):
+                        raise CloseSpider(str(exc)) from None
                     if str(exc).startswith("site_unreachable"):
                         raise SiteUnusable(str(exc).split(": ", 1)[1]) from None
                     logger.warning("%s: listing without GraphQL", exc)
