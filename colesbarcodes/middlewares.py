@@ -286,6 +286,7 @@ class ApiKeyMiddleware:
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
+        self.accepted = -1  # the newest key generation a request got through with
         self.closing = False
         self._closing: asyncio.Future[None] | None = None
 
@@ -309,15 +310,23 @@ class ApiKeyMiddleware:
         request.meta["coles_key_generation"] = session.generation
 
     async def process_response(self, request: scrapy.Request, response: Response) -> Any:
-        if response.status != 401 or not request.meta.get("coles_api"):
+        if not request.meta.get("coles_api"):
+            return response
+        generation = request.meta.get("coles_key_generation", 0)
+        if response.status != 401:
+            self.accepted = max(self.accepted, generation)
             return response
         stats = self.crawler.stats
         stats.inc_value("coles/key/refused_401")
         session = self.session
-        generation = request.meta.get("coles_key_generation", 0)
         refusals = request.meta.get("coles_key_refusals", 0) + 1
-        fresh_key_refused = refusals > 1 and generation >= session.generation
-        if not fresh_key_refused and refusals <= 3 and await session.refresh(generation):
+        # Refused with the newest key, which no request has got through with: the key the
+        # home page publishes is not the one the API takes. A key that worked and is refused
+        # now has rotated again: read the page again.
+        fresh_key_refused = (
+            refusals > 1 and generation >= session.generation and self.accepted < generation
+        )
+        if not fresh_key_refused and refusals <= 5 and await session.refresh(generation):
             return request.replace(
                 dont_filter=True, meta={**request.meta, "coles_key_refusals": refusals}
             )
