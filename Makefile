@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` (the main job) and `make test` (the suite).
-# Each installs what it needs: the virtualenv with the project, and Debian's Chromium.
+# Each installs what it needs: the virtualenv with the project, and Debian's Chromium and
+# tinyproxy (the crawl's bot-check browser; real forward proxies for the tests).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,10 +8,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium demo test lint bench
+.PHONY: help install system-packages chromium demo test lint bench
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +21,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the project with its dev tools
 
-chromium:  ## install Debian's Chromium if it is missing (the crawl's bot-check browser)
-	@scripts/ensure-chromium.sh
+system-packages:  ## install Debian's Chromium and tinyproxy if missing (one apt-get run)
+	@scripts/ensure-system-packages.sh
 
-demo: install chromium  ## run the main job on SQLite, the bundled replica site and sample inbox
+chromium: system-packages  ## the former name of system-packages
+
+demo: install system-packages  ## run the main job on SQLite, the bundled replica site and sample inbox
 	@scripts/demo.sh
 
 lint: install  ## ruff (lint + format check) and mypy
@@ -31,7 +34,7 @@ lint: install  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint chromium  ## lint, type-check, then the whole test suite (SQLite + PostgreSQL + Chromium)
+test: lint system-packages  ## lint, type-check, then the whole suite (SQLite + PostgreSQL + Chromium + tinyproxy)
 	$(BIN)/pytest
 
 bench: install  ## the benchmarks (PostgreSQL on 127.0.0.1:5432)
