@@ -11,6 +11,7 @@ without them.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import uuid
 from pathlib import Path
@@ -27,11 +28,14 @@ from colesbarcodes.db.models import Base
 from colesbarcodes.frontier import Frontier
 from colesbarcodes.inbox import Inbox
 from tests.helpers import write_jsonl
+from tests.proxies import forward_proxy, tinyproxy_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from sqlalchemy.engine import Engine
+
+    from tests.proxies import ForwardProxy
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -164,3 +168,28 @@ def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None
         names = getattr(item, "fixturenames", ())
         if ("database_url" in names and "postgresql" in item.nodeid) or "postgres_url" in names:
             item.add_marker(pytest.mark.postgres)
+
+
+# -- forward proxies (real tinyproxy instances) ---------------------------------------------
+
+
+@pytest.fixture
+def forward_proxies() -> Iterator[list[ForwardProxy]]:
+    """Two running tinyproxies with their own credentials: exits 127.0.0.2 and 127.0.0.3.
+
+    A server on 127.0.0.1 sees requests through the first as 127.0.0.2, through the second
+    as 127.0.0.3 (real exits without the internet). Needs Debian's tinyproxy
+    (``make system-packages``).
+    """
+    require(tinyproxy_path() is not None, "tinyproxy is not installed (make system-packages)")
+    with (
+        forward_proxy("127.0.0.2", "exit2", secrets.token_hex(12)) as first,
+        forward_proxy("127.0.0.3", "exit3", secrets.token_hex(12)) as second,
+    ):
+        yield [first, second]
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Tests on the real forward proxies carry the ``proxy`` marker (``-m "not proxy"``)."""
+    if "forward_proxies" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.proxy)
