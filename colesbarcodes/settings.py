@@ -56,7 +56,8 @@ COLES_FRONTIER_KEY = os.environ.get("COLES_FRONTIER_KEY", "colesbarcodes:frontie
 # another worker: the worker is taken for dead (live workers keep theirs fresh).
 COLES_FRONTIER_CLAIM_TIMEOUT = 300.0
 COLES_FRONTIER_BATCH = 50  # entries read at a time
-COLES_FRONTIER_PREFETCH = 0  # SKUs a worker holds unanswered at most (0: 2 x CONCURRENT_REQUESTS)
+# SKUs a worker holds unanswered at most (0: 2 x CONCURRENT_REQUESTS x COLES_GRAPHQL_BATCH)
+COLES_FRONTIER_PREFETCH = 0
 COLES_FRONTIER_POLL = 1.0  # seconds between looks when the stream has nothing for this worker
 COLES_FRONTIER_MAX_DELIVERIES = 5  # a SKU handed out this often without an outcome: "failed"
 

@@ -124,9 +124,10 @@ class FrontierWorker:
     @classmethod
     def from_crawler(cls, crawler: Crawler, url: str, job: str | None) -> FrontierWorker:
         settings = crawler.settings
+        # Enough unanswered SKUs to keep every request slot busy with full GraphQL documents.
         prefetch = settings.getint("COLES_FRONTIER_PREFETCH") or 2 * settings.getint(
             "CONCURRENT_REQUESTS"
-        )
+        ) * max(1, settings.getint("COLES_GRAPHQL_BATCH"))
         worker = cls(
             crawler,
             url,
