@@ -13,7 +13,7 @@ import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from .gtin import MISSING
+from .gtin import MISSING, normalise
 
 if TYPE_CHECKING:
     from .catalogue import Catalogue, ReplicaProduct
@@ -40,6 +40,7 @@ __all__ = [
     "listing_row",
     "product_record",
     "runtime_config",
+    "runtime_config_2026",
 ]
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(kg|g|mL|ml|L|l)\b")
@@ -55,11 +56,15 @@ def script_json(obj: Any) -> str:
     return dumps(obj).decode().replace("</", "<\\/")
 
 
-def runtime_config(base: str, api_key: str) -> dict[str, str]:
-    """The ``runtimeConfig`` block: the key and GraphQL URL clients read before looking up."""
+def runtime_config(base: str, api_key: str | None) -> dict[str, str]:
+    """The 2024 ``runtimeConfig`` block: the key and GraphQL URL clients read before looking up.
+
+    ``api_key`` None leaves the key out (a site that stopped publishing it there).
+    """
+    key = {} if api_key is None else {"BFF_API_SUBSCRIPTION_KEY": api_key}
     return {
         "COLES_API_URL": base,
-        "BFF_API_SUBSCRIPTION_KEY": api_key,
+        **key,
         "COL_URL": base,
         "COLES_BFF_API_URL": f"{base}/api/bff",
         "COLES_GRAPHQL_API_URL": f"{base}/api/graphql",
@@ -67,6 +72,21 @@ def runtime_config(base: str, api_key: str) -> dict[str, str]:
         "PRODUCT_IMAGE_URL": f"{base}/productimages",
         "NEXT_HOST_URL": base,
         "AEM_HOST_URL": base,
+    }
+
+
+def runtime_config_2026(base: str, api_key: str | None, build_id: str) -> dict[str, Any]:
+    """``window.__RUNTIME_CONFIG__`` (2026): the key among other settings, and no GraphQL URL
+    (the site's client posts to its own origin's ``/api/graphql``)."""
+    key = {} if api_key is None else {"BFF_API_SUBSCRIPTION_KEY": api_key}
+    return {
+        "COLES_ENV": "replica",
+        "APP_VERSION": build_id,
+        "NEXT_HOST_URL": base,
+        "AEM_HOST_URL": base,
+        **key,
+        "PRODUCT_IMAGE_URL": f"{base}/productimages",
+        "FEATURE_FLAGS": {"useV2NipAndAllergens": True, "newProductDetailsPage": True},
     }
 
 
@@ -365,7 +385,12 @@ def listing_payload(
 
 
 class Pages:
-    """HTML documents, from templates read once."""
+    """HTML documents, from templates read once, in either layout.
+
+    2024: the key and GraphQL URL in ``__NEXT_DATA__.runtimeConfig``. 2026: the key in an
+    inline ``window.__RUNTIME_CONFIG__`` script without an id, ``__NEXT_DATA__`` without
+    ``runtimeConfig``, and JSON-LD ``gtin`` on product pages.
+    """
 
     def __init__(self) -> None:
         self._home = _template("home.html")
@@ -378,36 +403,64 @@ class Pages:
         query: dict[str, Any],
         page_props: dict[str, Any],
         build_id: str,
-        base: str,
-        api_key: str,
+        runtime: dict[str, Any] | None,
     ) -> dict[str, Any]:
         """A ``__NEXT_DATA__`` document with the real one's top-level keys."""
-        return {
+        data: dict[str, Any] = {
             "props": {"pageProps": page_props, "__N_SSP": True},
             "page": page,
             "query": query,
             "buildId": build_id,
-            "runtimeConfig": runtime_config(base, api_key),
-            "isFallback": False,
-            "gssp": True,
-            "appGip": True,
-            "locale": "en",
-            "locales": ["en"],
-            "defaultLocale": "en",
-            "scriptLoader": [],
         }
-
-    def home(self, build_id: str, base: str, api_key: str) -> str:
-        """The home page: clients read ``buildId``, the key and the GraphQL URL from it."""
-        data = self.next_data(
-            "/", {}, {"assetsUrl": base, "baseUrl": base}, build_id, base, api_key
+        if runtime is not None:
+            data["runtimeConfig"] = runtime
+        data.update(
+            isFallback=False,
+            gssp=True,
+            appGip=True,
+            locale="en",
+            locales=["en"],
+            defaultLocale="en",
+            scriptLoader=[],
         )
-        return self._home.replace("@@BASE_URL@@", base).replace("@@NEXT_DATA@@", script_json(data))
+        return data
 
-    def not_found(self, build_id: str, base: str, api_key: str) -> str:
+    @staticmethod
+    def _settings(
+        layout: str, build_id: str, base: str, api_key: str | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """(inline ``__RUNTIME_CONFIG__`` script, ``runtimeConfig``) for ``layout``."""
+        if layout == "2024":
+            return "", runtime_config(base, api_key)
+        config = script_json(runtime_config_2026(base, api_key, build_id))
+        return f"<script>window.__RUNTIME_CONFIG__={config};</script>", None
+
+    def _page(
+        self,
+        template: str,
+        layout: str,
+        next_data: tuple[str, dict[str, Any], dict[str, Any]],
+        build_id: str,
+        base: str,
+        api_key: str | None,
+    ) -> str:
+        script, runtime = self._settings(layout, build_id, base, api_key)
+        page, query, page_props = next_data
+        data = self.next_data(page, query, page_props, build_id, runtime)
+        return template.replace("@@RUNTIME_CONFIG@@", script).replace(
+            "@@NEXT_DATA@@", script_json(data)
+        )
+
+    def home(self, build_id: str, base: str, api_key: str | None, layout: str = "2026") -> str:
+        """The home page: clients read ``buildId`` and the key (2024: the GraphQL URL too)."""
+        template = self._home.replace("@@BASE_URL@@", base)
+        props = {"assetsUrl": base, "baseUrl": base}
+        return self._page(template, layout, ("/", {}, props), build_id, base, api_key)
+
+    def not_found(self, build_id: str, base: str, api_key: str | None, layout: str = "2026") -> str:
         """The 404 page (unknown or delisted SKU, unknown path)."""
-        data = self.next_data("/_error", {}, {"statusCode": 404}, build_id, base, api_key)
-        return self._not_found.replace("@@NEXT_DATA@@", script_json(data))
+        page: tuple[str, dict[str, Any], dict[str, Any]] = ("/_error", {}, {"statusCode": 404})
+        return self._page(self._not_found, layout, page, build_id, base, api_key)
 
     def product(
         self,
@@ -416,13 +469,16 @@ class Pages:
         slug: str,
         build_id: str,
         base: str,
-        api_key: str,
+        api_key: str | None,
         with_gtin: bool,
+        layout: str = "2026",
     ) -> str:
         """A product page: ``record`` in ``__NEXT_DATA__`` and a JSON-LD Product with ``sku``.
 
         ``record`` is normally ``product``'s own; it differs only to mimic the real site's
-        oddity of a page whose ``__NEXT_DATA__`` holds another product.
+        oddity of a page whose ``__NEXT_DATA__`` holds another product. The JSON-LD carries
+        ``gtin`` in 2026 (as a page saved in 2025 did) when the product has a valid 13-digit
+        one, and ``gtin13`` in either layout when ``with_gtin`` (the ``page_gtin`` switch).
         """
         canonical = f"{base}{product.url_path}"
         json_ld: dict[str, Any] = {
@@ -433,19 +489,22 @@ class Pages:
             "name": f"{product.name} | {product.size}",
             "description": "",
             "sku": product.sku,
-            "brand": {"@type": "Brand", "name": product.brand},
-            "offers": [
-                {
-                    "@type": "Offer",
-                    "priceCurrency": "AUD",
-                    "itemCondition": "https://schema.org/NewCondition",
-                    "availability": "https://schema.org/InStock",
-                    "url": canonical,
-                    "seller": {"@type": "Organization", "name": "Coles"},
-                    "price": product.price,
-                }
-            ],
         }
+        code = normalise(product.gtin)
+        if layout != "2024" and code is not None and len(code) == 13:
+            json_ld["gtin"] = code
+        json_ld["brand"] = {"@type": "Brand", "name": product.brand}
+        json_ld["offers"] = [
+            {
+                "@type": "Offer",
+                "priceCurrency": "AUD",
+                "itemCondition": "https://schema.org/NewCondition",
+                "availability": "https://schema.org/InStock",
+                "url": canonical,
+                "seller": {"@type": "Organization", "name": "Coles"},
+                "price": product.price,
+            }
+        ]
         if with_gtin and product.gtin is not MISSING and product.gtin is not None:
             json_ld["gtin13"] = str(product.gtin)
         page_props = {
@@ -455,12 +514,9 @@ class Pages:
             "isRestricted": False,
             "isFromGoogleAdSource": False,
         }
-        data = self.next_data(
-            "/product/[slug]", {"slug": slug}, page_props, build_id, base, api_key
-        )
         title = html.escape(f"{product.brand} {product.name} {product.size}")
         brand_slug = re.sub(r"[^a-z0-9]+", "-", product.brand.lower()).strip("-")
-        return (
+        template = (
             self._product.replace("@@TITLE@@", title)
             .replace("@@CANONICAL@@", html.escape(canonical))
             .replace("@@JSON_LD@@", script_json(json_ld))
@@ -468,5 +524,6 @@ class Pages:
             .replace("@@BRAND@@", html.escape(product.brand))
             .replace("@@HEADING@@", html.escape(f"{product.brand} {product.name} | {product.size}"))
             .replace("@@PRICE@@", f"${product.price:.2f}")
-            .replace("@@NEXT_DATA@@", script_json(data))
         )
+        page = ("/product/[slug]", {"slug": slug}, page_props)
+        return self._page(template, layout, page, build_id, base, api_key)

@@ -30,7 +30,11 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ReplicaProcess:
-    """``python -m colesbarcodes.replica`` as a context manager; ``url`` once started."""
+    """``python -m colesbarcodes.replica`` as a context manager; ``url`` once started.
+
+    ``layout`` ("2026", the replica's default, or "2024") and ``challenge`` are shortcuts for
+    their options; any other option goes in ``args`` (e.g. ``["--max-aliases", "5"]``).
+    """
 
     def __init__(
         self,
@@ -39,6 +43,7 @@ class ReplicaProcess:
         seed: int = 1,
         catalogue: str | Path | None = None,
         challenge: bool = False,
+        layout: str | None = None,
         args: Sequence[str] = (),
         startup_timeout: float = 30.0,
     ) -> None:
@@ -49,6 +54,8 @@ class ReplicaProcess:
             command += ["--products", str(products), "--seed", str(seed)]
         if challenge:
             command.append("--challenge")
+        if layout is not None:
+            command += ["--layout", layout]
         self.command = [*command, *args]
         self.startup_timeout = startup_timeout
         self.url = ""

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .catalogue import Catalogue
-from .server import DEFAULT_API_KEY, DEFAULT_BUILD_ID, ReplicaConfig, make_app
+from .server import (
+    BLOCK_STATUSES,
+    DEFAULT_API_KEY,
+    DEFAULT_BUILD_ID,
+    LAYOUTS,
+    ReplicaConfig,
+    make_app,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -80,8 +87,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m colesbarcodes.replica",
         description=(
-            "Offline replica of the Coles site (home page, GraphQL GetProduct, product pages, "
-            "listings, robots.txt) for tests, benchmarks and demos. Prints one line, "
+            "Offline replica of the Coles site (home page, GraphQL GetProductDetails and "
+            "GetShopProductsMenu, product pages, listings, robots.txt), as in late 2026 or "
+            "(--layout 2024) as in 2024, for tests, benchmarks and demos. Prints one line, "
             "http://HOST:PORT, once listening. Control it at runtime with "
             "POST /__replica__/config (JSON), GET /__replica__/stats, "
             "POST /__replica__/reset-stats and POST /__replica__/revoke-cookies."
@@ -111,10 +119,51 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     behave = parser.add_argument_group("behaviour (all changeable later via /__replica__/config)")
     behave.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="2026",
+        help="the site as in late 2026 (key in window.__RUNTIME_CONFIG__, no GraphQL URL "
+        "published, productCategories in GraphQL, Incapsula cookies, JSON-LD gtin) or as in "
+        "2024 (key and GraphQL URL in __NEXT_DATA__.runtimeConfig, reese84) "
+        "(default: %(default)s)",
+    )
+    behave.add_argument(
         "--challenge",
         action="store_true",
         help="JavaScript bot check: content answers the 'Pardon Our Interruption' page until "
-        "the client holds a reese84 cookie that only running the page's script yields",
+        "the client holds the token only running the page's script yields (2026: in an "
+        "incap_ses_* cookie next to visid_incap_*; 2024: in reese84)",
+    )
+    behave.add_argument(
+        "--block-clients",
+        action="append",
+        default=[],
+        metavar="ADDR[,ADDR...]",
+        help="client addresses answered with Incapsula's block page for every request "
+        "(before any challenge; repeatable)",
+    )
+    behave.add_argument(
+        "--block-status",
+        type=int,
+        choices=BLOCK_STATUSES,
+        default=200,
+        help="HTTP status of the block page (default: %(default)s)",
+    )
+    behave.add_argument(
+        "--max-aliases",
+        type=int,
+        default=0,
+        metavar="N",
+        help="refuse (400 QUERY_TOO_COMPLEX) GraphQL documents asking for more than N "
+        "products (default: 0, no limit)",
+    )
+    behave.add_argument(
+        "--rotate-key-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="change the subscription key after N GraphQL requests accepted with it; the "
+        "old key then gets 401 (default: 0, never)",
     )
     behave.add_argument("--cookie-ttl", type=float, help="seconds a bot-check cookie stays valid")
     behave.add_argument("--api-key", default=DEFAULT_API_KEY, help="subscription key to require")
@@ -154,6 +203,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ReplicaConfig:
     """The :class:`ReplicaConfig` the parsed options ask for."""
     config = ReplicaConfig(
+        layout=args.layout,
+        block_clients=list(args.block_clients),
+        block_status=args.block_status,
+        max_aliases=args.max_aliases,
+        rotate_key_after=args.rotate_key_after,
         api_key=args.api_key,
         build_id=args.build_id,
         challenge=args.challenge,

@@ -1,36 +1,58 @@
 """The replica site as an aiohttp application, with switchable misbehaviour and request stats.
 
 One asyncio process answers thousands of requests a second on loopback, so it is never the
-bottleneck of a crawl benchmark. Behaviour (bot check, rate limits, outages, slow answers,
-broken SKUs) can be set at start-up or changed while running through ``/__replica__/config``;
-``/__replica__/stats`` tells tests what the crawler actually asked for.
+bottleneck of a crawl benchmark. Behaviour (layout, bot check, block page, rate limits,
+outages, slow answers, broken SKUs, key rotation) can be set at start-up or changed while
+running through ``/__replica__/config``; ``/__replica__/stats`` tells tests what the crawler
+actually asked for.
 
-Endpoints (the contract in the project's shared README):
+Endpoints (the contract in the project's shared README; ``layout`` picks the year):
 
-- ``GET /``: home page, ``__NEXT_DATA__`` with ``buildId`` and ``runtimeConfig``.
-- ``POST /api/graphql``: ``GetProduct`` lookups (needs ``ocp-apim-subscription-key``).
-- ``GET /product/{slug}-{sku}``: product page (no GTIN unless ``page_gtin``).
-- ``GET /_next/data/{buildId}/en/browse.json``: the category tree.
+- ``GET /``: home page. 2026 (default): an inline ``<script>window.__RUNTIME_CONFIG__={...,
+  "BFF_API_SUBSCRIPTION_KEY": "<32 hex>", ...};</script>`` without an id, and ``__NEXT_DATA__``
+  with ``buildId`` but no ``runtimeConfig``; no GraphQL URL anywhere (clients use
+  ``{base}/api/graphql``). 2024: ``__NEXT_DATA__.runtimeConfig`` with the key and
+  ``COLES_GRAPHQL_API_URL``.
+- ``POST /api/graphql``: real GraphQL (graphql-core) needing ``ocp-apim-subscription-key``
+  (else 401): ``product(productId: String!, storeId: BrandedId!, ...)`` (``GetProductDetails``,
+  one or many aliases a document) and, in 2026 only, ``productCategories`` (``GetShopProductsMenu``).
+  Unknown SKU: "Product not found" on that alias (200); syntax 400 ``GRAPHQL_PARSE_FAILED``;
+  invalid document 400 ``GRAPHQL_VALIDATION_FAILED``; bad variables 400 ``BAD_USER_INPUT``;
+  more ``product`` fields than ``max_aliases``: 400 ``QUERY_TOO_COMPLEX``. The key can rotate
+  every ``rotate_key_after`` accepted requests.
+- ``GET /product/{slug}-{sku}``: product page (2026: JSON-LD ``gtin``; ``page_gtin`` adds it to
+  ``__NEXT_DATA__`` and JSON-LD ``gtin13`` in both layouts).
+- ``GET /_next/data/{buildId}/en/browse.json``: the category tree (both layouts).
 - ``GET /_next/data/{buildId}/en/browse/{path}.json?page=N&storeId=0584``: listing pages.
-- ``GET /robots.txt``; ``GET|POST /__replica__/...``: control and stats (never challenged).
+- ``GET /robots.txt``; ``GET|POST /__replica__/...``: control and stats (never challenged
+  nor blocked).
+
+Protection (Imperva): with ``challenge`` on, content without a valid token answers the "Pardon
+Our Interruption" page (2026: the token in ``incap_ses_*`` next to ``visid_incap_*``; 2024:
+``reese84``). A client address in ``block_clients`` gets Incapsula's block page for everything
+(``block_status``), before any challenge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import random
 import re
+import secrets
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from graphql import GraphQLError
 
-from .challenge import COOKIE_NAME, SCRIPT_PREFIX, Challenge
-from .pages import Pages, category_tree, dumps, listing_payload, product_record
+from . import graphql_api
+from .challenge import COOKIE_NAME, SCRIPT_PREFIX, SESSION_PREFIX, VISITOR_PREFIX, Challenge
+from .pages import Pages, _template, category_tree, dumps, listing_payload, product_record
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -54,12 +76,15 @@ LISTING_CACHE_BYTES = 256 * 1024 * 1024  # encoded listing pages kept (~1,300 pa
 CONTENT_KINDS = ("home", "graphql", "product_page", "listing", "categories")
 KINDS = (*CONTENT_KINDS, "robots", "challenge_script")
 
-_GRAPHQL_KEY = web.RequestKey("replica_graphql", object)
+_GRAPHQL_KEY = web.RequestKey("replica_graphql", graphql_api.GraphQLRequest)
 _SKU_IN_SLUG = re.compile(r"(?:^|-)(\d+)$")
-_STORE = re.compile(r"^(?:COL:)?(\w+)$")
-
+_API_KEY = re.compile(r"^[0-9a-f]{32}$")
+_INCIDENT = "0-1199990858670542825"  # the sample's incident id, varied per answer
+CONTROL_PREFIX = "/__replica__/"
 
 ERROR_KINDS = ("429", "503", "timeout", "reset")
+LAYOUTS = graphql_api.LAYOUTS
+BLOCK_STATUSES = (200, 403, 503)
 
 
 @dataclass
@@ -70,10 +95,19 @@ class ReplicaConfig:
     category tree) that got past the bot check, and restart when the config or stats change.
     """
 
-    api_key: str = DEFAULT_API_KEY
+    layout: str = "2026"  # the site as in late 2026, or "2024" (see the module docstring)
+    api_key: str = DEFAULT_API_KEY  # 32 lowercase hex; changes when the key rotates
     build_id: str = DEFAULT_BUILD_ID
+    publish_key: bool = True  # False: the home page carries no key (a site change)
+    published_key: str = ""  # shown on pages instead of api_key (a key the API refuses)
+    rotate_key_after: int = 0  # a new key after N GraphQL requests accepted (0 = never)
+    max_aliases: int = 0  # refuse documents with more product fields than this (0 = no limit)
     challenge: bool = False  # JavaScript bot check on every content request
-    cookie_ttl_s: float | None = None  # how long an accepted reese84 cookie stays valid
+    cookie_ttl_s: float | None = None  # how long an accepted token cookie stays valid
+    # Incapsula's block page for these client addresses (request.remote), before any check
+    block_clients: list[str] = field(default_factory=list)
+    block_status: int = 200  # status of the block page: 200, 403 or 503
+    block_after: int = 0  # a listed client gets its first N content requests answered first
     rate_limit_every: int = 0  # every Nth content request answers 429 (0 = never)
     unavailable_every: int = 0  # every Nth content request answers 503 (0 = never)
     error_share: float = 0.0  # share of content requests failing at random, as error_kinds
@@ -92,6 +126,9 @@ class ReplicaConfig:
     listing_page_size: int = 48
     listing_max_pages: int = 104
     default_store: str = "0584"
+
+    def __post_init__(self) -> None:
+        self.update(self.to_json())  # the same checks as a runtime change
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` (JSON values), checking names and types; all or nothing."""
@@ -118,6 +155,24 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
     try:
         if name == "cookie_ttl_s":
             return None if value is None else float(value)
+        if name == "layout":
+            if str(value) not in LAYOUTS:
+                raise ValueError(f"layouts are {', '.join(LAYOUTS)}")
+            return str(value)
+        if name in ("api_key", "published_key"):
+            if not isinstance(value, str) or not (
+                _API_KEY.match(value) or (name == "published_key" and value == "")
+            ):
+                raise ValueError("a key is 32 lowercase hexadecimal characters")
+            return value
+        if name == "block_status":
+            if isinstance(value, bool) or int(value) not in BLOCK_STATUSES:
+                raise ValueError(f"statuses are {', '.join(map(str, BLOCK_STATUSES))}")
+            return int(value)
+        if name == "block_clients":
+            if isinstance(value, str):
+                value = [value]
+            return [a.strip() for v in value for a in str(v).split(",") if a.strip()]
         if isinstance(current, bool):
             if not isinstance(value, bool):
                 raise TypeError("expected true or false")
@@ -171,6 +226,13 @@ class Stats:
         self.faults: Counter[str] = Counter(
             rate_limited=0, unavailable=0, random=0, fail_sku=0, not_found_sku=0
         )
+        self.graphql_documents = 0  # GraphQL requests
+        self.graphql_products = 0  # product fields they asked for
+        self.by_operation: Counter[str] = Counter()
+        self.too_complex = 0  # documents refused for asking too many products
+        self.key_rotations = 0
+        self.blocked = 0  # requests answered with the block page
+        self.by_client: Counter[str] = Counter()  # remote address -> requests (not control)
 
     def to_json(self) -> dict[str, Any]:
         """The ``/__replica__/stats`` document (JSON object keys are strings)."""
@@ -190,6 +252,13 @@ class Stats:
             },
             "challenge": dict(self.challenge),
             "faults": dict(self.faults),
+            "graphql_documents": self.graphql_documents,
+            "graphql_products": self.graphql_products,
+            "by_operation": dict(self.by_operation),
+            "too_complex": self.too_complex,
+            "key_rotations": self.key_rotations,
+            "blocked": self.blocked,
+            "by_client": dict(self.by_client),
             "uptime_s": round(time.time() - self.started, 3),
         }
 
@@ -205,7 +274,7 @@ def _html(text: str, status: int = 200) -> web.Response:
 
 
 def _graphql_error(message: str, code: str, status: int = 400) -> web.Response:
-    return _json({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
+    return _json(graphql_api.error_body(message, code), status)
 
 
 def _base_url(request: web.Request) -> str:
@@ -221,7 +290,10 @@ class ReplicaSite:
         self.stats = Stats()
         self.challenge = Challenge(ttl=self.config.cookie_ttl_s)
         self.pages = Pages()
+        self._block_page = _template("block_page.html")
         self._sequence = 0
+        self._key_uses = 0  # GraphQL requests accepted with the current key
+        self._content_by_client: Counter[str] = Counter()  # for block_after
         self._rng = random.Random(self.config.seed)
         # Listing pages are pure functions of the catalogue: encode each one once, keeping at
         # most LISTING_CACHE_BYTES of them (the oldest go first), whatever the catalogue size.
@@ -253,31 +325,59 @@ class ReplicaSite:
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """Count, then (for content) delay, bot-check and inject faults before the handler."""
-        kind = request.match_info.route.name
-        if kind not in KINDS:
+        """Block by address, count, then (for content) delay, bot-check and inject faults."""
+        if request.path.startswith(CONTROL_PREFIX):
             return await handler(request)
         stats = self.stats
-        stats.requests += 1
-        stats.by_kind[kind] += 1
-        response = await self._gate(request, kind)
-        if response is None:
-            response = await handler(request)
+        client = request.remote or ""
+        stats.by_client[client] += 1
+        kind = request.match_info.route.name
+        if kind in KINDS:
+            stats.requests += 1
+            stats.by_kind[kind] += 1
+        if self._blocks(client, kind):
+            stats.blocked += 1
+            response: web.StreamResponse = self._blocked()
+        elif kind not in KINDS:
+            return await handler(request)
+        else:
+            gated = await self._gate(request, kind)
+            response = gated if gated is not None else await handler(request)
         stats.by_status[response.status] += 1
+        return response
+
+    def _blocks(self, client: str, kind: str | None) -> bool:
+        """Whether ``client`` gets the block page (after its ``block_after`` content answers)."""
+        config = self.config
+        if client not in config.block_clients:
+            return False
+        served = self._content_by_client[client]
+        if served < config.block_after:
+            if kind in CONTENT_KINDS:
+                self._content_by_client[client] += 1
+            return False
+        return True
+
+    def _blocked(self) -> web.Response:
+        """Incapsula's block page (the real one, with a fresh incident id)."""
+        incident = f"0-{secrets.randbelow(10**19):019d}"
+        text = self._block_page.replace(_INCIDENT, incident)
+        response = _html(text, self.config.block_status)
+        response.headers["Cache-Control"] = "no-cache"
         return response
 
     async def _gate(self, request: web.Request, kind: str) -> web.StreamResponse | None:
         if kind not in CONTENT_KINDS:
             return None
         config = self.config
-        sku = await self._sku_of(request, kind)
+        skus = await self._skus_of(request, kind)
         if config.delay_ms:
             await asyncio.sleep(config.delay_ms / 1000)
         if config.challenge:
             blocked = self._bot_check(request)
             if blocked is not None:
                 return blocked
-        if sku is not None and sku in config.fail_skus:
+        if config.fail_skus and not config.fail_skus.isdisjoint(skus):
             self.stats.faults["fail_sku"] += 1
             return self._unavailable()
         self._sequence += 1
@@ -302,25 +402,44 @@ class ReplicaSite:
             return self._unavailable()
         return None
 
-    async def _sku_of(self, request: web.Request, kind: str) -> int | None:
-        """The SKU a request is about (parsing a GraphQL body once), counted in the stats."""
-        sku: int | None = None
+    async def _skus_of(self, request: web.Request, kind: str) -> list[int]:
+        """The SKUs a request is about (a GraphQL body is read and parsed once), counted."""
+        skus: list[int] = []
         if kind == "product_page":
             match = _SKU_IN_SLUG.search(request.match_info["slug"])
-            sku = int(match.group(1)) if match else None
+            skus = [int(match.group(1))] if match else []
         elif kind == "graphql":
-            parsed = await self._parse_graphql(request)
+            parsed = await self._read_graphql(request)
             request[_GRAPHQL_KEY] = parsed
-            if isinstance(parsed, tuple):
-                sku, store = parsed
-                self.stats.by_store[store] += 1
-        if sku is not None:
+            stats = self.stats
+            stats.graphql_documents += 1
+            stats.graphql_products += len(parsed.products)
+            stats.by_operation[parsed.operation_name] += 1
+            for store in parsed.stores:
+                stats.by_store[store] += 1
+            skus = parsed.skus
+        for sku in skus:
             self.stats.by_sku[sku] += 1
             self.stats.by_sku_kind[kind][sku] += 1
-        return sku
+        return skus
 
     def _bot_check(self, request: web.Request) -> web.Response | None:
-        state = self.challenge.verify(request.cookies.get(COOKIE_NAME))
+        layout = self.config.layout
+        cookies = request.cookies
+        if layout == "2024":
+            state = self.challenge.verify(cookies.get(COOKIE_NAME))
+        else:
+            # Imperva 2026: the token in an incap_ses_* cookie, next to visid_incap_*.
+            tokens = [v for n, v in cookies.items() if n.startswith(SESSION_PREFIX)]
+            has_visitor = any(n.startswith(VISITOR_PREFIX) for n in cookies)
+            states = [self.challenge.verify(t) for t in tokens] if has_visitor else []
+            passing = [s for s in states if s in ("new", "valid")]
+            if passing:
+                state = "new" if "new" in passing else "valid"
+            elif states:
+                state = next((s for s in states if s != "absent"), "absent")
+            else:
+                state = "invalid" if tokens and not has_visitor else "absent"
         counts = self.stats.challenge
         if state in ("new", "valid"):
             counts["passed"] += 1
@@ -332,7 +451,7 @@ class ReplicaSite:
         counts["served"] += 1
         response = _html(self.challenge.page())
         response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
-        for name, value in self.challenge.visitor_cookies().items():
+        for name, value in self.challenge.visitor_cookies(layout).items():
             response.set_cookie(name, value, path="/", max_age=31_536_000, httponly=True)
         return response
 
@@ -346,17 +465,27 @@ class ReplicaSite:
         response.headers["Retry-After"] = str(self.config.retry_after_s)
         return response
 
+    def _shown_key(self) -> str | None:
+        """The key pages publish (None: none at all)."""
+        config = self.config
+        if not config.publish_key:
+            return None
+        return config.published_key or config.api_key
+
     def _not_found(self, request: web.Request) -> web.Response:
         config = self.config
-        text = self.pages.not_found(config.build_id, _base_url(request), config.api_key)
+        text = self.pages.not_found(
+            config.build_id, _base_url(request), self._shown_key(), config.layout
+        )
         return _html(text, 404)
 
     # -- content --------------------------------------------------------------------------------
 
     async def home(self, request: web.Request) -> web.StreamResponse:
-        """Home page with ``buildId``, the subscription key and the GraphQL URL."""
+        """Home page with ``buildId`` and the subscription key (2024: the GraphQL URL too)."""
         config = self.config
-        return _html(self.pages.home(config.build_id, _base_url(request), config.api_key))
+        base = _base_url(request)
+        return _html(self.pages.home(config.build_id, base, self._shown_key(), config.layout))
 
     async def robots(self, request: web.Request) -> web.StreamResponse:
         """robots.txt: everything allowed but ``robots_disallow``."""
@@ -364,8 +493,8 @@ class ReplicaSite:
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def challenge_script(self, request: web.Request) -> web.StreamResponse:
-        """The script the bot-check page loads; running it sets the ``reese84`` cookie."""
-        script = self.challenge.script(request.match_info["nonce"])
+        """The script the bot-check page loads; running it sets the token cookie(s)."""
+        script = self.challenge.script(request.match_info["nonce"], self.config.layout)
         if script is None:
             return web.Response(status=404, text="not found")
         self.stats.challenge["scripts_served"] += 1
@@ -375,55 +504,54 @@ class ReplicaSite:
             headers={"Cache-Control": "no-store"},
         )
 
-    async def _parse_graphql(self, request: web.Request) -> tuple[int, str] | web.Response:
-        """(sku, store) from a ``GetProduct`` body, or the 400 answer for a bad body."""
+    async def _read_graphql(self, request: web.Request) -> graphql_api.GraphQLRequest:
+        """The body as a prepared GraphQL request (its ``error`` set when it cannot run)."""
         try:
             body = await request.json(loads=json.loads)
         except ValueError:
-            return _graphql_error("Body must be a JSON object.", "BAD_REQUEST")
-        if not isinstance(body, dict):
-            return _graphql_error("Body must be a JSON object.", "BAD_REQUEST")
-        operation = body.get("operationName")
-        if operation not in (None, "GetProduct"):
-            return _graphql_error(f'Unknown operation named "{operation}".', "BAD_REQUEST")
-        variables = body.get("variables")
-        product_id = variables.get("productId") if isinstance(variables, dict) else None
-        if isinstance(product_id, bool) or not isinstance(product_id, (int, str)):
-            return _graphql_error('Variable "$productId" is required.', "BAD_USER_INPUT")
-        if isinstance(product_id, str) and not product_id.strip().isdigit():
-            return _graphql_error('Variable "$productId" must be a SKU.', "BAD_USER_INPUT")
-        store_id = variables.get("storeId") if isinstance(variables, dict) else None
-        store = self.config.default_store
-        if store_id is not None:
-            match = _STORE.match(str(store_id))
-            if match is None:
-                return _graphql_error('Variable "$storeId" is invalid.', "BAD_USER_INPUT")
-            store = match.group(1)
-        return int(product_id), store
+            body = None
+        return graphql_api.prepare(body)
 
     async def graphql(self, request: web.Request) -> web.StreamResponse:
-        """``GetProduct``: the record with its ``gtin`` as held, or ``product: null``."""
+        """Execute a GraphQL document against the layout's schema (key checked first)."""
+        config = self.config
         key = request.headers.get("ocp-apim-subscription-key")
-        if key != self.config.api_key:
+        if key != config.api_key:
             problem = "missing" if not key else "invalid"
             message = (
                 f"Access denied due to {problem} subscription key. Make sure to include a valid "
                 "subscription key when making requests to an API."
             )
             return _json({"statusCode": 401, "message": message}, 401)
+        self._key_uses += 1
+        try:
+            return self._answer_graphql(request)
+        finally:
+            if config.rotate_key_after and self._key_uses >= config.rotate_key_after:
+                self._rotate_key()
+
+    def _answer_graphql(self, request: web.Request) -> web.Response:
         parsed = request.get(_GRAPHQL_KEY)
-        if parsed is None:
-            parsed = await self._parse_graphql(request)
-        if isinstance(parsed, web.Response):
-            return parsed
-        sku, _store = parsed
-        product = self.catalogue.active(sku)
-        if product is None or sku in self.config.not_found_skus:
-            if product is not None:
-                self.stats.faults["not_found_sku"] += 1
-            return _json({"data": {"product": None}})
-        record = product_record(product, self.catalogue, with_gtin=True)
-        return _json({"data": {"product": record}})
+        if parsed is None:  # pragma: no cover - the gate always reads the body first
+            return _graphql_error("Body must be a JSON object.", "BAD_REQUEST")
+        limit = self.config.max_aliases
+        if parsed.error is None and limit and len(parsed.products) > limit:
+            self.stats.too_complex += 1
+            message = (
+                f"Query is too complex: {len(parsed.products)} product lookups exceed the "
+                f"limit of {limit}."
+            )
+            return _graphql_error(message, "QUERY_TOO_COMPLEX")
+        schema = graphql_api.schema_for(self.config.layout)
+        status, body = graphql_api.execute(schema, parsed, _Resolvers(self))
+        return _json(body, status)
+
+    def _rotate_key(self) -> None:
+        """A new 32-hex key derived from the old one; the old one gets 401 from now on."""
+        config = self.config
+        config.api_key = hashlib.sha256(f"rotated:{config.api_key}".encode()).hexdigest()[:32]
+        self.stats.key_rotations += 1
+        self._key_uses = 0
 
     async def product_page(self, request: web.Request) -> web.StreamResponse:
         """``/product/{slug}-{sku}``: the page, or 404 for unknown and delisted SKUs."""
@@ -444,8 +572,9 @@ class ReplicaSite:
             slug,
             config.build_id,
             _base_url(request),
-            config.api_key,
+            self._shown_key(),
             config.page_gtin,
+            config.layout,
         )
         return _html(text)
 
@@ -509,6 +638,8 @@ class ReplicaSite:
         if "seed" in changes:
             self._rng = random.Random(self.config.seed)
         self._sequence = 0
+        self._key_uses = 0
+        self._content_by_client.clear()
         return _json(self.config.to_json())
 
     async def get_stats(self, request: web.Request) -> web.StreamResponse:
@@ -525,6 +656,42 @@ class ReplicaSite:
         """Invalidate every bot-check cookie handed out so far (a browser must solve it again)."""
         self.challenge.rotate()
         return _json({"ok": True})
+
+
+class _Resolvers:
+    """What the GraphQL schema asks of the site: records from the catalogue, the tree."""
+
+    def __init__(self, site: ReplicaSite) -> None:
+        self.site = site
+
+    def product(self, product_id: str, store: str) -> dict[str, Any]:
+        """The ``GetProductDetails`` record (``gtin`` as held), or "Product not found"."""
+        site = self.site
+        product = site.catalogue.active(int(product_id)) if product_id.isdigit() else None
+        if product is not None and product.sku in site.config.not_found_skus:
+            site.stats.faults["not_found_sku"] += 1
+            product = None
+        if product is None:
+            raise GraphQLError("Product not found", extensions={"code": "NOT_FOUND"})
+        record = product_record(product, site.catalogue, with_gtin=True)
+        record.setdefault("availabilityStatus", None)
+        record.setdefault("collectableCampaign", "")
+        record.setdefault("nutritionalClaims", [])
+        record.setdefault("variations", {"total": 0, "byVarieties": [], "bySizes": []})
+        return record
+
+    def product_categories(self, store: str) -> dict[str, Any]:
+        """The tree ``browse.json`` serves, as ``productCategories``."""
+        tree = category_tree(self.site.catalogue)
+
+        def typed(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            for node in nodes:
+                node["type"] = "CATALOG"
+                node["subType"] = None
+                typed(node.get("catalogGroupView") or [])
+            return nodes
+
+        return {"catalogGroupView": typed(tree), "excludedCategoryIds": []}
 
 
 SITE_KEY = web.AppKey("replica", ReplicaSite)

@@ -1,4 +1,4 @@
-/* Replica of a JavaScript bot check: only a client that runs this script gets the cookie. */
+/* Replica of a JavaScript bot check: only a client that runs this script gets the cookies. */
 (function () {
   var nonce = "__NONCE__";
   var seed = __SEED__, factor = __FACTOR__, modulus = __MODULUS__, rounds = __ROUNDS__;
@@ -8,6 +8,10 @@
   }
   var token = nonce + "." + x.toString(16);
   document.cookie = "__COOKIE__=" + token + "; path=/; max-age=2592000";
+  var extra = __EXTRA_COOKIES__;
+  for (var j = 0; j < extra.length; j++) {
+    document.cookie = extra[j] + "; path=/; max-age=2592000";
+  }
   var protection = {
     cookieIsSet: function () {
       return document.cookie.indexOf("__COOKIE__=" + token) !== -1;
