@@ -1,7 +1,9 @@
 """An offline replica of the retailer's site, for tests, benchmarks and demos.
 
 Standalone on purpose: it imports nothing from the rest of ``colesbarcodes``, so it cannot
-accidentally agree with the code it is meant to test. See :mod:`.server` for the endpoints,
+accidentally agree with the code it is meant to test. It serves the site as it is in late 2026
+by default (``layout="2024"`` for the older one). See :mod:`.server` for the endpoints,
+:mod:`.graphql_api` for the GraphQL schema,
 :class:`ReplicaConfig` for the switchable behaviours, :class:`Catalogue` for the products, and
 :class:`ReplicaProcess` to run it in a subprocess.
 """

@@ -166,7 +166,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "old key then gets 401 (default: 0, never)",
     )
     behave.add_argument("--cookie-ttl", type=float, help="seconds a bot-check cookie stays valid")
-    behave.add_argument("--api-key", default=DEFAULT_API_KEY, help="subscription key to require")
+    behave.add_argument(
+        "--api-key",
+        default=DEFAULT_API_KEY,
+        help="subscription key to require (32 lowercase hex; rotates with --rotate-key-after)",
+    )
     behave.add_argument("--build-id", default=DEFAULT_BUILD_ID, help="Next.js buildId")
     behave.add_argument(
         "--rate-limit-every", type=int, default=0, metavar="N", help="every Nth → 429"
