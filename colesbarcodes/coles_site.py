@@ -291,10 +291,19 @@ class ProblemKind(enum.StrEnum):
     SERVER = "server"  # the server failed: worth another try
 
 
+_STATED_LIMIT_RE = re.compile(r"(?:limit|maximum|max)(?:\s+(?:is|of))?\s*:?\s*(\d+)", re.IGNORECASE)
+
+
 @dataclass(frozen=True, slots=True)
 class GraphQLProblem:
     kind: ProblemKind
     message: str
+
+    @property
+    def stated_limit(self) -> int | None:
+        """The number of products a "too complex" refusal says is allowed, if it says."""
+        match = _STATED_LIMIT_RE.search(self.message)
+        return int(match.group(1)) if match else None
 
 
 @dataclass(slots=True)

@@ -278,15 +278,14 @@ class ApiKeyMiddleware:
 
     A 401 makes the :class:`~colesbarcodes.session.SiteSession` read the home page again
     (once for all requests refused together) and the request is sent again with the new
-    key. Refused again right after that: the key the site publishes is not the one it
-    accepts, so the crawl closes with ``key_refused`` (exit status documented in
+    key. If the page, read again, still publishes the very key just refused, the site
+    refuses what it publishes: the crawl closes with ``key_refused`` (exit status documented in
     ``colesbarcodes.commands.crawl``); the request's SKUs are recorded as failed. Stats:
     ``coles/key/refused_401``, ``coles/key/refreshed``.
     """
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
-        self.accepted = -1  # the newest key generation a request got through with
         self.closing = False
         self._closing: asyncio.Future[None] | None = None
 
@@ -307,39 +306,38 @@ class ApiKeyMiddleware:
         session = self.session
         if session.config is not None:
             request.headers["ocp-apim-subscription-key"] = session.config.api_key
+            request.meta["coles_api_key"] = session.config.api_key
         request.meta["coles_key_generation"] = session.generation
 
     async def process_response(self, request: scrapy.Request, response: Response) -> Any:
-        if not request.meta.get("coles_api"):
-            return response
-        generation = request.meta.get("coles_key_generation", 0)
-        if response.status != 401:
-            self.accepted = max(self.accepted, generation)
+        if response.status != 401 or not request.meta.get("coles_api"):
             return response
         stats = self.crawler.stats
         stats.inc_value("coles/key/refused_401")
         session = self.session
+        used = request.meta.get("coles_api_key")
         refusals = request.meta.get("coles_key_refusals", 0) + 1
-        # Refused with the newest key, which no request has got through with: the key the
-        # home page publishes is not the one the API takes. A key that worked and is refused
-        # now has rotated again: read the page again.
-        fresh_key_refused = (
-            refusals > 1 and generation >= session.generation and self.accepted < generation
-        )
-        if not fresh_key_refused and refusals <= 5 and await session.refresh(generation):
+        # Another request has read a new key meanwhile: send this one again with it. Else
+        # read the home page (once for all the requests refused together): a new key there
+        # means it rotated; the very key just refused means the site refuses what it
+        # publishes, and asking again cannot help.
+        if session.config is None or session.config.api_key == used:
+            await session.refresh(request.meta.get("coles_key_generation", 0))
+        fresh = session.config is not None and session.config.api_key != used
+        if fresh and refusals <= 10:
             return request.replace(
                 dont_filter=True, meta={**request.meta, "coles_key_refusals": refusals}
             )
         if not self.closing and self.crawler.engine is not None:
             self.closing = True
             logger.error(
-                "The site refused the subscription key it publishes on its home page, twice "
-                "in a row: closing the crawl (see docs/site.md, section Key)"
+                "The site refused the subscription key its home page publishes, read again "
+                "after a first refusal: closing the crawl (see docs/site.md, section Key)"
             )
             self._closing = asyncio.ensure_future(
-                self.crawler.engine.close_spider_async(
-                    reason="key_refused: the site refuses the subscription key its home page "
-                    "publishes"
+                _close_crawl(
+                    self.crawler,
+                    "key_refused: the site refuses the subscription key its home page publishes",
                 )
             )
         return response
@@ -460,7 +458,13 @@ class ExitPoolMiddleware:
             self.blocked.clear()  # the verdict may have been lifted: try the exits again
             return self._again(request, tries)
         stats.inc_value("botcheck/block_gave_up")
-        if not self.closing and self.crawler.engine is not None:
+        # A request awaited while the crawl starts (robots.txt, home page, category tree)
+        # fails its caller, which closes the crawl with the same reason (robots.txt: the
+        # home page, blocked too, does); two closes would race.
+        starting = request.meta.get("coles_source") in ("home", "listing_setup") or bool(
+            request.meta.get("dont_obey_robotstxt")
+        )
+        if not self.closing and not starting and self.crawler.engine is not None:
             self.closing = True
             where = "the direct address" if len(self.exits) == 1 else "every exit"
             remedy = (
@@ -476,8 +480,8 @@ class ExitPoolMiddleware:
                 remedy,
             )
             self._closing = asyncio.ensure_future(
-                self.crawler.engine.close_spider_async(
-                    reason=f"blocked: the site's protection blocks {where}; {remedy}"
+                _close_crawl(
+                    self.crawler, f"blocked: the site's protection blocks {where}; {remedy}"
                 )
             )
         raise BlockedByProtection(f"blocked by the site's protection on {label}")
@@ -662,6 +666,15 @@ class BotCheckMiddleware:
             ", ".join(sorted({c["name"] for c in cookies})),
         )
         return True
+
+
+async def _close_crawl(crawler: Crawler, reason: str) -> None:
+    """Close the crawl with ``reason``, unless it is already closing (or not open yet: the
+    start, failing on the same cause, closes it with its own reason)."""
+    if crawler.engine is None:
+        return
+    with contextlib.suppress(RuntimeError):  # "Spider not opened": closed meanwhile
+        await crawler.engine.close_spider_async(reason=reason)
 
 
 def _home(url: str, crawler: Crawler) -> str:

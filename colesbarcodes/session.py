@@ -28,6 +28,28 @@ __all__ = ["SiteSession", "SiteUnusable"]
 logger = logging.getLogger(__name__)
 
 
+class _RobotsErrorWithoutTraceback(logging.Filter):
+    """Scrapy logs a robots.txt that cannot be downloaded as an error with a traceback. For
+    this crawl that is the site being unreachable (or blocked), which the finish reason
+    reports: one warning line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.exc_info:
+            error = record.exc_info[1]
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "robots.txt could not be downloaded for %s: %s: %s"
+            record.args = (
+                getattr(record.args, "get", lambda _k: "?")("request"),
+                type(error).__name__,
+                error,
+            )
+        return True
+
+
+_ROBOTS_FILTER = _RobotsErrorWithoutTraceback()
+
+
 class SiteUnusable(Exception):
     """The home page could not be read, or no longer has the shape the crawl relies on."""
 
@@ -49,6 +71,9 @@ class SiteSession:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
+        robots = logging.getLogger("scrapy.downloadermiddlewares.robotstxt")
+        if _ROBOTS_FILTER not in robots.filters:
+            robots.addFilter(_ROBOTS_FILTER)
         return cls(crawler, crawler.settings.getint("COLES_GRAPHQL_BATCH"))
 
     async def configure(self, base_url: str) -> SiteConfig:
@@ -107,11 +132,16 @@ class SiteSession:
         self._refreshing = None
         return ok
 
-    def shrink_batch(self, refused_size: int) -> int:
+    def shrink_batch(self, refused_size: int, stated_limit: int | None = None) -> int:
         """The server refused a document of ``refused_size`` SKUs as too complex: later
-        documents carry at most half as many (kept for the rest of the crawl)."""
-        smaller = max(1, refused_size // 2)
+        documents carry at most half as many, or the limit the server stated (kept for the
+        rest of the crawl). Returns the size to split the refused document into."""
         self.crawler.stats.inc_value("coles/graphql/batch_split")
+        if refused_size > self.batch_size:  # sent before the size was lowered: no news
+            return self.batch_size
+        smaller = max(1, refused_size // 2)
+        if stated_limit is not None and 0 < stated_limit < refused_size:
+            smaller = stated_limit
         if smaller < self.batch_size:
             logger.warning(
                 "The site refused a GraphQL document of %d products as too complex: "

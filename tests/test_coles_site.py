@@ -287,3 +287,11 @@ def test_the_graphql_category_tree_reads_like_the_old_route(samples: Path) -> No
     graphql.parse(body["query"])
     with pytest.raises(SiteFormatError):
         parse_graphql_category_tree(b'{"errors": [{"message": "Cannot query field"}]}')
+
+
+def test_a_too_complex_refusal_may_state_the_limit() -> None:
+    stated = classify_errors(
+        [{"message": "Query is too complex: 30 product lookups exceed the limit of 24."}], 400
+    )
+    assert stated.kind == ProblemKind.TOO_COMPLEX and stated.stated_limit == 24
+    assert classify_errors([{"message": "Query is too complex"}], 400).stated_limit is None

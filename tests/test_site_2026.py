@@ -121,14 +121,32 @@ def test_one_request_resolves_many_skus_and_an_unknown_one_spoils_no_other(
 def test_a_document_refused_as_too_complex_is_split_and_the_smaller_size_kept(
     engine: Engine, enrichment_inbox: Path
 ) -> None:
-    products = list(CATALOGUE)[:100]
+    products = list(CATALOGUE)[:PRODUCTS]
     write_jsonl(enrichment_inbox / "skus.jsonl", sku_lines(products))
     with ReplicaProcess(products=PRODUCTS, seed=1, args=["--max-aliases", "5"]) as site:
-        result = run_crawl(url_of(engine), enrichment_inbox, site.url)
+        result = run_crawl(
+            url_of(engine), enrichment_inbox, site.url, "-s", "CONCURRENT_REQUESTS=1"
+        )
         site_stats = site.stats()
     assert result.returncode == 0, result.log[-3000:]
+    assert result.stats["coles/graphql/batch_size"] == 5  # the limit the refusal stated
+    # each document made before the refusal came back is refused once, none afterwards
+    assert site_stats["too_complex"] <= -(-len(products) // 24) + 1
+    assert stored_outcomes(engine) == expected(products)
+    assert "asking for at most 5 per document" in result.log
+
+
+def test_a_refusal_that_states_no_limit_halves_the_document(
+    engine: Engine, enrichment_inbox: Path
+) -> None:
+    products = list(CATALOGUE)[:60]
+    write_jsonl(enrichment_inbox / "skus.jsonl", sku_lines(products))
+    with ReplicaProcess(
+        products=PRODUCTS, seed=1, args=["--max-aliases", "5", "--config", '{"state_limit": false}']
+    ) as site:
+        result = run_crawl(url_of(engine), enrichment_inbox, site.url)
+    assert result.returncode == 0, result.log[-3000:]
     assert result.stats["coles/graphql/batch_size"] == 3  # 24 -> 12 -> 6 -> 3, then kept
-    assert site_stats["too_complex"] < 10  # learnt once, not per document
     assert stored_outcomes(engine) == expected(products)
     assert "asking for at most 3 per document" in result.log
 
@@ -249,8 +267,9 @@ def test_a_block_mid_crawl_records_the_unanswered_skus_for_a_retry(
     assert result.returncode == 5, result.log[-3000:]
     stored = stored_outcomes(engine)
     assert stored and set(stored.values()) == {"failed"}
-    # every SKU is either in a retry file or back in the inbox
-    assert sorted(set(retry_file_skus(enrichment_inbox))) == sorted(p.sku for p in products)
+    # every SKU is in a retry file, or in the file that stays claimed for the next run
+    kept = retry_file_skus(enrichment_inbox) + retry_file_skus(enrichment_inbox / "processing")
+    assert sorted(set(kept)) == sorted(p.sku for p in products)
 
 
 # -- early closes and their exit status ----------------------------------------------------------

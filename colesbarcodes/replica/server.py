@@ -102,6 +102,7 @@ class ReplicaConfig:
     published_key: str = ""  # shown on pages instead of api_key (a key the API refuses)
     rotate_key_after: int = 0  # a new key after N GraphQL requests accepted (0 = never)
     max_aliases: int = 0  # refuse documents with more product fields than this (0 = no limit)
+    state_limit: bool = True  # the refusal names the limit (a real server may not)
     challenge: bool = False  # JavaScript bot check on every content request
     cookie_ttl_s: float | None = None  # how long an accepted token cookie stays valid
     # Incapsula's block page for these client addresses (request.remote), before any check
@@ -540,6 +541,8 @@ class ReplicaSite:
             message = (
                 f"Query is too complex: {len(parsed.products)} product lookups exceed the "
                 f"limit of {limit}."
+                if self.config.state_limit
+                else "Query is too complex."
             )
             return _graphql_error(message, "QUERY_TOO_COMPLEX")
         schema = graphql_api.schema_for(self.config.layout)

@@ -280,7 +280,7 @@ class ColesBarcodesSpider(scrapy.Spider):
     ) -> Any:
         stats = self.crawler.stats
         if problem.kind is ProblemKind.TOO_COMPLEX and len(lookups) > 1:
-            size = self.source.session.shrink_batch(len(lookups))
+            size = self.source.session.shrink_batch(len(lookups), problem.stated_limit)
             for start in range(0, len(lookups), size):
                 yield self.source.again(response, lookups[start : start + size])
             return
