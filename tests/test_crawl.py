@@ -195,7 +195,8 @@ def test_429_and_503_are_retried_honouring_retry_after(
     replica.configure(rate_limit_every=4, unavailable_every=7, retry_after_s=1)
     wanted = skus(0, 30)
     write_jsonl(enrichment_inbox / "skus.jsonl", [{"sku": s} for s in wanted])
-    result = run_crawl(url_of(engine), enrichment_inbox, replica.url)
+    # small documents, so that enough requests meet the every-4th and every-7th faults
+    result = run_crawl(url_of(engine), enrichment_inbox, replica.url, "-s", "COLES_GRAPHQL_BATCH=3")
     assert result.returncode == 0, result.log[-3000:]
     statuses = result.stats
     limited = statuses.get("downloader/response_status_count/429", 0)

@@ -323,6 +323,17 @@ def test_an_unreachable_database_exits_7(site_2026: ReplicaProcess, enrichment_i
     assert (enrichment_inbox / "skus.jsonl").exists()
 
 
+def test_an_unreachable_frontier_exits_8(
+    engine: Engine, site_2026: ReplicaProcess, enrichment_inbox: Path
+) -> None:
+    result = run_crawl(
+        url_of(engine), enrichment_inbox, site_2026.url, "-a", "frontier=redis://127.0.0.1:1/0"
+    )
+    assert result.returncode == 8, result.log[-3000:]
+    assert result.stats["finish_reason"].startswith("frontier_unavailable")
+    assert "Traceback" not in result.log
+
+
 # -- the listing spider --------------------------------------------------------------------------
 
 
