@@ -37,6 +37,7 @@ FAULT_SETTINGS = [
     "-s", "DOWNLOAD_TIMEOUT=1",
     "-s", "RETRY_TIMES=8",
     "-s", "COLES_MONITOR_MAX_ERRORS=1000",
+    "-s", "COLES_GRAPHQL_BATCH=4",  # enough requests to meet every kind of fault
 ]  # fmt: skip
 
 

@@ -349,6 +349,14 @@ class ColesBarcodesSpider(scrapy.Spider):
         if response is not None and response.status == 404 and self.source.is_fallback(response):
             yield self._outcome(lookups[0], Outcome.NOT_FOUND, reason="no product page")
             return
+        if len(lookups) > 1 and response is not None and response.status >= 500:
+            # A document that keeps failing may fail for one of its SKUs: ask for each half
+            # on its own, so that only the SKU at fault ends as failed.
+            self.crawler.stats.inc_value("coles/graphql/failed_document_split")
+            middle = len(lookups) // 2
+            for half in (lookups[:middle], lookups[middle:]):
+                yield self.source.again(response, half)
+            return
         reason = (
             f"{failure.type.__name__}: {failure.getErrorMessage()}"[:300]
             if failure.type
