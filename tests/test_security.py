@@ -238,7 +238,7 @@ def test_a_crawl_never_requests_what_robots_txt_disallows(
 
     status, stats, outcomes = crawl("ignoring", "-s", "ROBOTSTXT_OBEY=False")
 
-    assert replica.stats()["by_kind"]["graphql"] == len(SKUS)  # the API is what was held back
+    assert replica.stats()["graphql_products"] == len(SKUS)  # the API is what was held back
     assert "robotstxt/forbidden" not in stats
     assert "failed" not in outcomes
 
