@@ -662,7 +662,7 @@ def test_an_unreachable_database_leaves_the_run_unrecorded_without_a_traceback(
         "postgresql://postgres:s3cret@127.0.0.1:1/nowhere", enrichment_inbox, replica.url
     )
     assert result.stats["finish_reason"].startswith("database_unavailable")  # kept as it is
-    assert result.returncode == 0  # a clean, deliberate close: Scrapy's exit status
+    assert result.returncode == 7  # database unavailable: a status a scheduler can act on
     assert "This run is not in the run ledger: the database" in result.log
     assert "Traceback" not in result.log
     assert "s3cret" not in result.log
