@@ -1,0 +1,319 @@
+"""``scrapy site-check`` says, in one command, which point of the site contract changed.
+
+The verdicts are judged on the real samples first (pure functions), then the command runs
+for real (a ``scrapy site-check`` subprocess) against the replica: in both layouts, with each
+contract point broken on purpose (``--break``), behind the challenge and behind a block page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from colesbarcodes.replica.catalogue import Catalogue
+from colesbarcodes.replica.process import ReplicaProcess
+from colesbarcodes.site_check import (
+    Answer,
+    Status,
+    check_batch,
+    check_categories,
+    check_home,
+    check_key,
+    check_product,
+    check_product_page,
+    mask,
+)
+from tests.conftest import PROJECT, require
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.proxies import ForwardProxy
+
+KEY = "0123456789abcdef0123456789abcdef"
+PRODUCTS = 300
+CATALOGUE = Catalogue.generate(PRODUCTS, seed=1)
+# Two active products with valid barcodes: the SKUs the checks look up.
+SKUS = [str(p.sku) for p in CATALOGUE if p.status == "active" and p.expected_gtin][:2]
+CHECK_NAMES = [
+    "home",
+    "build_id",
+    "key",
+    "product",
+    "batch",
+    "categories",
+    "listing",
+    "product_page",
+]
+FAST = ["-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=False"]
+
+
+# -- the verdicts, on real samples -------------------------------------------------------------
+
+
+def test_the_real_get_product_details_answer_passes_the_product_check(samples: Path) -> None:
+    body = (samples / "coles_graphql_GetProductDetails.json").read_bytes()
+    result, name = check_product(Answer(200, body), "1018067")
+    assert result.status is Status.OK
+    assert "GTIN" in result.seen and name == "Charged Strong Latte Iced Coffee"
+    assert result.remedy == ""
+
+
+def test_a_record_without_gtin_is_a_change_that_names_the_graphql_section() -> None:
+    body = json.dumps({"data": {"product": {"id": 1, "name": "Milk", "gtin": None}}}).encode()
+    result, _ = check_product(Answer(200, body), "1")
+    assert result.status is Status.CHANGED
+    assert "gtin is empty" in result.seen
+    assert "docs/site.md, section GraphQL" in result.remedy
+
+
+def test_a_refused_document_is_a_change_that_quotes_the_server() -> None:
+    body = json.dumps(
+        {"errors": [{"message": "Cannot query field 'product' on type 'Query'."}]}
+    ).encode()
+    result, _ = check_product(Answer(400, body), "1")
+    assert result.status is Status.CHANGED
+    assert "Cannot query field 'product'" in result.seen
+
+
+def test_the_block_page_is_blocked_and_names_the_proxy_remedy(samples: Path) -> None:
+    block = (samples / "incapsula_block_page.html").read_bytes()
+    result = check_home(Answer(200, block), challenge_solved=False, exit_label="direct")
+    assert result.status is Status.BLOCKED
+    assert "COLES_PROXIES" in result.remedy
+
+
+def test_a_challenge_still_there_is_blocked_and_names_the_browser(samples: Path) -> None:
+    challenge = (samples / "coles_bot_check_page.html").read_bytes()
+    result = check_home(Answer(200, challenge), challenge_solved=False, exit_label="direct")
+    assert result.status is Status.BLOCKED
+    assert "Chromium" in result.remedy
+
+
+def test_the_2024_page_gives_its_key_from_next_data(samples: Path) -> None:
+    result, config = check_key(
+        (samples / "coles_product_page.html").read_bytes(), "https://www.coles.com.au/"
+    )
+    assert result.status is Status.OK and config is not None
+    assert "__NEXT_DATA__.runtimeConfig" in result.seen
+
+
+def test_the_category_tree_is_ok_from_either_source_and_changed_from_neither(
+    samples: Path,
+) -> None:
+    route = Answer(200, (samples / "coles_browse_categories.json").read_bytes())
+    refused = Answer(400, b'{"errors":[{"message":"Cannot query field \\"productCategories\\""}]}')
+    result, tree = check_categories(refused, route)
+    assert result.status is Status.OK and len(tree) >= 5
+    assert "browse.json" in result.seen and "GraphQL: " in result.seen
+    result, tree = check_categories(refused, Answer(404, b"Not found"))
+    assert result.status is Status.CHANGED and tree == ()
+    assert "section Categories" in result.remedy
+
+
+def test_a_batch_with_one_product_not_found_still_answers_both() -> None:
+    body = json.dumps(
+        {
+            "data": {"p0": {"id": 1, "name": "A", "gtin": "9300000000007"}, "p1": None},
+            "errors": [{"message": "Product not found", "path": ["p1"]}],
+        }
+    ).encode()
+    result = check_batch(Answer(200, body), ["1", "2"])
+    assert result.status is Status.OK, result.seen
+    assert "2 of 2 answered" in result.seen
+
+
+def test_the_product_page_is_information_whatever_it_carries(samples: Path) -> None:
+    page = (samples / "coles_product_page_jsonld_2025.html").read_bytes()
+    with_gtin = check_product_page(Answer(200, page), "8060378")
+    gone = check_product_page(Answer(404, b"<html>Not found</html>"), "8060378")
+    assert with_gtin.status is Status.OK and not with_gtin.required
+    assert gone.status is Status.OK and "404" in gone.seen
+
+
+def test_masking_hides_the_key_and_proxy_credentials() -> None:
+    body = f'{{"BFF_API_SUBSCRIPTION_KEY":"{KEY}","proxy":"crawler:pa55word"}}'.encode()
+    masked = mask(body, [KEY, "crawler", "pa55word"])
+    assert KEY.encode() not in masked and b"pa55word" not in masked
+    assert masked.count(b"***") == 3
+
+
+# -- the command against the replica ------------------------------------------------------------
+
+
+@dataclass
+class SiteCheckRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = json.loads(self.stdout)
+        return rows
+
+    @property
+    def status(self) -> dict[str, str]:
+        return {row["check"]: row["status"] for row in self.rows}
+
+
+def site_check(base_url: str, *args: str, timeout: float = 120) -> SiteCheckRun:
+    command = [sys.executable, "-m", "scrapy", "site-check", "--base-url", base_url]
+    command += [arg for sku in SKUS for arg in ("--sku", sku)]
+    proc = subprocess.run(
+        [*command, *FAST, *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return SiteCheckRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def replica(*args: str, layout: str = "2026", challenge: bool = False) -> ReplicaProcess:
+    return ReplicaProcess(
+        products=PRODUCTS,
+        seed=1,
+        layout=layout,
+        challenge=challenge,
+        args=["--api-key", KEY, *args],
+    )
+
+
+@pytest.mark.parametrize("layout", ["2026", "2024"])
+def test_every_check_is_ok_on_the_site_as_it_is_in_each_layout(layout: str) -> None:
+    with replica(layout=layout) as site:
+        run = site_check(site.url, "--json")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [row["check"] for row in run.rows] == CHECK_NAMES
+    assert all(set(row) == {"check", "status", "seen", "remedy"} for row in run.rows)
+    assert set(run.status.values()) == {"ok"}, run.rows
+    key = next(row for row in run.rows if row["check"] == "key")
+    where = "__RUNTIME_CONFIG__" if layout == "2026" else "__NEXT_DATA__.runtimeConfig"
+    assert where in key["seen"]
+    assert "Traceback" not in run.stderr
+
+
+BREAKS = [
+    # mode, the check it breaks, the section of docs/site.md its remedy names, skipped checks
+    ("key-moved", "key", "section Key", {"product", "batch"}),
+    ("build-id-missing", "build_id", "section Build id", {"listing"}),
+    ("operation-renamed", "product", "section GraphQL", {"batch"}),
+    ("gtin-removed", "product", "section GraphQL", set()),
+    ("categories-moved", "categories", "section Categories", {"listing"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("mode", "check", "section", "skipped"), BREAKS, ids=[b[0] for b in BREAKS]
+)
+def test_each_broken_contract_point_is_the_one_check_changed(
+    mode: str, check: str, section: str, skipped: set[str]
+) -> None:
+    with replica("--break", mode) as site:
+        run = site_check(site.url, "--json")
+    assert run.returncode == 4, run.stderr[-3000:]  # the site changed: as `scrapy crawl`
+    changed = {name for name, status in run.status.items() if status == "changed"}
+    assert changed == {check}, run.rows
+    assert {name for name, status in run.status.items() if status == "skipped"} == skipped
+    assert {status for status in run.status.values()} <= {"ok", "changed", "skipped"}
+    row = next(row for row in run.rows if row["check"] == check)
+    assert section in row["remedy"] and row["seen"]
+    assert "Traceback" not in run.stderr
+
+
+def test_the_table_names_the_change_and_its_remedy() -> None:
+    with replica("--break", "key-moved") as site:
+        run = site_check(site.url)
+    assert run.returncode == 4
+    key_line = next(line for line in run.stdout.splitlines() if line.startswith("key "))
+    assert "changed" in key_line and "BFF_API_SUBSCRIPTION_KEY" in key_line
+    assert "the key is no longer in the page: see docs/site.md, section Key" in run.stdout
+
+
+def test_save_keeps_every_answer_with_the_key_masked(tmp_path: Path) -> None:
+    saved = tmp_path / "answers"
+    with replica() as site:
+        run = site_check(site.url, "--json", "--save", str(saved))
+    assert run.returncode == 0, run.stderr[-3000:]
+    index = json.loads((saved / "responses.json").read_text())
+    checks = [entry["check"] for entry in index]
+    assert checks[0] == "home" and {"product", "batch", "listing", "product_page"} <= set(checks)
+    files = [saved / entry["file"] for entry in index if entry["file"]]
+    assert all(path.exists() for path in files)
+    home = (saved / index[0]["file"]).read_text()
+    assert "BFF_API_SUBSCRIPTION_KEY" in home  # the page is kept, its key is not
+    for path in saved.iterdir():
+        assert KEY not in path.read_text(), path
+
+
+def test_an_unreachable_site_is_reported_as_such_without_a_traceback() -> None:
+    run = site_check("http://127.0.0.1:1", "--json", "-s", "RETRY_TIMES=0")
+    assert run.returncode == 4
+    assert run.status["home"] == "unreachable"
+    assert {run.status[name] for name in CHECK_NAMES[1:]} == {"skipped"}
+    assert "Traceback" not in run.stderr
+
+
+def test_bad_usage_is_a_one_line_error() -> None:
+    run = site_check("http://127.0.0.1:1", "--sku", "milk")
+    assert run.returncode == 2
+    assert "a Coles SKU is a number" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+# -- behind the protection -----------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_the_challenge_is_solved_in_the_browser_and_every_check_passes() -> None:
+    path = os.environ.get("COLES_CHROMIUM_PATH", "/usr/bin/chromium")
+    require(os.path.exists(path), f"Chromium not found at {path}")
+    with replica(challenge=True) as site:
+        run = site_check(site.url, "--json")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert set(run.status.values()) == {"ok"}, run.rows
+    home = next(row for row in run.rows if row["check"] == "home")
+    assert "challenge solved in the browser" in home["seen"]
+
+
+def test_a_block_page_without_proxies_is_blocked_with_the_remedy() -> None:
+    with replica("--block-clients", "127.0.0.1") as site:
+        run = site_check(site.url, "--json")
+    assert run.returncode == 5  # blocked: as `scrapy crawl`
+    assert run.status["home"] == "blocked"
+    home = next(row for row in run.rows if row["check"] == "home")
+    assert "COLES_PROXIES" in home["remedy"]
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.proxy
+def test_behind_a_block_page_an_accepted_proxy_passes_every_check(
+    forward_proxies: list[ForwardProxy], tmp_path: Path
+) -> None:
+    blocked, accepted = forward_proxies
+    saved = tmp_path / "answers"
+    with replica("--block-clients", f"127.0.0.1,{blocked.exit_address}") as site:
+        run = site_check(
+            site.url,
+            "--json",
+            "--save",
+            str(saved),
+            "-s",
+            f"COLES_PROXIES={blocked.url},{accepted.url}",
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert set(run.status.values()) == {"ok"}, run.rows
+    passwords = [p.password for p in forward_proxies if p.password]
+    assert passwords
+    for password in passwords:
+        assert password not in run.stdout + run.stderr
+        for path in saved.iterdir():
+            assert password not in path.read_text()
