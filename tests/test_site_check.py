@@ -262,10 +262,19 @@ def test_an_unreachable_site_is_reported_as_such_without_a_traceback() -> None:
     assert "Traceback" not in run.stderr
 
 
-def test_bad_usage_is_a_one_line_error() -> None:
-    run = site_check("http://127.0.0.1:1", "--sku", "milk")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sku", "milk"], "a Coles SKU is a number"),
+        (["--save", "/proc/no-such-folder"], "cannot create it"),
+        (["--base-url", "www.coles.com.au"], "give an http:// or https:// URL"),
+        (["extra"], "site-check takes no arguments"),
+    ],
+)
+def test_bad_usage_is_a_one_line_error(args: list[str], message: str) -> None:
+    run = site_check("http://127.0.0.1:1", *args)
     assert run.returncode == 2
-    assert "a Coles SKU is a number" in run.stderr
+    assert message in run.stderr
     assert "Traceback" not in run.stderr
 
 

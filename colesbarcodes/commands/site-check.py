@@ -100,8 +100,14 @@ class Command(ScrapyCommand):
         for sku in opts.sku:
             if not sku.strip().isdigit():
                 raise UsageError(f"--sku {sku!r}: a Coles SKU is a number, e.g. 1018067")
-        if opts.save and Path(opts.save).exists() and not Path(opts.save).is_dir():
-            raise UsageError(f"--save {opts.save}: exists and is not a folder")
+        if opts.save:
+            folder = Path(opts.save)
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f"--save {opts.save}: exists and is not a folder")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"--save {opts.save}: cannot create it ({exc.strerror})") from None
         if opts.base_url and not opts.base_url.startswith(("http://", "https://")):
             raise UsageError(f"--base-url {opts.base_url}: give an http:// or https:// URL")
         if self.crawler_process is None:
