@@ -267,21 +267,30 @@ def _resolve_categories(
     return resolvers.product_categories(_store(storeId))
 
 
+# Root fields a broken replica serves under another name (``--break``): the old name is then
+# unknown to the schema, as on a site whose API was renamed.
+RENAMED_FIELDS = {"product": "productDetails", "productCategories": "shopMenu"}
+
+
 @functools.cache
-def schema_for(layout: str) -> GraphQLSchema:
-    """The executable schema of ``layout`` ("2026" or "2024"), built once."""
+def schema_for(layout: str, renamed: frozenset[str] = frozenset()) -> GraphQLSchema:
+    """The executable schema of ``layout`` ("2026" or "2024"), built once; the root fields
+    in ``renamed`` go by their :data:`RENAMED_FIELDS` name."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}")
-    sdl = _PRODUCT_SDL + (_CATEGORIES_SDL + _QUERY_2026 if layout == "2026" else _QUERY_2024)
-    schema = graphql.build_schema(sdl)
+    query_sdl = _CATEGORIES_SDL + _QUERY_2026 if layout == "2026" else _QUERY_2024
+    for name in sorted(renamed):
+        query_sdl = query_sdl.replace(f"  {name}(", f"  {RENAMED_FIELDS[name]}(")
+    schema = graphql.build_schema(_PRODUCT_SDL + query_sdl)
     _set_scalar(schema, "BrandedId", _branded_id, _branded_id, _branded_id_literal)
     _set_scalar(schema, "Long", _long_out, _long_in, _long_literal)
     query = schema.query_type
     if query is None:  # pragma: no cover - the SDL above has one
         raise TypeError("schema without a query type")
-    query.fields["product"].resolve = _resolve_product
-    if "productCategories" in query.fields:
-        query.fields["productCategories"].resolve = _resolve_categories
+    names = {n: RENAMED_FIELDS[n] if n in renamed else n for n in RENAMED_FIELDS}
+    query.fields[names["product"]].resolve = _resolve_product
+    if names["productCategories"] in query.fields:
+        query.fields[names["productCategories"]].resolve = _resolve_categories
     return schema
 
 

@@ -443,19 +443,49 @@ class Pages:
         build_id: str,
         base: str,
         api_key: str | None,
+        *,
+        key_script: str | None = None,
+        show_build_id: bool = True,
     ) -> str:
         script, runtime = self._settings(layout, build_id, base, api_key)
+        if key_script is not None:  # the key moved into a separate script (a site change)
+            script += f'<script src="{key_script}" defer></script>'
         page, query, page_props = next_data
         data = self.next_data(page, query, page_props, build_id, runtime)
+        if not show_build_id:
+            del data["buildId"]
         return template.replace("@@RUNTIME_CONFIG@@", script).replace(
             "@@NEXT_DATA@@", script_json(data)
         )
 
-    def home(self, build_id: str, base: str, api_key: str | None, layout: str = "2026") -> str:
-        """The home page: clients read ``buildId`` and the key (2024: the GraphQL URL too)."""
+    def home(
+        self,
+        build_id: str,
+        base: str,
+        api_key: str | None,
+        layout: str = "2026",
+        *,
+        key_script: str | None = None,
+        show_build_id: bool = True,
+    ) -> str:
+        """The home page: clients read ``buildId`` and the key (2024: the GraphQL URL too).
+
+        ``key_script``: the key is not in the page but in the script at that path;
+        ``show_build_id`` False leaves ``buildId`` out of ``__NEXT_DATA__`` (both: site
+        changes the replica can make on purpose).
+        """
         template = self._home.replace("@@BASE_URL@@", base)
         props = {"assetsUrl": base, "baseUrl": base}
-        return self._page(template, layout, ("/", {}, props), build_id, base, api_key)
+        return self._page(
+            template,
+            layout,
+            ("/", {}, props),
+            build_id,
+            base,
+            api_key,
+            key_script=key_script,
+            show_build_id=show_build_id,
+        )
 
     def not_found(self, build_id: str, base: str, api_key: str | None, layout: str = "2026") -> str:
         """The 404 page (unknown or delisted SKU, unknown path)."""

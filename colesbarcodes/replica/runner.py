@@ -20,6 +20,7 @@ from aiohttp import web
 from .catalogue import Catalogue
 from .server import (
     BLOCK_STATUSES,
+    BREAKS,
     DEFAULT_API_KEY,
     DEFAULT_BUILD_ID,
     LAYOUTS,
@@ -199,6 +200,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="robots.txt Disallow (repeatable; default: /checkout and /account)",
     )
     behave.add_argument(
+        "--break",
+        dest="breaks",
+        action="append",
+        default=[],
+        metavar="MODE",
+        help="break one point of the site contract on purpose (repeatable, or a comma list): "
+        + "; ".join(f"{mode}: {what}" for mode, what in BREAKS.items()),
+    )
+    behave.add_argument(
         "--config", metavar="JSON", help="any ReplicaConfig fields as a JSON object (applied last)"
     )
     return parser
@@ -225,6 +235,7 @@ def config_from_args(args: argparse.Namespace) -> ReplicaConfig:
         fail_skus=set(args.fail_sku),
         not_found_skus=set(args.not_found_sku),
         page_gtin=args.page_gtin,
+        breaks=list(args.breaks),
     )
     if args.disallow is not None:
         config.robots_disallow = list(args.disallow)

@@ -27,6 +27,14 @@ Endpoints (the contract in the project's shared README; ``layout`` picks the yea
 - ``GET /robots.txt``; ``GET|POST /__replica__/...``: control and stats (never challenged
   nor blocked).
 
+Breaking on purpose (``breaks``, ``--break MODE``; :data:`BREAKS`): ``key-moved`` (no key in
+the home page, not even the name ``BFF_API_SUBSCRIPTION_KEY``; it is served by a script
+``/_next/static/chunks/env-<hash>.js`` as ``self.__ENV={"apimSubscriptionKey": ...}``),
+``build-id-missing`` (no ``buildId`` in ``__NEXT_DATA__``), ``operation-renamed`` (root field
+``product`` renamed ``productDetails``: ``GetProductDetails`` fails validation, 400),
+``gtin-removed`` (every GraphQL record answers ``gtin: null``), ``categories-moved``
+(``productCategories`` renamed ``shopMenu`` and ``browse.json`` 404, listings unchanged).
+
 Protection (Imperva): with ``challenge`` on, content without a valid token answers the "Pardon
 Our Interruption" page (2026: the token in ``incap_ses_*`` next to ``visid_incap_*``; 2024:
 ``reese84``). A client address in ``block_clients`` gets Incapsula's block page for everything
@@ -85,6 +93,16 @@ CONTROL_PREFIX = "/__replica__/"
 ERROR_KINDS = ("429", "503", "timeout", "reset")
 LAYOUTS = graphql_api.LAYOUTS
 BLOCK_STATUSES = (200, 403, 503)
+# Contract points the replica can break on purpose (``breaks``), one site change each, so that
+# ``scrapy site-check`` and the crawls are tested against the failure each check exists for.
+BREAKS: dict[str, str] = {
+    "key-moved": "the home page carries no subscription key; it sits in a separate script",
+    "build-id-missing": "__NEXT_DATA__ has no buildId (the /_next/data/ routes still answer)",
+    "operation-renamed": "GraphQL's root field `product` is renamed: GetProductDetails fails",
+    "gtin-removed": "GraphQL records answer gtin: null (the field stays in the schema)",
+    "categories-moved": "GraphQL productCategories is renamed and browse.json answers 404",
+}
+KEY_SCRIPT_PREFIX = "/_next/static/chunks/env-"
 
 
 @dataclass
@@ -127,6 +145,7 @@ class ReplicaConfig:
     listing_page_size: int = 48
     listing_max_pages: int = 104
     default_store: str = "0584"
+    breaks: list[str] = field(default_factory=list)  # contract points broken (BREAKS)
 
     def __post_init__(self) -> None:
         self.update(self.to_json())  # the same checks as a runtime change
@@ -170,6 +189,14 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
             if isinstance(value, bool) or int(value) not in BLOCK_STATUSES:
                 raise ValueError(f"statuses are {', '.join(map(str, BLOCK_STATUSES))}")
             return int(value)
+        if name == "breaks":
+            if isinstance(value, str):
+                value = [value]
+            modes = [m.strip() for v in value for m in str(v).split(",") if m.strip()]
+            unknown = sorted(set(modes) - set(BREAKS))
+            if unknown:
+                raise ValueError(f"unknown {', '.join(unknown)}; modes are {', '.join(BREAKS)}")
+            return modes
         if name == "block_clients":
             if isinstance(value, str):
                 value = [value]
@@ -315,6 +342,7 @@ class ReplicaSite:
         add("GET", "/_next/data/{build_id}/en/browse.json", self.categories, name="categories")
         add("GET", "/_next/data/{build_id}/en/browse/{path:.+}", self.listing, name="listing")
         add("GET", SCRIPT_PREFIX + "/{nonce}", self.challenge_script, name="challenge_script")
+        add("GET", KEY_SCRIPT_PREFIX + "{name}", self.key_script, name="key_script")
         add("GET", "/__replica__/config", self.get_config)
         add("POST", "/__replica__/config", self.set_config)
         add("GET", "/__replica__/stats", self.get_stats)
@@ -486,7 +514,30 @@ class ReplicaSite:
         """Home page with ``buildId`` and the subscription key (2024: the GraphQL URL too)."""
         config = self.config
         base = _base_url(request)
-        return _html(self.pages.home(config.build_id, base, self._shown_key(), config.layout))
+        moved = "key-moved" in config.breaks
+        page = self.pages.home(
+            config.build_id,
+            base,
+            None if moved else self._shown_key(),
+            config.layout,
+            key_script=self._key_script_path() if moved else None,
+            show_build_id="build-id-missing" not in config.breaks,
+        )
+        return _html(page)
+
+    def _key_script_path(self) -> str:
+        digest = hashlib.sha256(self.config.build_id.encode()).hexdigest()[:16]
+        return f"{KEY_SCRIPT_PREFIX}{digest}.js"
+
+    async def key_script(self, request: web.Request) -> web.StreamResponse:
+        """Where the key sits when it moved out of the page (``key-moved``)."""
+        if "key-moved" not in self.config.breaks or request.path != self._key_script_path():
+            return web.Response(status=404, text="not found")
+        key = self._shown_key() or ""
+        return web.Response(
+            text=f"self.__ENV={json.dumps({'apimSubscriptionKey': key})};",
+            content_type="application/javascript",
+        )
 
     async def robots(self, request: web.Request) -> web.StreamResponse:
         """robots.txt: everything allowed but ``robots_disallow``."""
@@ -545,7 +596,15 @@ class ReplicaSite:
                 else "Query is too complex."
             )
             return _graphql_error(message, "QUERY_TOO_COMPLEX")
-        schema = graphql_api.schema_for(self.config.layout)
+        renamed = frozenset(
+            field
+            for mode, field in (
+                ("operation-renamed", "product"),
+                ("categories-moved", "productCategories"),
+            )
+            if mode in self.config.breaks
+        )
+        schema = graphql_api.schema_for(self.config.layout, renamed)
         status, body = graphql_api.execute(schema, parsed, _Resolvers(self))
         return _json(body, status)
 
@@ -583,7 +642,8 @@ class ReplicaSite:
 
     async def categories(self, request: web.Request) -> web.StreamResponse:
         """The browse tree (``pageProps.allProductCategories.catalogGroupView``)."""
-        if request.match_info["build_id"] != self.config.build_id:
+        stale = request.match_info["build_id"] != self.config.build_id
+        if stale or "categories-moved" in self.config.breaks:
             return web.Response(status=404, text="404: This page could not be found.")
         tree = {"catalogGroupView": category_tree(self.catalogue), "excludedCategoryIds": []}
         return _json({"pageProps": {"allProductCategories": tree}, "__N_SSP": True})
@@ -677,6 +737,8 @@ class _Resolvers:
         if product is None:
             raise GraphQLError("Product not found", extensions={"code": "NOT_FOUND"})
         record = product_record(product, site.catalogue, with_gtin=True)
+        if "gtin-removed" in site.config.breaks:
+            record["gtin"] = None
         record.setdefault("availabilityStatus", None)
         record.setdefault("collectableCampaign", "")
         record.setdefault("nutritionalClaims", [])

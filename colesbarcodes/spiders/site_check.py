@@ -229,7 +229,7 @@ class SiteCheckSpider(scrapy.Spider):
             )
             product, name = check_product(answer, sku)
             results.append(product)
-            if product.status is Status.OK:
+            if product.status is Status.OK or name is not None:  # the operation answers
                 answer = await self._ask(
                     "batch",
                     config.graphql_url,
