@@ -84,8 +84,16 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    connect_args = kwargs.setdefault("connect_args", {})
     if "connect_timeout" not in parsed.query:  # an unreachable server fails, not hangs
-        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
+        connect_args.setdefault("connect_timeout", 10)
+    # No server-side prepared statements: psycopg prepares a query on its fifth run, and
+    # PostgreSQL then settles on a generic plan costed from the statistics of that moment.
+    # An import prepares its look-ups while the tables are empty; the generic plan (a scan
+    # per key) stays in use as they grow to millions of rows: 25 times slower by 200,000
+    # lines. Unprepared, every statement is planned with its own values and the current
+    # table sizes (docs/product-update.md, "Plan stability").
+    connect_args.setdefault("prepare_threshold", None)
     return create_engine(parsed, **kwargs)
 
 
