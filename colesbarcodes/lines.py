@@ -283,7 +283,9 @@ def _company(value: object) -> str:
 # Few companies, checked once each (only successes are cached; only strings are passed).
 _company_cached = functools.lru_cache(maxsize=256)(_company)
 
-# Listing files repeat the same barcodes, stores and times on many lines: cache the work.
+# Listing files repeat the same barcodes, stores, SKUs and times on many lines (a day's
+# files list each SKU once per store): cache the work. Only successes are cached.
+_sku_cached = functools.lru_cache(maxsize=1 << 17)(normalize_sku)
 _cached_gtin = functools.lru_cache(maxsize=1 << 17, typed=True)(parse_gtin)
 
 
@@ -341,11 +343,12 @@ def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLi
     else:
         company = _company_cached(company) if company.__class__ is str else _company(company)
     sku = get("sku")
-    sku = (
-        str(sku)
-        if sku.__class__ is int and 0 < sku <= _MAX_INT_SKU
-        else normalize_sku(company, sku)
-    )
+    if sku.__class__ is int and 0 < sku <= _MAX_INT_SKU:
+        sku = str(sku)
+    elif sku.__class__ is str and len(sku) <= _MAX_CACHED:  # SKUs sent as JSON strings
+        sku = _sku_cached(company, sku)
+    else:
+        sku = normalize_sku(company, sku)
     store = get("store_id")
     store = (
         _store_id(company, store)
