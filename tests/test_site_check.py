@@ -326,3 +326,26 @@ def test_behind_a_block_page_an_accepted_proxy_passes_every_check(
         assert password not in run.stdout + run.stderr
         for path in saved.iterdir():
             assert password not in path.read_text()
+
+
+def test_scrapyd_runs_the_same_checks_as_a_crawl_that_exits_as_the_command(
+    tmp_path: Path,
+) -> None:
+    stats_file = tmp_path / "stats.json"
+    with replica("--break", "categories-moved") as site:
+        command = [sys.executable, "-m", "scrapy", "crawl", "site_check"]
+        command += ["-a", f"skus={','.join(SKUS)}", "-s", f"COLES_BASE_URL={site.url}", *FAST]
+        proc = subprocess.run(
+            command,
+            cwd=PROJECT,
+            env={**os.environ, "COLES_STATS_FILE": str(stats_file)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    stats = json.loads(stats_file.read_text())
+    assert stats["finish_reason"].startswith("site_changed: categories: ")
+    rows = {row["check"]: row["status"] for row in stats["site_check/results"]}
+    assert rows["categories"] == "changed" and rows["product"] == "ok"
