@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from typing import Self
 
     from scrapy.crawler import Crawler
+    from sqlalchemy.engine import Engine
 
-__all__ = ["CrawlRunLedger", "StatsFile"]
+__all__ = ["CrawlRunLedger", "StatsFile", "ledger_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,15 @@ class StatsFile:
             orjson.dumps(stats, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
         )
         os.replace(temp, self.path)
+
+
+def ledger_engine(database_url: str, connect_timeout: float) -> Engine:
+    """An engine for reading or writing the run ledger from a crawl: on PostgreSQL a server
+    that does not answer fails within ``connect_timeout`` seconds instead of hanging."""
+    kwargs: dict[str, Any] = {}
+    if database_url.startswith("postgres"):
+        kwargs["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
+    return make_engine(database_url, **kwargs)
 
 
 def _json_ready(stats: dict[str, Any]) -> dict[str, Any]:
@@ -124,10 +134,7 @@ class CrawlRunLedger:
         )
 
     def _write(self, run: RunRecord) -> int:
-        kwargs: dict[str, Any] = {}
-        if self.database_url.startswith("postgres"):
-            kwargs["connect_args"] = {"connect_timeout": max(1, round(self.connect_timeout))}
-        engine = make_engine(self.database_url, **kwargs)
+        engine = ledger_engine(self.database_url, self.connect_timeout)
         try:
             migrate(engine)
             with session_factory(engine).begin() as session:

@@ -178,6 +178,25 @@ COLES_MONITOR_MAX_FAILED_SHARE = 0.25  # of the SKUs asked of the site, the shar
 COLES_MONITOR_MAX_CHALLENGE_SHARE = 0.3  # of all responses, the share that were the bot check
 COLES_MONITOR_MAX_ITEMS_DROPPED = 0  # items dropped by a pipeline (item_dropped_count)
 COLES_MONITOR_MAX_ERRORS = 0  # ERROR log lines (log_count/ERROR)
+# The drift monitor: a site that changed under a crawl that still runs. Its failure ends
+# with "the site may have changed, run scrapy site-check".
+# GTIN share (barcode crawls only): of the product records the site answered (found,
+# no_barcode, invalid_barcode), the share with a GTIN (found, invalid_barcode). It fails
+# below COLES_MONITOR_GTIN_DROP x the median share of the latest COLES_MONITOR_GTIN_HISTORY
+# runs of the spider in the run ledger with at least COLES_MONITOR_GTIN_MIN_RECORDS records
+# (read when the spider opens), and never passes below COLES_MONITOR_MIN_GTIN_SHARE.
+COLES_MONITOR_GTIN_SHARE = False  # judge the GTIN share (the barcode spider turns it on)
+COLES_MONITOR_GTIN_DROP = 0.5  # half the recent runs' median
+COLES_MONITOR_GTIN_HISTORY = 5  # recent runs the median is taken over
+COLES_MONITOR_GTIN_MIN_RECORDS = 20  # fewer records: the run is not judged, nor counted
+# The floor, alone while no run is recorded: most Coles products carry a GTIN (in-store
+# codes included), so a run where fewer than 1 record in 20 does means the GTIN is no longer
+# where the crawl reads it; an inbox of odd products stays well above it.
+COLES_MONITOR_MIN_GTIN_SHARE = 0.05
+# Of the SKU answers read (coles/answers_read), the share whose format could not be read
+# (coles/site_format_errors: unreadable answers, documents GraphQL refused, product errors
+# other than "not found").
+COLES_MONITOR_MAX_FORMAT_ERROR_SHARE = 0.05
 # A SKU still failing after its retries is an outcome ("failed", retry file), judged by the
 # failed share above: Scrapy's "Gave up retrying" line is a warning, not an error.
 RETRY_GIVE_UP_LOG_LEVEL = "WARNING"

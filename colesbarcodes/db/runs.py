@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from colesbarcodes.db.models import CrawlRun, ImportRun
 
@@ -16,9 +16,12 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = [
+    "GTIN_OUTCOMES",
     "LOOKED_UP_OUTCOMES",
+    "RECORD_OUTCOMES",
     "ImportRunRecord",
     "RunRecord",
+    "recent_crawl_outcomes",
     "record_crawl_run",
     "record_import_run",
 ]
@@ -26,6 +29,11 @@ __all__ = [
 # Outcomes of SKUs that were asked of the site; the others (prefilled, recently_checked,
 # duplicate) cost no request. Shares of "failed" and "found" are taken over these.
 LOOKED_UP_OUTCOMES = ("found", "no_barcode", "not_found", "invalid_barcode", "failed")
+# Of those, the SKUs the site answered with a product record, and the records that carried a
+# GTIN (a valid one, or one that fails validation): the drift monitor's GTIN share is the
+# second over the first (colesbarcodes/monitors.py).
+RECORD_OUTCOMES = ("found", "no_barcode", "invalid_barcode")
+GTIN_OUTCOMES = ("found", "invalid_barcode")
 
 
 @dataclass
@@ -63,6 +71,21 @@ def record_crawl_run(session: Session, run: RunRecord) -> int:
         .returning(CrawlRun.id)
     ).scalar_one()
     return run_id
+
+
+def recent_crawl_outcomes(session: Session, spider: str, limit: int = 100) -> list[dict[str, int]]:
+    """SKUs per outcome of the latest ``limit`` recorded runs of ``spider``, newest first
+    (one small JSON column per run: the runs' stats are not read)."""
+    rows = session.scalars(
+        select(CrawlRun.outcomes)
+        .where(CrawlRun.spider == spider[:100])
+        .order_by(CrawlRun.started_at.desc(), CrawlRun.id.desc())
+        .limit(limit)
+    )
+    return [
+        {str(k): int(v) for k, v in (outcomes or {}).items() if isinstance(v, int | float)}
+        for outcomes in rows
+    ]
 
 
 @dataclass

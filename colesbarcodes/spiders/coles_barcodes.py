@@ -55,6 +55,8 @@ class ColesBarcodesSpider(scrapy.Spider):
 
     name = "coles_barcodes"
     company = "coles"
+    # the monitors judge its GTIN share against past runs (the drift monitor)
+    custom_settings = {"COLES_MONITOR_GTIN_SHARE": True}
     base_url: str
     default_store: str
     limit: int
@@ -235,11 +237,20 @@ class ColesBarcodesSpider(scrapy.Spider):
         )
 
     def parse_lookups(self, response: Response) -> Any:
-        """Each SKU of a GraphQL document (or of a product page) becomes its outcome."""
+        """Each SKU of a GraphQL document (or of a product page) becomes its outcome.
+
+        Stats for the monitors' format error share: ``coles/answers_read`` counts the SKUs
+        of every answer read, ``coles/site_format_errors`` those whose answer could not be
+        read for its format (an unreadable answer or a refused document: all its SKUs; an
+        error on one product: that SKU).
+        """
         lookups: list[LookupKey] = response.meta["lookups"]
+        stats = self.crawler.stats
+        stats.inc_value("coles/answers_read", len(lookups))
         try:
             answer = self.source.read(response)
         except SourceError as exc:
+            stats.inc_value("coles/site_format_errors", len(lookups))
             if not self.source.is_fallback(response):
                 self.crawler.stats.inc_value("coles/fallback/unusable_api_answer", len(lookups))
                 logger.warning(
@@ -261,7 +272,8 @@ class ColesBarcodesSpider(scrapy.Spider):
             if sku in answer.not_found:
                 yield self._outcome(key, Outcome.NOT_FOUND, reason="the site has no such product")
             elif sku in answer.errors:
-                self.crawler.stats.inc_value("coles/graphql/product_errors")
+                stats.inc_value("coles/graphql/product_errors")
+                stats.inc_value("coles/site_format_errors")
                 spoiled.append(key)
             else:
                 yield from self._record_outcome(response, key, answer.records[sku])
@@ -301,6 +313,7 @@ class ColesBarcodesSpider(scrapy.Spider):
         # Validation or bad input: the site's schema is not the one this crawl knows. Asking
         # again cannot help: the SKUs go to the retry file and the crawl stops, saying why.
         stats.inc_value("coles/graphql/rejected")
+        stats.inc_value("coles/site_format_errors", len(lookups))
         for key in lookups:
             yield self._outcome(
                 key, Outcome.FAILED, reason=f"GraphQL refused the document: {problem.message}"[:300]
