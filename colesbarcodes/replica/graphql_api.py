@@ -336,8 +336,16 @@ def _formatted(error: GraphQLError, code: str) -> dict[str, Any]:
     return entry
 
 
-def prepare(body: Any) -> GraphQLRequest:
-    """Read a decoded JSON body: parse its document and find the product fields it asks for."""
+def prepare(body: Any, renamed: frozenset[str] = frozenset()) -> GraphQLRequest:
+    """Read a decoded JSON body: parse its document and find the product fields it asks for
+    (under their :data:`RENAMED_FIELDS` names for the root fields in ``renamed``, so that a
+    client of a renamed API is still counted)."""
+    product_field = RENAMED_FIELDS["product"] if "product" in renamed else "product"
+    categories_field = (
+        RENAMED_FIELDS["productCategories"]
+        if "productCategories" in renamed
+        else "productCategories"
+    )
     if not isinstance(body, dict):
         request = GraphQLRequest("(anonymous)")
         request.error = (400, error_body("Body must be a JSON object.", "BAD_REQUEST"))
@@ -384,13 +392,13 @@ def prepare(body: Any) -> GraphQLRequest:
     if operation.operation == OperationType.QUERY:
         for node in _root_fields(operation.selection_set, fragments, set()):
             name = node.name.value
-            if name not in ("product", "productCategories"):
+            if name not in (product_field, categories_field):
                 continue
             args = {arg.name.value: arg.value for arg in node.arguments or ()}
             store_id = _argument(args.get("storeId"), request.variables)
             if store_id is not None:
                 stores.add(store_id.removeprefix("COL:"))
-            if name == "product":
+            if name == product_field:
                 alias = node.alias.value if node.alias else name
                 product_id = _argument(args.get("productId"), request.variables)
                 request.products.append(ProductField(alias, product_id, store_id))

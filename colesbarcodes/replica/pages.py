@@ -450,6 +450,7 @@ class Pages:
         script, runtime = self._settings(layout, build_id, base, api_key)
         if key_script is not None:  # the key moved into a separate script (a site change)
             script += f'<script src="{key_script}" defer></script>'
+            runtime = None  # 2024: no runtimeConfig left at all (2026 has none anyway)
         page, query, page_props = next_data
         data = self.next_data(page, query, page_props, build_id, runtime)
         if not show_build_id:
@@ -487,10 +488,28 @@ class Pages:
             show_build_id=show_build_id,
         )
 
-    def not_found(self, build_id: str, base: str, api_key: str | None, layout: str = "2026") -> str:
-        """The 404 page (unknown or delisted SKU, unknown path)."""
+    def not_found(
+        self,
+        build_id: str,
+        base: str,
+        api_key: str | None,
+        layout: str = "2026",
+        *,
+        key_script: str | None = None,
+        show_build_id: bool = True,
+    ) -> str:
+        """The 404 page (unknown or delisted SKU, unknown path); options as :meth:`home`."""
         page: tuple[str, dict[str, Any], dict[str, Any]] = ("/_error", {}, {"statusCode": 404})
-        return self._page(self._not_found, layout, page, build_id, base, api_key)
+        return self._page(
+            self._not_found,
+            layout,
+            page,
+            build_id,
+            base,
+            api_key,
+            key_script=key_script,
+            show_build_id=show_build_id,
+        )
 
     def product(
         self,
@@ -502,6 +521,9 @@ class Pages:
         api_key: str | None,
         with_gtin: bool,
         layout: str = "2026",
+        *,
+        key_script: str | None = None,
+        show_build_id: bool = True,
     ) -> str:
         """A product page: ``record`` in ``__NEXT_DATA__`` and a JSON-LD Product with ``sku``.
 
@@ -509,6 +531,7 @@ class Pages:
         oddity of a page whose ``__NEXT_DATA__`` holds another product. The JSON-LD carries
         ``gtin`` in 2026 (as a page saved in 2025 did) when the product has a valid 13-digit
         one, and ``gtin13`` in either layout when ``with_gtin`` (the ``page_gtin`` switch).
+        ``key_script`` and ``show_build_id`` as in :meth:`home`.
         """
         canonical = f"{base}{product.url_path}"
         json_ld: dict[str, Any] = {
@@ -556,4 +579,13 @@ class Pages:
             .replace("@@PRICE@@", f"${product.price:.2f}")
         )
         page = ("/product/[slug]", {"slug": slug}, page_props)
-        return self._page(template, layout, page, build_id, base, api_key)
+        return self._page(
+            template,
+            layout,
+            page,
+            build_id,
+            base,
+            api_key,
+            key_script=key_script,
+            show_build_id=show_build_id,
+        )

@@ -83,10 +83,21 @@ def run(
     asyncio.run(serve(catalogue, config, host, port, ready=announce))
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps help as usual but keeps explicit line breaks (``--break``: one line per mode)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        lines: list[str] = []
+        for part in text.split("\n"):
+            lines += super()._split_lines(part, width)
+        return lines
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """Command-line options; another CLI can reuse them through :func:`main`."""
     parser = argparse.ArgumentParser(
         prog=prog or "python -m colesbarcodes.replica",
+        formatter_class=_HelpFormatter,
         description=(
             "Offline replica of the Coles site (home page, GraphQL GetProductDetails and "
             "GetShopProductsMenu, product pages, listings, robots.txt), as in late 2026 or "
@@ -205,8 +216,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODE",
-        help="break one point of the site contract on purpose (repeatable, or a comma list): "
-        + "; ".join(f"{mode}: {what}" for mode, what in BREAKS.items()),
+        help="break one point of the site contract on purpose (repeatable, or a comma list; "
+        'POST /__replica__/config {"breaks": []} restores the site):\n'
+        + "\n".join(f"{mode}: {what}" for mode, what in BREAKS.items()),
     )
     behave.add_argument(
         "--config", metavar="JSON", help="any ReplicaConfig fields as a JSON object (applied last)"

@@ -27,13 +27,24 @@ Endpoints (the contract in the project's shared README; ``layout`` picks the yea
 - ``GET /robots.txt``; ``GET|POST /__replica__/...``: control and stats (never challenged
   nor blocked).
 
-Breaking on purpose (``breaks``, ``--break MODE``; :data:`BREAKS`): ``key-moved`` (no key in
-the home page, not even the name ``BFF_API_SUBSCRIPTION_KEY``; it is served by a script
-``/_next/static/chunks/env-<hash>.js`` as ``self.__ENV={"apimSubscriptionKey": ...}``),
-``build-id-missing`` (no ``buildId`` in ``__NEXT_DATA__``), ``operation-renamed`` (root field
-``product`` renamed ``productDetails``: ``GetProductDetails`` fails validation, 400),
-``gtin-removed`` (every GraphQL record answers ``gtin: null``), ``categories-moved``
-(``productCategories`` renamed ``shopMenu`` and ``browse.json`` 404, listings unchanged).
+Breaking on purpose (``breaks``; ``--break MODE``, repeatable or a comma list; ``breaks: []``
+restores the site), one point of the contract each (:data:`BREAKS`), in either layout:
+
+- ``key-moved``: no page (home, product, 404) carries the key: no key in
+  ``window.__RUNTIME_CONFIG__``, no ``runtimeConfig`` in ``__NEXT_DATA__`` (2024), and not even
+  the name ``BFF_API_SUBSCRIPTION_KEY``. The pages load ``/_next/static/chunks/env-<hash>.js``,
+  which answers ``self.__ENV={"apimSubscriptionKey":"<key>"};`` (404 when the mode is off);
+  ``/api/graphql`` still takes the key; ``buildId`` stays.
+- ``build-id-missing``: no page's ``__NEXT_DATA__`` has ``buildId`` (the key stays where the
+  layout puts it); ``/_next/data/{buildId}/...`` still answers under the real id.
+- ``operation-renamed``: the root field ``product`` is ``productDetails``: ``GetProductDetails``
+  answers 400 ``GRAPHQL_VALIDATION_FAILED`` "Cannot query field 'product' on type 'Query'..."
+  (graphql-core's words); ``productCategories`` unchanged.
+- ``gtin-removed``: ``gtin`` stays in the schema but every GraphQL record answers ``null``;
+  product pages unchanged.
+- ``categories-moved``: ``productCategories`` is ``shopMenu`` (2026; a ``GetShopProductsMenu``
+  document answers 400 as above) and ``browse.json`` answers 404 (both layouts); listing pages
+  still answer.
 
 Protection (Imperva): with ``challenge`` on, content without a valid token answers the "Pardon
 Our Interruption" page (2026: the token in ``incap_ses_*`` next to ``visid_incap_*``; 2024:
@@ -96,11 +107,11 @@ BLOCK_STATUSES = (200, 403, 503)
 # Contract points the replica can break on purpose (``breaks``), one site change each, so that
 # ``scrapy site-check`` and the crawls are tested against the failure each check exists for.
 BREAKS: dict[str, str] = {
-    "key-moved": "the home page carries no subscription key; it sits in a separate script",
-    "build-id-missing": "__NEXT_DATA__ has no buildId (the /_next/data/ routes still answer)",
-    "operation-renamed": "GraphQL's root field `product` is renamed: GetProductDetails fails",
-    "gtin-removed": "GraphQL records answer gtin: null (the field stays in the schema)",
-    "categories-moved": "GraphQL productCategories is renamed and browse.json answers 404",
+    "key-moved": "no key in the pages; /_next/static/chunks/env-<hash>.js serves it",
+    "build-id-missing": "__NEXT_DATA__ has no buildId; /_next/data/ routes still answer",
+    "operation-renamed": "GraphQL `product` renamed productDetails: GetProductDetails 400",
+    "gtin-removed": "GraphQL answers gtin: null for every product (the field stays)",
+    "categories-moved": "productCategories renamed shopMenu; browse.json answers 404",
 }
 KEY_SCRIPT_PREFIX = "/_next/static/chunks/env-"
 
@@ -192,11 +203,16 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
         if name == "breaks":
             if isinstance(value, str):
                 value = [value]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError("expected a list of mode names")
             modes = [m.strip() for v in value for m in str(v).split(",") if m.strip()]
             unknown = sorted(set(modes) - set(BREAKS))
             if unknown:
-                raise ValueError(f"unknown {', '.join(unknown)}; modes are {', '.join(BREAKS)}")
-            return modes
+                raise ValueError(
+                    f"unknown break mode {', '.join(map(repr, unknown))}; "
+                    f"modes are {', '.join(BREAKS)}"
+                )
+            return list(dict.fromkeys(modes))  # each once, in the order given
         if name == "block_clients":
             if isinstance(value, str):
                 value = [value]
@@ -501,10 +517,22 @@ class ReplicaSite:
             return None
         return config.published_key or config.api_key
 
+    def _page_key(self) -> tuple[str | None, dict[str, Any]]:
+        """(key shown in pages, page options) under the ``breaks`` that change every page:
+        ``key-moved`` and ``build-id-missing`` are site-wide, as a real deployment would be."""
+        breaks = self.config.breaks
+        moved = "key-moved" in breaks
+        options: dict[str, Any] = {
+            "key_script": self._key_script_path() if moved else None,
+            "show_build_id": "build-id-missing" not in breaks,
+        }
+        return (None if moved else self._shown_key()), options
+
     def _not_found(self, request: web.Request) -> web.Response:
         config = self.config
+        key, options = self._page_key()
         text = self.pages.not_found(
-            config.build_id, _base_url(request), self._shown_key(), config.layout
+            config.build_id, _base_url(request), key, config.layout, **options
         )
         return _html(text, 404)
 
@@ -513,17 +541,10 @@ class ReplicaSite:
     async def home(self, request: web.Request) -> web.StreamResponse:
         """Home page with ``buildId`` and the subscription key (2024: the GraphQL URL too)."""
         config = self.config
-        base = _base_url(request)
-        moved = "key-moved" in config.breaks
-        page = self.pages.home(
-            config.build_id,
-            base,
-            None if moved else self._shown_key(),
-            config.layout,
-            key_script=self._key_script_path() if moved else None,
-            show_build_id="build-id-missing" not in config.breaks,
+        key, options = self._page_key()
+        return _html(
+            self.pages.home(config.build_id, _base_url(request), key, config.layout, **options)
         )
-        return _html(page)
 
     def _key_script_path(self) -> str:
         digest = hashlib.sha256(self.config.build_id.encode()).hexdigest()[:16]
@@ -533,11 +554,8 @@ class ReplicaSite:
         """Where the key sits when it moved out of the page (``key-moved``)."""
         if "key-moved" not in self.config.breaks or request.path != self._key_script_path():
             return web.Response(status=404, text="not found")
-        key = self._shown_key() or ""
-        return web.Response(
-            text=f"self.__ENV={json.dumps({'apimSubscriptionKey': key})};",
-            content_type="application/javascript",
-        )
+        env = json.dumps({"apimSubscriptionKey": self._shown_key() or ""}, separators=(",", ":"))
+        return web.Response(text=f"self.__ENV={env};", content_type="application/javascript")
 
     async def robots(self, request: web.Request) -> web.StreamResponse:
         """robots.txt: everything allowed but ``robots_disallow``."""
@@ -562,7 +580,7 @@ class ReplicaSite:
             body = await request.json(loads=json.loads)
         except ValueError:
             body = None
-        return graphql_api.prepare(body)
+        return graphql_api.prepare(body, self._renamed_fields())
 
     async def graphql(self, request: web.Request) -> web.StreamResponse:
         """Execute a GraphQL document against the layout's schema (key checked first)."""
@@ -596,17 +614,21 @@ class ReplicaSite:
                 else "Query is too complex."
             )
             return _graphql_error(message, "QUERY_TOO_COMPLEX")
-        renamed = frozenset(
-            field
-            for mode, field in (
+        schema = graphql_api.schema_for(self.config.layout, self._renamed_fields())
+        status, body = graphql_api.execute(schema, parsed, _Resolvers(self))
+        return _json(body, status)
+
+    def _renamed_fields(self) -> frozenset[str]:
+        """GraphQL root fields the ``breaks`` rename (see ``graphql_api.RENAMED_FIELDS``)."""
+        breaks = self.config.breaks
+        return frozenset(
+            name
+            for mode, name in (
                 ("operation-renamed", "product"),
                 ("categories-moved", "productCategories"),
             )
-            if mode in self.config.breaks
+            if mode in breaks
         )
-        schema = graphql_api.schema_for(self.config.layout, renamed)
-        status, body = graphql_api.execute(schema, parsed, _Resolvers(self))
-        return _json(body, status)
 
     def _rotate_key(self) -> None:
         """A new 32-hex key derived from the old one; the old one gets 401 from now on."""
@@ -628,15 +650,17 @@ class ReplicaSite:
             skus = sorted(self.catalogue.products)
             shown = self.catalogue.products[skus[(skus.index(product.sku) + 1) % len(skus)]]
         record = product_record(shown, self.catalogue, with_gtin=config.page_gtin)
+        key, options = self._page_key()
         text = self.pages.product(
             product,
             record,
             slug,
             config.build_id,
             _base_url(request),
-            self._shown_key(),
+            key,
             config.page_gtin,
             config.layout,
+            **options,
         )
         return _html(text)
 

@@ -1,8 +1,10 @@
 """The replica breaks one point of the site contract on purpose (``--break MODE``), as the real
-site changes: each mode breaks its point for the crawl's own parser, and only that point."""
+site changes: each mode breaks its point for the crawl's own parser, and only that point, so
+that ``scrapy site-check`` can be tested against each failure it exists for."""
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.error
 import urllib.request
@@ -18,9 +20,14 @@ from colesbarcodes.coles_site import (
     graphql_headers,
     listing_path,
     parse_build_id,
+    parse_category_tree,
     parse_graphql_category_tree,
     parse_graphql_products,
+    parse_listing,
+    parse_next_data,
+    parse_product_page,
     parse_site_config,
+    product_page_path,
 )
 from colesbarcodes.replica import Catalogue, ReplicaProcess
 
@@ -30,20 +37,41 @@ if TYPE_CHECKING:
 KEY = "fedcba9876543210fedcba9876543210"
 BUILD_ID = "20261101.01_v5.2.0"
 PRODUCTS = 200
-SKU = str(next(p.sku for p in Catalogue.generate(PRODUCTS, seed=1) if p.expected_gtin))
+CATALOGUE = Catalogue.generate(PRODUCTS, seed=1)
+PRODUCT = next(p for p in CATALOGUE.products.values() if p.expected_gtin)
+SKU = str(PRODUCT.sku)
+OTHER = str(next(p.sku for p in CATALOGUE.products.values() if p.expected_gtin and p != PRODUCT))
+LAYOUTS = ["2026", "2024"]
+KEY_SCRIPT = re.compile(rb'<script src="(/_next/static/chunks/env-[0-9a-f]+\.js)"')
 
 
-def fetch(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+def fetch(
+    url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """(status, body) of one real HTTP request, whatever the status."""
     request = urllib.request.Request(url, data=body, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return bytes(response.read())
+            return response.status, bytes(response.read())
     except urllib.error.HTTPError as error:
-        return bytes(error.read()) if error.code != 404 else b"404"
+        return error.code, bytes(error.read())
 
 
-def graphql(site: ReplicaProcess, body: bytes) -> bytes:
-    return fetch(f"{site.url}/api/graphql", body, graphql_headers(site.url, KEY))
+def page(site: ReplicaProcess, path: str = "/") -> bytes:
+    status, body = fetch(site.url + path)
+    assert status == 200, body[:300]
+    return body
+
+
+def graphql(site: ReplicaProcess, body: bytes, key: str = KEY) -> tuple[int, bytes]:
+    """POST a document with the headers the site's own client sends."""
+    return fetch(f"{site.url}/api/graphql", body, graphql_headers(site.url, key))
+
+
+def a_listing_path(site: ReplicaProcess) -> str:
+    """The fullest department's listing path, from the unbroken site's ``browse.json``."""
+    tree = parse_category_tree(page(site, categories_path(BUILD_ID)))
+    return max(tree, key=lambda category: category.product_count or 0).path
 
 
 @pytest.fixture(scope="module")
@@ -55,79 +83,192 @@ def site() -> Iterator[ReplicaProcess]:
 
 @pytest.fixture(autouse=True)
 def unbroken(site: ReplicaProcess) -> Iterator[None]:
+    site.configure(breaks=[], layout="2026", page_gtin=False)
     yield
-    site.configure(breaks=[], layout="2026")
+    site.configure(breaks=[], layout="2026", page_gtin=False)
 
 
-@pytest.mark.parametrize("layout", ["2026", "2024"])
+# -- key-moved ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_key_moved_takes_the_key_out_of_the_page_into_a_script(
     site: ReplicaProcess, layout: str
 ) -> None:
     site.configure(breaks=["key-moved"], layout=layout)
-    home = fetch(f"{site.url}/")
+    home = page(site)
     assert b"BFF_API_SUBSCRIPTION_KEY" not in home and KEY.encode() not in home
-    with pytest.raises(SiteFormatError):
+    assert "runtimeConfig" not in parse_next_data(home)
+    with pytest.raises(SiteFormatError, match="no BFF_API_SUBSCRIPTION_KEY"):
         parse_site_config(home, f"{site.url}/")
     assert parse_build_id(home) == BUILD_ID  # only the key moved
-    script = re.search(rb'<script src="(/_next/static/chunks/env-[0-9a-f]+\.js)"', home)
+
+    script = KEY_SCRIPT.search(home)
     assert script is not None
-    assert KEY.encode() in fetch(site.url + script.group(1).decode())
-    answer = parse_graphql_products(graphql(site, graphql_body([SKU], "0584")), [SKU])
-    assert SKU in answer.records  # the API still takes the key
+    body = page(site, script.group(1).decode())
+    assert body == f'self.__ENV={{"apimSubscriptionKey":"{KEY}"}};'.encode()
+    key = re.search(rb'"apimSubscriptionKey":"([0-9a-f]{32})"', body)
+    assert key is not None
+    status, answer = graphql(site, graphql_body([SKU], "0584"), key.group(1).decode())
+    assert status == 200
+    assert SKU in parse_graphql_products(answer, [SKU]).records  # the API still takes it
 
 
-def test_build_id_missing_leaves_the_key_and_the_routes(site: ReplicaProcess) -> None:
-    site.configure(breaks=["build-id-missing"])
-    home = fetch(f"{site.url}/")
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_key_moved_is_site_wide_product_pages_carry_no_key_either(
+    site: ReplicaProcess, layout: str
+) -> None:
+    site.configure(breaks=["key-moved"], layout=layout)
+    product_page = page(site, product_page_path(SKU, PRODUCT.name))
+    assert b"BFF_API_SUBSCRIPTION_KEY" not in product_page and KEY.encode() not in product_page
+    assert KEY_SCRIPT.search(product_page) is not None
+    assert parse_product_page(product_page, SKU).name  # the page itself is unchanged
+
+
+def test_the_key_script_is_not_there_while_the_key_is_in_the_page(site: ReplicaProcess) -> None:
+    site.configure(breaks=["key-moved"])
+    script = KEY_SCRIPT.search(page(site))
+    assert script is not None
+    site.configure(breaks=[])
+    assert KEY_SCRIPT.search(page(site)) is None
+    assert fetch(site.url + script.group(1).decode())[0] == 404
+
+
+# -- build-id-missing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_build_id_missing_leaves_the_key_and_the_routes(site: ReplicaProcess, layout: str) -> None:
+    path = a_listing_path(site)
+    site.configure(breaks=["build-id-missing"], layout=layout)
+    home = page(site)
     with pytest.raises(SiteFormatError, match="no buildId"):
         parse_build_id(home)
+    assert "buildId" not in parse_next_data(home)
     assert parse_site_config(home, f"{site.url}/").api_key == KEY
-    assert b"pageProps" in fetch(site.url + categories_path(BUILD_ID))
+    with pytest.raises(SiteFormatError, match="no buildId"):
+        parse_build_id(page(site, product_page_path(SKU, PRODUCT.name)))
+    assert parse_category_tree(page(site, categories_path(BUILD_ID)))
+    assert parse_listing(page(site, listing_path(BUILD_ID, path, 1, "0584")), path).products
 
 
-def test_operation_renamed_fails_get_product_details_validation_only(
+# -- operation-renamed --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_operation_renamed_fails_get_product_details_validation(
+    site: ReplicaProcess, layout: str
+) -> None:
+    site.configure(breaks=["operation-renamed"], layout=layout)
+    status, body = graphql(site, graphql_body([SKU], "0584"))
+    assert status == 400
+    error = json.loads(body)["errors"][0]
+    assert error["message"].startswith("Cannot query field 'product' on type 'Query'.")
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    answer = parse_graphql_products(body, [SKU], status)
+    assert answer.problem is not None and not answer.records
+    assert "Cannot query field 'product'" in answer.problem.message
+
+
+def test_operation_renamed_leaves_the_categories_and_serves_the_new_name(
     site: ReplicaProcess,
 ) -> None:
     site.configure(breaks=["operation-renamed"])
-    answer = parse_graphql_products(graphql(site, graphql_body([SKU], "0584")), [SKU], 400)
-    assert answer.problem is not None
-    assert "Cannot query field 'product'" in answer.problem.message
-    tree = parse_graphql_category_tree(graphql(site, categories_graphql_body("0584")))
-    assert len(tree) >= 5
+    status, body = graphql(site, categories_graphql_body("0584"))
+    assert status == 200 and len(parse_graphql_category_tree(body)) >= 5
+    site.reset_stats()
+    skus = [SKU, OTHER]  # aliased p0, p1: the answer reads as before under the new name
+    renamed = graphql_body(skus, "0584").replace(b": product(", b": productDetails(")
+    status, body = graphql(site, renamed)
+    assert status == 200, body[:300]
+    assert parse_graphql_products(body, skus).records[SKU].gtin == PRODUCT.expected_gtin
+    assert site.stats()["by_sku_kind"]["graphql"] == {SKU: 1, OTHER: 1}  # still counted
 
 
-def test_gtin_removed_answers_records_without_gtin(site: ReplicaProcess) -> None:
-    site.configure(breaks=["gtin-removed"])
-    answer = parse_graphql_products(graphql(site, graphql_body([SKU], "0584")), [SKU])
-    record = answer.records[SKU]
+# -- gtin-removed -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gtin_removed_answers_records_without_gtin(site: ReplicaProcess, layout: str) -> None:
+    site.configure(breaks=["gtin-removed"], layout=layout, page_gtin=True)
+    status, body = graphql(site, graphql_body([SKU], "0584"))
+    assert status == 200
+    record = parse_graphql_products(body, [SKU]).records[SKU]
     assert record.has_gtin_field and record.gtin is None
     assert record.name  # the rest of the record is there
+    product_page = page(site, product_page_path(SKU, PRODUCT.name))
+    assert parse_product_page(product_page, SKU).gtin == PRODUCT.expected_gtin  # pages unchanged
+
+
+# -- categories-moved ---------------------------------------------------------------------------
 
 
 def test_categories_moved_breaks_both_tree_sources_but_not_the_listings(
     site: ReplicaProcess,
 ) -> None:
+    path = a_listing_path(site)
     site.configure(breaks=["categories-moved"])
+    status, body = graphql(site, categories_graphql_body("0584"))
+    assert status == 400
+    assert b"Cannot query field 'productCategories' on type 'Query'." in body
     with pytest.raises(SiteFormatError):
-        parse_graphql_category_tree(graphql(site, categories_graphql_body("0584")))
-    assert fetch(site.url + categories_path(BUILD_ID)) == b"404"
-    site.configure(breaks=[])
-    tree = parse_graphql_category_tree(graphql(site, categories_graphql_body("0584")))
-    site.configure(breaks=["categories-moved"])
-    listing = fetch(site.url + listing_path(BUILD_ID, tree[0].path, 1, "0584"))
-    assert b"searchResults" in listing
+        parse_graphql_category_tree(body)
+    assert fetch(site.url + categories_path(BUILD_ID))[0] == 404
+    assert parse_listing(page(site, listing_path(BUILD_ID, path, 1, "0584")), path).products
+    status, body = graphql(site, graphql_body([SKU], "0584"))
+    assert status == 200 and SKU in parse_graphql_products(body, [SKU]).records
 
 
-def test_breaks_are_cleared_at_runtime_and_unknown_ones_refused(site: ReplicaProcess) -> None:
-    site.configure(breaks=["key-moved", "gtin-removed"])
-    site.configure(breaks=[])
-    assert parse_site_config(fetch(f"{site.url}/"), f"{site.url}/").api_key == KEY
-    request = urllib.request.Request(
+def test_categories_moved_in_2024_takes_browse_json_away(site: ReplicaProcess) -> None:
+    path = a_listing_path(site)
+    site.configure(breaks=["categories-moved"], layout="2024")
+    assert fetch(site.url + categories_path(BUILD_ID))[0] == 404
+    assert parse_listing(page(site, listing_path(BUILD_ID, path, 1, "0584")), path).products
+
+
+# -- switching breaks on and off ----------------------------------------------------------------
+
+
+def test_breaks_combine_and_are_cleared_at_runtime(site: ReplicaProcess) -> None:
+    config = site.configure(breaks=["key-moved", "gtin-removed,key-moved"])
+    assert config["breaks"] == ["key-moved", "gtin-removed"]
+    with pytest.raises(SiteFormatError):
+        parse_site_config(page(site), f"{site.url}/")
+    assert site.configure(breaks=[])["breaks"] == []
+    assert parse_site_config(page(site), f"{site.url}/").api_key == KEY
+    status, body = graphql(site, graphql_body([SKU], "0584"))
+    assert parse_graphql_products(body, [SKU], status).records[SKU].gtin == PRODUCT.expected_gtin
+
+
+def test_an_unknown_mode_is_refused_with_the_valid_ones(site: ReplicaProcess) -> None:
+    status, body = fetch(
         f"{site.url}/__replica__/config",
-        data=b'{"breaks": ["site-on-fire"]}',
-        headers={"Content-Type": "application/json"},
+        json.dumps({"breaks": ["key-moved", "site-on-fire"]}).encode(),
+        {"Content-Type": "application/json"},
     )
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=10)
-    assert refused.value.code == 400
-    assert b"modes are key-moved" in refused.value.read()
+    assert status == 400
+    error = json.loads(body)["error"]
+    assert "site-on-fire" in error
+    for mode in (
+        "key-moved",
+        "build-id-missing",
+        "operation-renamed",
+        "gtin-removed",
+        "categories-moved",
+    ):
+        assert mode in error
+    assert site.config()["breaks"] == []  # nothing applied
+
+
+def test_break_flags_at_start_up_repeat_and_take_comma_lists() -> None:
+    args = ["--break", "key-moved,gtin-removed", "--break", "categories-moved", "--layout", "2024"]
+    with ReplicaProcess(products=50, seed=1, args=args) as replica:
+        config = replica.config()
+        assert config["breaks"] == ["key-moved", "gtin-removed", "categories-moved"]
+        assert config["layout"] == "2024"
+        assert b"BFF_API_SUBSCRIPTION_KEY" not in page(replica)
+
+
+def test_an_unknown_mode_at_start_up_stops_the_replica_naming_the_valid_ones() -> None:
+    with pytest.raises(RuntimeError, match="modes are key-moved, build-id-missing"):
+        ReplicaProcess(products=10, args=["--break", "key-moved,site-on-fire"]).start()
