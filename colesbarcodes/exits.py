@@ -42,6 +42,18 @@ class Exit:
         parts = urlsplit(self.url)
         return f"proxy {self.index + 1} ({parts.scheme}://{parts.hostname}:{parts.port})"
 
+    @property
+    def secrets(self) -> list[str]:
+        """The user name and password in the URL (and both as written in it), for masking
+        wherever an answer or a saved file might repeat them."""
+        if self.url is None:
+            return []
+        parts = urlsplit(self.url)
+        found = [unquote(p) for p in (parts.username, parts.password) if p]
+        if parts.username and parts.password:
+            found.append(f"{parts.username}:{parts.password}")
+        return found
+
     def playwright_proxy(self) -> dict[str, str] | None:
         """The proxy option of a Playwright browser context leaving through this exit."""
         if self.url is None:

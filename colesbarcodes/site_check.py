@@ -41,7 +41,7 @@ from colesbarcodes.coles_site import (
 from colesbarcodes.gtin import InvalidGtin, parse_gtin
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "BATCH",
@@ -323,19 +323,21 @@ def check_batch(answer: Answer, skus: Sequence[str]) -> CheckResult:
     )
 
 
-def _departments(parse: object, answer: Answer | None, what: str) -> tuple[int, str]:
-    """(departments, what was seen) for one source of the tree; 0 when unusable."""
+def _tree(
+    parse: Callable[[bytes], tuple[Category, ...]], answer: Answer | None, what: str
+) -> tuple[tuple[Category, ...], str]:
+    """(the tree, what was seen) for one source of it; an empty tree when unusable."""
     if answer is None:
-        return 0, f"{what}: not asked"
+        return (), f"{what}: not asked"
     if answer.blocked or answer.error or protection_kind(answer.body) is not None:
-        return 0, f"{what}: {answer.error or 'blocked'}"[:120]
+        return (), f"{what}: {answer.error or 'blocked'}"[:120]
     if answer.status != 200:
-        return 0, f"{what}: HTTP {answer.status}"
+        return (), f"{what}: HTTP {answer.status}"
     try:
-        tree: tuple[Category, ...] = parse(answer.body)  # type: ignore[operator]
+        tree = parse(answer.body)
     except SiteFormatError as exc:
-        return 0, f"{what}: {exc}"[:160]
-    return len(tree), f"{what}: {len(tree)} departments"
+        return (), f"{what}: {exc}"[:160]
+    return tree, f"{what}: {len(tree)} departments"
 
 
 def check_categories(
@@ -346,22 +348,18 @@ def check_categories(
     falls back from one to the other); ``seen`` tells both. Returns the tree used."""
     if graphql is None and route is None:
         return skipped(CATEGORIES, "key and build id"), ()
-    count_g, seen_g = _departments(parse_graphql_category_tree, graphql, "GraphQL")
-    count_r, seen_r = _departments(parse_category_tree, route, "browse.json")
+    from_graphql, seen_g = _tree(parse_graphql_category_tree, graphql, "GraphQL")
+    from_route, seen_r = _tree(parse_category_tree, route, "browse.json")
     seen = f"{seen_g}; {seen_r}"
-    best, parse, source = (
-        (graphql, parse_graphql_category_tree, count_g)
-        if count_g >= MIN_DEPARTMENTS
-        else (route, parse_category_tree, count_r)
-    )
-    if source >= MIN_DEPARTMENTS and best is not None:
-        return CATEGORIES.result(Status.OK, seen), parse(best.body)
+    tree = from_graphql if len(from_graphql) >= MIN_DEPARTMENTS else from_route
+    if len(tree) >= MIN_DEPARTMENTS:
+        return CATEGORIES.result(Status.OK, seen), tree
     answers = [a for a in (graphql, route) if a is not None]
     if all(a.blocked or protection_kind(a.body) == PROTECTION_BLOCK for a in answers):
         return CATEGORIES.result(Status.BLOCKED, seen, _BLOCKED_REMEDY), ()
     if all(a.error or a.status >= 500 for a in answers):
         return CATEGORIES.result(Status.UNREACHABLE, seen, _UNREACHABLE_REMEDY), ()
-    if max(count_g, count_r) > 0:
+    if from_graphql or from_route:
         seen += f" (fewer than {MIN_DEPARTMENTS}: not a plausible tree)"
     return CATEGORIES.result(Status.CHANGED, seen), ()
 

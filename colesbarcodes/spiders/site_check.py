@@ -17,7 +17,6 @@ import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 import scrapy
 from scrapy.exceptions import CloseSpider
@@ -110,7 +109,7 @@ class SiteCheckSpider(scrapy.Spider):
         spider.save = Path(kwargs["save"]) if kwargs.get("save") else None
         exits = exits_from_setting(settings.get("COLES_PROXIES"))
         spider._exit_labels = {e.index: e.label for e in exits}
-        spider._secrets = [part for e in exits for part in _credentials(e.url)]
+        spider._secrets = [secret for e in exits for secret in e.secrets]
         spider._saved = []
         return spider
 
@@ -284,14 +283,3 @@ class SiteCheckSpider(scrapy.Spider):
     def _solved(self) -> int:
         value = self.crawler.stats.get_value("botcheck/solved", 0)
         return int(value) if isinstance(value, int) else 0
-
-
-def _credentials(url: str | None) -> list[str]:
-    """The user name and password of a proxy URL (masked wherever an answer repeats them)."""
-    if not url:
-        return []
-    parts = urlsplit(url)
-    found = [unquote(p) for p in (parts.username, parts.password) if p]
-    if parts.username and parts.password:
-        found.append(f"{parts.username}:{parts.password}")
-    return found
