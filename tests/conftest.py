@@ -116,6 +116,14 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def enrichment_inbox(tmp_path: Path) -> Path:
+    """An empty barcode enrichment inbox for a crawl to read."""
+    root = tmp_path / "barcode_enrichment_inbox"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
 def inbox(tmp_path: Path) -> Inbox:
     box = Inbox(tmp_path / "product_inbox")
     box.ensure()

@@ -49,13 +49,6 @@ def replica() -> Iterator[ReplicaProcess]:
         yield site
 
 
-@pytest.fixture
-def enrichment_inbox(tmp_path: Path) -> Path:
-    root = tmp_path / "barcode_enrichment_inbox"
-    root.mkdir()
-    return root
-
-
 def skus(first: int, count: int) -> list[int]:
     return [p.sku for p in list(CATALOGUE)[first : first + count]]
 

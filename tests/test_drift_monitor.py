@@ -297,13 +297,6 @@ def replica() -> Iterator[ReplicaProcess]:
         yield site
 
 
-@pytest.fixture
-def enrichment_inbox(tmp_path: Path) -> Path:
-    root = tmp_path / "barcode_enrichment_inbox"
-    root.mkdir()
-    return root
-
-
 def test_a_crawl_whose_site_stopped_answering_gtins_fails_its_drift_monitor(
     engine: Engine, replica: ReplicaProcess, enrichment_inbox: Path
 ) -> None:

@@ -584,13 +584,6 @@ def replica() -> Iterator[ReplicaProcess]:
         yield site
 
 
-@pytest.fixture
-def enrichment_inbox(tmp_path: Path) -> Path:
-    root = tmp_path / "barcode_enrichment_inbox"
-    root.mkdir()
-    return root
-
-
 def catalogue_skus(count: int) -> list[int]:
     return [p.sku for p in list(Catalogue.generate(PRODUCTS, seed=3))[:count]]
 

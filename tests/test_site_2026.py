@@ -56,13 +56,6 @@ def chromium() -> str:
 
 
 @pytest.fixture
-def enrichment_inbox(tmp_path: Path) -> Path:
-    root = tmp_path / "barcode_enrichment_inbox"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def site_2026() -> Iterator[ReplicaProcess]:
     with ReplicaProcess(products=PRODUCTS, seed=1) as site:
         yield site
