@@ -148,10 +148,27 @@ _PG_SKU_STATE = """
     FROM unnest(%(skus)s::text[]) AS k(sku)
     CROSS JOIN LATERAL (
         SELECT c.id, p.id, p.barcode, p.barcode_scope, p.name, p.brand, p.size,
-               x.price::float8, x.was_price::float8, x.unit_price::float8, x.last_seen
+               x.price::float8, x.was_price::float8, x.unit_price::float8, x.last_seen,
+               x.available, x.url
         FROM company_skus c
         JOIN products p ON p.id = c.product_id
         LEFT JOIN store_prices x ON x.sku_pk = c.id
+            AND x.store_pk = (SELECT id FROM stores WHERE company = %(company)s
+                              AND store_id = %(store)s)
+        WHERE c.company = %(company)s AND c.sku = k.sku
+        OFFSET 0
+    ) s
+"""
+# The same for SKUs whose products an earlier query of the batch asked for already (a
+# listing file names each SKU once per store): their stored prices at the store only.
+_PG_PRICE_STATE = """
+    SELECT k.sku, s.*
+    FROM unnest(%(skus)s::text[]) AS k(sku)
+    CROSS JOIN LATERAL (
+        SELECT x.price::float8, x.was_price::float8, x.unit_price::float8, x.last_seen,
+               x.available, x.url
+        FROM company_skus c
+        JOIN store_prices x ON x.sku_pk = c.id
             AND x.store_pk = (SELECT id FROM stores WHERE company = %(company)s
                               AND store_id = %(store)s)
         WHERE c.company = %(company)s AND c.sku = k.sku
@@ -220,8 +237,10 @@ class _Price:
     changes: (
         list[tuple[float | None, float | None, float | None, float | None, datetime]] | None
     ) = None
-    # the stored amounts and last_seen, read with the SKU (PostgreSQL only)
-    stored: tuple[float | None, float | None, float | None, datetime] | None = None
+    # the stored amounts, last_seen, available and url, read with the SKU (PostgreSQL)
+    stored: (
+        tuple[float | None, float | None, float | None, datetime, bool | None, str | None] | None
+    ) = None
     copied: bool = False  # written already (``_Writer.new_prices_copied``)
 
 
@@ -440,7 +459,8 @@ class BatchReader:
         self._asked: dict[tuple[str, str | None], set[str]] = {}  # SKUs per company, store
         self._asked_skus: dict[str, set[str]] = {}  # SKUs per company, at any store
         self._asked_barcodes: set[str] = set()
-        self._answers: list[tuple[str, str | None, Any]] = []  # company, store, cursor
+        # company, store, cursor, whether it answers for the products too
+        self._answers: list[tuple[str, str | None, Any, bool]] = []
         self._barcode_answers: list[Any] = []
 
     def __enter__(self) -> BatchReader:
@@ -511,12 +531,22 @@ class BatchReader:
             if not new:
                 continue
             asked.update(new)
-            self._asked_skus.setdefault(company, set()).update(new)
+            products_asked = self._asked_skus.setdefault(company, set())
+            known = [sku for sku in new if sku in products_asked]
+            if known:  # their products are asked about already: their prices here only
+                cursor = connection.cursor()
+                values = {"company": company, "store": store_id, "skus": _text_array(known)}
+                cursor.execute(_PG_PRICE_STATE, values)
+                self._answers.append((company, store_id, cursor, False))
+                new = [sku for sku in new if sku not in products_asked]
+                if not new:
+                    continue
+            products_asked.update(new)
             cursor = connection.cursor()
             cursor.execute(
                 _PG_SKU_STATE, {"company": company, "store": store_id, "skus": _text_array(new)}
             )
-            self._answers.append((company, store_id, cursor))
+            self._answers.append((company, store_id, cursor, True))
         barcodes = [
             b for b in dict.fromkeys(self._pending_barcodes) if b not in self._asked_barcodes
         ]
@@ -533,10 +563,16 @@ class BatchReader:
         state, prices = self.state, self.observations.prices
         products, remember = state.products, state.remember
         sku_product, sku_pk = state.sku_product, state.sku_pk
-        for company, store_id, cursor in self._answers:
+        for company, store_id, cursor, full in self._answers:
             at_store = prices.get((company, store_id), {}) if store_id is not None else {}
             with cursor:
                 rows = cursor.fetchall()
+            if not full:  # stored prices of SKUs answered by an earlier query
+                for row in rows:
+                    observed = at_store.get((company, row[0]))
+                    if observed is not None:
+                        observed.stored = row[1:]
+                continue
             for row in rows:
                 sku, pk, product_id = row[0], row[1], row[2]
                 if product_id not in products:
@@ -547,7 +583,7 @@ class BatchReader:
                 if row[11] is not None:  # a price is stored at the store (it has a last_seen)
                     observed = at_store.get(key)
                     if observed is not None:
-                        observed.stored = row[8:12]
+                        observed.stored = row[8:]
         for cursor in self._barcode_answers:
             with cursor:
                 for row in cursor.fetchall():
@@ -899,7 +935,17 @@ class _Writer:
                 continue
             if p.first != (old[0], old[1], old[2]):
                 history.append((store_pk, sku_pk, old[0], *p.first, p.first_seen))
-            if p.last_seen >= old[3]:  # older observations never overwrite newer prices
+            # Older observations never overwrite newer prices, and a row the upsert would
+            # leave as it is (the same file again) is not written: an update writes a new
+            # row version and its index entries however little it changes.
+            if p.last_seen > old[3] or (
+                p.last_seen == old[3]
+                and (
+                    p.last != (old[0], old[1], old[2])
+                    or (p.available is not None and p.available != old[4])
+                    or (p.url is not None and p.url != old[5])
+                )
+            ):
                 known.append((sku_pk, p))
         if new:
             self._copy_text(StorePrice.__table__, _PRICE_COLUMNS, _prices_text(store_pk, new))  # type: ignore[arg-type]

@@ -106,16 +106,25 @@ class Store(Base):
     state: Mapped[str | None] = mapped_column(String(32))
 
 
+STORE_PRICES_FILLFACTOR = 50  # percent of each page filled by inserts (PostgreSQL)
+
+
 class StorePrice(Base):
     """The current price of one company SKU at one store (prices follow the SKU in merges).
 
     Written in bulk by every import (one row per store and SKU): the keys are covered by
     the unique index, which also serves lookups by SKU, but are not foreign keys, whose
     per-row checks would cost more than the rest of the write. Only the import writes it.
+    Each day's import updates most rows (``last_seen`` at least): on PostgreSQL its pages
+    are kept half empty (``fillfactor``) so that the new row version fits on the same page
+    and the update needs no new index entries (a HOT update; no indexed column changes).
     """
 
     __tablename__ = "store_prices"
-    __table_args__ = (UniqueConstraint("sku_pk", "store_pk"),)
+    __table_args__ = (
+        UniqueConstraint("sku_pk", "store_pk"),
+        {"postgresql_with": {"fillfactor": STORE_PRICES_FILLFACTOR}},
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     store_pk: Mapped[int] = mapped_column(Id)
