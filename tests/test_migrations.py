@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
-from colesbarcodes.db.engine import current_revision, migrate
+from colesbarcodes.db.engine import MIGRATIONS, current_revision, make_engine, migrate
 from colesbarcodes.db.models import Base
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
+
+
+def _config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
@@ -25,3 +37,47 @@ def test_migrating_again_is_a_no_op(engine: Engine) -> None:
     assert revision is not None
     migrate(engine)
     assert current_revision(engine) == revision
+
+
+def test_store_prices_keep_their_rows_when_keyed_by_sku_and_store_and_back(
+    empty_database_url: str,
+) -> None:
+    engine = make_engine(empty_database_url)
+    migrate(engine, "0004")
+    rows = [(1, 10, 2.5, "2026-11-23 06:00:00+00:00"), (1, 11, 3.0, "2026-11-23 06:00:00+00:00")]
+    with engine.begin() as conn:
+        for store_pk, sku_pk, price, seen in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO store_prices (store_pk, sku_pk, price, last_seen) "
+                    "VALUES (:store, :sku, :price, :seen)"
+                ),
+                {"store": store_pk, "sku": sku_pk, "price": price, "seen": seen},
+            )
+    migrate(engine)
+    key = inspect(engine).get_pk_constraint("store_prices")
+    assert key["constrained_columns"] == ["sku_pk", "store_pk"]
+    with engine.begin() as conn:
+        stored = conn.execute(
+            text("SELECT store_pk, sku_pk, price FROM store_prices ORDER BY sku_pk")
+        ).all()
+        assert [tuple(row) for row in stored] == [(1, 10, 2.5), (1, 11, 3.0)]
+        with pytest.raises(IntegrityError):
+            with conn.begin_nested():
+                conn.execute(
+                    text(
+                        "INSERT INTO store_prices (store_pk, sku_pk, price, last_seen) "
+                        "VALUES (1, 10, 9.9, '2026-11-24 06:00:00+00:00')"
+                    )
+                )
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+    with engine.begin() as conn:
+        command.downgrade(_config(conn), "0004")
+    key = inspect(engine).get_pk_constraint("store_prices")
+    assert key["constrained_columns"] == ["id"]
+    with engine.connect() as conn:
+        ids = conn.execute(text("SELECT id, sku_pk FROM store_prices ORDER BY sku_pk")).all()
+    assert len({row.id for row in ids}) == 2 and all(row.id is not None for row in ids)
+    engine.dispose()

@@ -530,21 +530,22 @@ class BatchReader:
             new = [sku for sku in dict.fromkeys(skus) if sku not in asked]
             if not new:
                 continue
-            asked.update(new)
+            # SKUs whose products an earlier query asked about need their prices here only
             products_asked = self._asked_skus.setdefault(company, set())
             known = [sku for sku in new if sku in products_asked]
-            if known:  # their products are asked about already: their prices here only
+            fresh = [sku for sku in new if sku not in products_asked] if known else new
+            asked.update(new)
+            products_asked.update(fresh)
+            if known:
                 cursor = connection.cursor()
                 values = {"company": company, "store": store_id, "skus": _text_array(known)}
                 cursor.execute(_PG_PRICE_STATE, values)
                 self._answers.append((company, store_id, cursor, False))
-                new = [sku for sku in new if sku not in products_asked]
-                if not new:
-                    continue
-            products_asked.update(new)
+            if not fresh:
+                continue
             cursor = connection.cursor()
             cursor.execute(
-                _PG_SKU_STATE, {"company": company, "store": store_id, "skus": _text_array(new)}
+                _PG_SKU_STATE, {"company": company, "store": store_id, "skus": _text_array(fresh)}
             )
             self._answers.append((company, store_id, cursor, True))
         barcodes = [

@@ -171,7 +171,7 @@ def skus_without_barcode(
     )
     if store_id is not None:
         query = query.where(
-            select(StorePrice.id)
+            select(StorePrice.sku_pk)
             .join(Store, Store.id == StorePrice.store_pk)
             .where(StorePrice.sku_pk == CompanySku.id, Store.store_id == store_id)
             .exists()

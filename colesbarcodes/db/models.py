@@ -112,8 +112,8 @@ STORE_PRICES_FILLFACTOR = 50  # percent of each page filled by inserts (PostgreS
 class StorePrice(Base):
     """The current price of one company SKU at one store (prices follow the SKU in merges).
 
-    Written in bulk by every import (one row per store and SKU): the keys are covered by
-    the unique index, which also serves lookups by SKU, but are not foreign keys, whose
+    Written in bulk by every import (one row per store and SKU): the keys form the primary
+    key, whose index also serves lookups by SKU, but are not foreign keys, whose
     per-row checks would cost more than the rest of the write. Only the import writes it.
     Each day's import updates most rows (``last_seen`` at least): on PostgreSQL its pages
     are kept half empty (``fillfactor``) so that the new row version fits on the same page
@@ -121,14 +121,10 @@ class StorePrice(Base):
     """
 
     __tablename__ = "store_prices"
-    __table_args__ = (
-        UniqueConstraint("sku_pk", "store_pk"),
-        {"postgresql_with": {"fillfactor": STORE_PRICES_FILLFACTOR}},
-    )
+    __table_args__ = ({"postgresql_with": {"fillfactor": STORE_PRICES_FILLFACTOR}},)
 
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    store_pk: Mapped[int] = mapped_column(Id)
-    sku_pk: Mapped[int] = mapped_column(Id)
+    sku_pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    store_pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
     price: Mapped[float | None] = mapped_column(Money)
     was_price: Mapped[float | None] = mapped_column(Money)
     unit_price: Mapped[float | None] = mapped_column(Money)
