@@ -9,10 +9,17 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from colesbarcodes.db.engine import MIGRATIONS, current_revision, make_engine, migrate
+from colesbarcodes.db.engine import (
+    MIGRATIONS,
+    SCHEMA_REVISION,
+    current_revision,
+    make_engine,
+    migrate,
+)
 from colesbarcodes.db.models import Base
 
 if TYPE_CHECKING:
@@ -30,6 +37,12 @@ def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_the_schema_revision_the_commands_check_is_the_newest_migration() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
 
 
 def test_migrating_again_is_a_no_op(engine: Engine) -> None:
@@ -62,14 +75,13 @@ def test_store_prices_keep_their_rows_when_keyed_by_sku_and_store_and_back(
             text("SELECT store_pk, sku_pk, price FROM store_prices ORDER BY sku_pk")
         ).all()
         assert [tuple(row) for row in stored] == [(1, 10, 2.5), (1, 11, 3.0)]
-        with pytest.raises(IntegrityError):
-            with conn.begin_nested():
-                conn.execute(
-                    text(
-                        "INSERT INTO store_prices (store_pk, sku_pk, price, last_seen) "
-                        "VALUES (1, 10, 9.9, '2026-11-24 06:00:00+00:00')"
-                    )
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            conn.execute(
+                text(
+                    "INSERT INTO store_prices (store_pk, sku_pk, price, last_seen) "
+                    "VALUES (1, 10, 9.9, '2026-11-24 06:00:00+00:00')"
                 )
+            )
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []

@@ -14,6 +14,7 @@ contradicted and removed, as is one left with fewer than two companies.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -179,17 +180,21 @@ _MAX_KEY = 1000  # product_groups.key
 _SIZE_UNITS = re.compile(r"(\d)\s+(?=[a-z])")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # brands and sizes repeat across products
+def _normalized(text: str) -> str:
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    text = _SIZE_UNITS.sub(r"\1", text.lower())
+    return _NON_WORD.sub(" ", text).strip()
+
+
 def group_key(brand: str | None, name: str | None, size: str | None) -> str | None:
     """brand|name|size, case-, accent- and punctuation-insensitive ("150 G" == "150g")."""
     if not name:
         return None
-
-    def norm(text: str | None) -> str:
-        text = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower()
-        text = _SIZE_UNITS.sub(r"\1", text)
-        return _NON_WORD.sub(" ", text).strip()
-
-    key = "|".join((norm(brand), norm(name), norm(size)))
+    key = "|".join(
+        (_normalized(brand) if brand else "", _normalized(name), _normalized(size) if size else "")
+    )
     if len(key) > _MAX_KEY:  # still one key per brand, name and size: the hash tells apart
         digest = hashlib.blake2s(key.encode(), digest_size=8).hexdigest()
         key = f"{key[: _MAX_KEY - len(digest) - 1]}#{digest}"
@@ -208,21 +213,30 @@ def _is_global(barcode: str | None, scope: str | None) -> bool:
 
 def maintain_groups(session: Session) -> GroupStats:
     companies: dict[int, set[str]] = defaultdict(set)
+    names: set[str] = set()
     for product_id, company in session.execute(
         select(CompanySku.product_id, CompanySku.company).distinct()
     ):
         companies[product_id].add(company)
+        names.add(company)
     members: dict[str, list[tuple[int, str | None, bool]]] = defaultdict(list)
-    for product_id, brand, name, size, barcode, scope in session.execute(
-        select(
-            Product.id,
-            Product.brand,
-            Product.name,
-            Product.size,
-            Product.barcode,
-            Product.barcode_scope,
+    # A group spans two companies at least: with one company in the database there is none
+    # to look for, only stale groups to remove.
+    rows = (
+        session.execute(
+            select(
+                Product.id,
+                Product.brand,
+                Product.name,
+                Product.size,
+                Product.barcode,
+                Product.barcode_scope,
+            )
         )
-    ):
+        if len(names) >= 2
+        else ()
+    )
+    for product_id, brand, name, size, barcode, scope in rows:
         key = group_key(brand, name, size)
         if key is not None:
             members[key].append((product_id, barcode, _is_global(barcode, scope)))

@@ -47,7 +47,9 @@ def downgrade() -> None:
         op.execute("ALTER TABLE store_prices DROP CONSTRAINT pk_store_prices")
         op.execute("ALTER TABLE store_prices ADD COLUMN id BIGSERIAL")
         op.execute("ALTER TABLE store_prices ADD CONSTRAINT pk_store_prices PRIMARY KEY (id)")
-        op.create_unique_constraint("uq_store_prices_sku_pk", "store_prices", ["sku_pk", "store_pk"])
+        op.create_unique_constraint(
+            "uq_store_prices_sku_pk", "store_prices", ["sku_pk", "store_pk"]
+        )
         return
     with op.batch_alter_table("store_prices", schema=None) as batch_op:
         batch_op.drop_constraint("pk_store_prices", type_="primary")
