@@ -18,11 +18,14 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "DEFAULT_COMPANY",
@@ -131,11 +134,6 @@ def normalize_sku(company: str, value: object) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=4096, typed=True)
-def _store_id(company: str, value: str | int) -> str | None:
-    return normalize_store_id(company, value)
-
-
 def normalize_store_id(company: str, value: object) -> str | None:
     """Store ids as text; Coles' numeric ids zero-padded to four digits (``584`` → ``0584``)."""
     if value is None or value == "":
@@ -236,7 +234,6 @@ def _bool(value: object, key: str) -> bool | None:
     raise LineError(f"{key} must be true or false")
 
 
-@functools.lru_cache(maxsize=4096)
 def _iso_timestamp(value: str) -> datetime:
     if len(value) > _MAX_CACHED:
         raise ValueError("too long")
@@ -248,7 +245,7 @@ def _iso_timestamp_checked(value: str) -> datetime | None:
     if not value:
         return None
     try:
-        return _iso_timestamp(value)
+        return _times[value] if len(value) <= _MAX_CACHED else _iso_timestamp(value)
     except ValueError:
         raise LineError(f"scraped_at {value!r} is not an ISO 8601 time") from None
     except OverflowError:  # e.g. the last second of year 9999 at a negative offset
@@ -280,18 +277,49 @@ def _company(value: object) -> str:
     return value.strip().lower()
 
 
-# Few companies, checked once each (only successes are cached; only strings are passed).
-_company_cached = functools.lru_cache(maxsize=256)(_company)
+class _Memo(dict[Any, Any]):
+    """The successes of a pure function of one value, by value (a failure raises and is
+    not kept). Listing files repeat the same companies, stores, SKUs, barcodes and times
+    on many lines (a day's files name each SKU once per store), and a dict look-up costs
+    less than an ``lru_cache`` call. Bounded: emptied when full. Callers pass only
+    ``str`` (or ``int``, never ``bool``) values no longer than ``_MAX_CACHED``."""
 
-# Listing files repeat the same barcodes, stores, SKUs and times on many lines (a day's
-# files list each SKU once per store): cache the work. Only successes are cached.
-_sku_cached = functools.lru_cache(maxsize=1 << 17)(normalize_sku)
-_cached_gtin = functools.lru_cache(maxsize=1 << 17, typed=True)(parse_gtin)
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.function = function
+
+    def __missing__(self, key: Any) -> Any:
+        value = self.function(key)
+        if len(self) >= _MEMO_MAX:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_MEMO_MAX = 1 << 17
+_companies = _Memo(_company)
+_gtins = _Memo(parse_gtin)
+_times = _Memo(_iso_timestamp)
+_skus: dict[str, _Memo] = {}  # per company
+_stores: dict[str, _Memo] = {}  # per company
+
+
+def _memo_of(memos: dict[str, _Memo], company: str, function: Callable[[str, Any], Any]) -> _Memo:
+    memo = memos.get(company)
+    if memo is None:
+        memo = memos[company] = _Memo(functools.partial(function, company))
+    return memo
 
 
 def _barcode(line: ProductLine, value: object) -> None:
     try:
-        line.barcode = _cached_gtin(value) if isinstance(value, str | int) else parse_gtin(value)
+        line.barcode = (
+            _gtins[value]
+            if (value.__class__ is str and len(value) <= _MAX_CACHED) or value.__class__ is int
+            else parse_gtin(value)
+        )
     except InvalidGtin as exc:
         line.barcode_error = exc.reason
 
@@ -340,29 +368,46 @@ def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLi
     company = get("company")
     if company is None:
         company = DEFAULT_COMPANY
+    elif company.__class__ is str and len(company) <= _MAX_CACHED:
+        company = _companies[company]
     else:
-        company = _company_cached(company) if company.__class__ is str else _company(company)
+        company = _company(company)
     sku = get("sku")
     if sku.__class__ is int and 0 < sku <= _MAX_INT_SKU:
         sku = str(sku)
     elif sku.__class__ is str and len(sku) <= _MAX_CACHED:  # SKUs sent as JSON strings
-        sku = _sku_cached(company, sku)
+        sku = (_skus.get(company) or _memo_of(_skus, company, normalize_sku))[sku]
     else:
         sku = normalize_sku(company, sku)
     store = get("store_id")
-    store = (
-        _store_id(company, store)
-        if isinstance(store, str | int)
-        else normalize_store_id(company, store)
-    ) or default_store
-    name = _text_value(get("name"), "name")
-    brand = _text_value(get("brand"), "brand")
-    size = _text_value(get("size"), "size")
+    if (store.__class__ is str and len(store) <= _MAX_CACHED) or store.__class__ is int:
+        store = (_stores.get(company) or _memo_of(_stores, company, normalize_store_id))[store]
+    else:
+        store = normalize_store_id(company, store)
+    store = store or default_store
+    # the texts: a plain string takes the short way (what _text_value does for one)
+    name = get("name")
+    if name.__class__ is str and len(name) <= _MAX_TEXT and "\x00" not in name:
+        name = name.strip() or None
+    elif name is not None:
+        name = _text_value(name, "name")
+    brand = get("brand")
+    if brand.__class__ is str and len(brand) <= _MAX_TEXT and "\x00" not in brand:
+        brand = brand.strip() or None
+    elif brand is not None:
+        brand = _text_value(brand, "brand")
+    size = get("size")
+    if size.__class__ is str and len(size) <= _MAX_TEXT and "\x00" not in size:
+        size = size.strip() or None
+    elif size is not None:
+        size = _text_value(size, "size")
     price = _money_value(get("price"), "price")
     was_price = get("was_price")
     if was_price is not None:
         was_price = _money_value(was_price, "was_price") or None
-    unit_price = _money_value(get("unit_price"), "unit_price")
+    unit_price = get("unit_price")
+    if unit_price is not None:
+        unit_price = _money_value(unit_price, "unit_price")
     available = get("available")
     if available is not None and available.__class__ is not bool:
         raise LineError("available must be true or false")
@@ -372,10 +417,17 @@ def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLi
     gtin = barcode_error = None
     if barcode is not None:
         try:
-            gtin = _cached_gtin(barcode) if isinstance(barcode, str | int) else parse_gtin(barcode)
+            gtin = (
+                _gtins[barcode]
+                if (barcode.__class__ is str and len(barcode) <= _MAX_CACHED)
+                or barcode.__class__ is int
+                else parse_gtin(barcode)
+            )
         except InvalidGtin as exc:
             barcode_error = exc.reason
-    url = _text_value(get("url"), "url")
+    url = get("url")
+    if url is not None:
+        url = _text_value(url, "url")
     seen = get("scraped_at")
     if seen is not None:
         seen = _iso_timestamp_checked(seen) if seen.__class__ is str else _timestamp(seen)
