@@ -729,6 +729,44 @@ def _prices_text(store_pk: int, keyed: Sequence[tuple[int, _Price]]) -> Iterator
         )
 
 
+_PRODUCT_COLUMNS = [
+    "id",
+    "name",
+    "brand",
+    "size",
+    "barcode",
+    "barcode_scope",
+    "created_at",
+    "updated_at",
+]
+_SKU_COLUMNS = ["id", "company", "sku", "product_id", "created_at"]
+
+
+def _products_text(
+    ids: Sequence[int], products: Sequence[_Product], now: datetime
+) -> Iterator[str]:
+    """New products as rows of ``_PRODUCT_COLUMNS`` in COPY's text format (barcodes and
+    their scopes are digits and names: nothing to escape)."""
+    stamp = now.isoformat()
+    for part in chunked(list(zip(ids, products, strict=True)), 2000):
+        yield "".join(
+            f"{pk}\t{_copy_str(p.name)}\t{_copy_str(p.brand)}\t{_copy_str(p.size)}\t"
+            f"{p.barcode or _NULL}\t{p.scope or _NULL}\t{stamp}\t{stamp}\n"
+            for pk, p in part
+        )
+
+
+def _skus_text(
+    ids: Sequence[int], keys: Sequence[tuple[str, str]], products: Sequence[int], now: datetime
+) -> str:
+    """New SKUs as rows of ``_SKU_COLUMNS`` in COPY's text format."""
+    stamp = now.isoformat()
+    return "".join(
+        f"{pk}\t{_copy_str(company)}\t{_copy_str(sku)}\t{product}\t{stamp}\n"
+        for pk, (company, sku), product in zip(ids, keys, products, strict=True)
+    )
+
+
 class _Writer:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -763,19 +801,23 @@ class _Writer:
         new = [p for p in state.products.values() if p.key < 0 and p.merged_into is None]
         if new:
             now = utcnow()
-            rows = [
-                {
-                    "name": p.name,
-                    "brand": p.brand,
-                    "size": p.size,
-                    "barcode": p.barcode,
-                    "barcode_scope": p.scope,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for p in new
-            ]
-            ids = self.insert_with_ids(Product.__table__, rows)  # type: ignore[arg-type]
+            if self.dialect.name == "postgresql":
+                ids = self.reserve_ids(Product.__table__, len(new))  # type: ignore[arg-type]
+                self._copy_text(Product.__table__, _PRODUCT_COLUMNS, _products_text(ids, new, now))  # type: ignore[arg-type]
+            else:
+                rows = [
+                    {
+                        "name": p.name,
+                        "brand": p.brand,
+                        "size": p.size,
+                        "barcode": p.barcode,
+                        "barcode_scope": p.scope,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for p in new
+                ]
+                ids = self.insert_with_ids(Product.__table__, rows)  # type: ignore[arg-type]
             real.update(zip((p.key for p in new), ids, strict=True))
             stats.products_created += len(new)
         changed = [
@@ -827,6 +869,18 @@ class _Writer:
 
     def write_skus(self, state: _BatchState, real: dict[int, int], stats: BatchStats) -> None:
         if not state.new_skus:
+            return
+        if self.dialect.name == "postgresql":
+            keys = state.new_skus
+            products = [
+                real.get(key, key)
+                for key in (state.resolve(state.sku_product[sku]).key for sku in keys)
+            ]
+            ids = self.reserve_ids(CompanySku.__table__, len(keys))  # type: ignore[arg-type]
+            text = _skus_text(ids, keys, products, utcnow())
+            self._copy_text(CompanySku.__table__, _SKU_COLUMNS, [text])  # type: ignore[arg-type]
+            state.sku_pk.update(zip(keys, ids, strict=True))
+            stats.skus_created += len(keys)
             return
         rows: list[dict[str, Any]] = []
         for company, sku in state.new_skus:
@@ -1006,6 +1060,18 @@ class _Writer:
             for part in parts:
                 copy.write(part.encode())
 
+    def reserve_ids(self, table: Table, count: int) -> list[int]:
+        """``count`` new ids from the table's sequence (PostgreSQL), for rows to COPY."""
+        conn = self.session.connection()
+        sequences = conn.info.setdefault("serial_sequences", {})
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor:
+            if table.name not in sequences:
+                (sequences[table.name],) = cursor.execute(
+                    _PG_SERIAL_SEQUENCE, (table.name,)
+                ).fetchone()
+            return [pk for (pk,) in cursor.execute(_PG_RESERVE_IDS, (sequences[table.name], count))]
+
     def insert_with_ids(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
         """Insert rows and return their new ids, in order, without per-row round trips.
 
@@ -1015,15 +1081,7 @@ class _Writer:
         """
         conn = self.session.connection()
         if self.dialect.name == "postgresql":
-            sequences = conn.info.setdefault("serial_sequences", {})
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            with cursor:
-                if table.name not in sequences:
-                    (sequences[table.name],) = cursor.execute(
-                        _PG_SERIAL_SEQUENCE, (table.name,)
-                    ).fetchone()
-                reserve = (sequences[table.name], len(rows))
-                ids = [pk for (pk,) in cursor.execute(_PG_RESERVE_IDS, reserve)]
+            ids = self.reserve_ids(table, len(rows))
         else:
             first = conn.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()
             ids = list(range(first, first + len(rows)))
