@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -246,23 +246,43 @@ def migrate(engine: Engine, revision: str = "head", *, attempts: int = 3) -> Non
     """
     if revision == "head" and _at_revision(engine, SCHEMA_REVISION):
         return
-    from alembic import command
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
 
     def upgrade() -> None:
-        with (
-            _migrations_folder() as location,
-            _migration_lock(engine),
-            engine.begin() as connection,
-        ):
-            command.upgrade(_alembic_config(connection, location), revision)
+        with _migration_lock(engine), engine.begin() as connection:
+            if revision == "head" and not inspect(connection).get_table_names():
+                _create_schema(connection)
+                return
+            from alembic import command
+
+            logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per plugin
+            with _migrations_folder() as location:
+                command.upgrade(_alembic_config(connection, location), revision)
 
     _retrying(
         upgrade,
         attempts=attempts,
         what="Migrating the database",
         give_up=lambda e: not transient(e) or unreachable(e),
+    )
+
+
+def _create_schema(connection: Connection) -> None:
+    """An empty database gets the newest schema at once, from the models, stamped with
+    its revision (what Alembic's "building an up to date database from scratch" does with
+    ``create_all`` and ``stamp``), rather than by replaying every migration: a new user's
+    first command starts faster. A test checks that the migrations build the same schema."""
+    from colesbarcodes.db.models import Base
+
+    Base.metadata.create_all(connection)
+    connection.execute(
+        text(
+            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+        )
+    )
+    connection.execute(
+        text("INSERT INTO alembic_version (version_num) VALUES (:revision)"),
+        {"revision": SCHEMA_REVISION},
     )
 
 
