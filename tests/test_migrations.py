@@ -89,7 +89,7 @@ def test_migrating_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) == revision
 
 
-def test_store_prices_keep_their_rows_when_keyed_by_sku_and_store_and_back(
+def test_store_prices_keep_their_rows_when_keyed_by_store_and_sku_and_back(
     empty_database_url: str,
 ) -> None:
     engine = make_engine(empty_database_url)
@@ -106,7 +106,7 @@ def test_store_prices_keep_their_rows_when_keyed_by_sku_and_store_and_back(
             )
     migrate(engine)
     key = inspect(engine).get_pk_constraint("store_prices")
-    assert key["constrained_columns"] == ["sku_pk", "store_pk"]
+    assert key["constrained_columns"] == ["store_pk", "sku_pk"]
     with engine.begin() as conn:
         stored = conn.execute(
             text("SELECT store_pk, sku_pk, price FROM store_prices ORDER BY sku_pk")

@@ -118,7 +118,7 @@ _UPSERT = """
         (store_pk, sku_pk, price, was_price, unit_price, available, url, last_seen)
     SELECT store_pk, sku_pk, price, was_price, unit_price, available, url, last_seen
     FROM {source} WHERE true
-    ON CONFLICT (sku_pk, store_pk) DO UPDATE SET
+    ON CONFLICT (store_pk, sku_pk) DO UPDATE SET
         price = excluded.price, was_price = excluded.was_price,
         unit_price = excluded.unit_price,
         available = coalesce(excluded.available, p.available),

@@ -113,18 +113,22 @@ class StorePrice(Base):
     """The current price of one company SKU at one store (prices follow the SKU in merges).
 
     Written in bulk by every import (one row per store and SKU): the keys form the primary
-    key, whose index also serves lookups by SKU, but are not foreign keys, whose
-    per-row checks would cost more than the rest of the write. Only the import writes it.
+    key, store first (a store's file reads and adds one stretch of its index), with an
+    index of its own for look-ups by SKU; they are not foreign keys, whose per-row checks
+    would cost more than the rest of the write. Only the import writes it.
     Each day's import updates most rows (``last_seen`` at least): on PostgreSQL its pages
     are kept half empty (``fillfactor``) so that the new row version fits on the same page
     and the update needs no new index entries (a HOT update; no indexed column changes).
     """
 
     __tablename__ = "store_prices"
-    __table_args__ = ({"postgresql_with": {"fillfactor": STORE_PRICES_FILLFACTOR}},)
+    __table_args__ = (
+        Index("ix_store_prices_sku_pk", "sku_pk"),
+        {"postgresql_with": {"fillfactor": STORE_PRICES_FILLFACTOR}},
+    )
 
-    sku_pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
     store_pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    sku_pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
     price: Mapped[float | None] = mapped_column(Money)
     was_price: Mapped[float | None] = mapped_column(Money)
     unit_price: Mapped[float | None] = mapped_column(Money)

@@ -1,4 +1,4 @@
-"""store_prices keyed by (sku_pk, store_pk), pages half empty on PostgreSQL
+"""store_prices keyed by (store_pk, sku_pk), pages half empty on PostgreSQL
 
 Revision ID: 0005
 Revises: 0004
@@ -6,9 +6,12 @@ Create Date: 2026-12-04
 
 Two changes for the import, which writes a row per store and SKU every day:
 
-* The surrogate ``id`` goes: (sku_pk, store_pk) was unique already and is what every
-  reader and writer uses, so it becomes the primary key. Each row then costs one index
-  entry instead of two, and no sequence value.
+* The surrogate ``id`` goes: (store_pk, sku_pk) was unique already and is what the
+  import reads and writes by, so it becomes the primary key, store first. A store's file
+  then reads and adds one contiguous stretch of the key's index, wherever the table has
+  grown to, instead of one entry in every SKU's corner of it: a day's import no longer
+  slows down as the table grows. Look-ups by SKU alone (reports, the enrichment queue)
+  have an index of their own on ``sku_pk``. No sequence value per row either.
 * Each day's import updates most rows (``last_seen``, and the prices that changed). With
   full pages, every updated row version goes to another page and needs a new index entry;
   with room left on each page (``fillfactor``), PostgreSQL writes it beside the old one
@@ -36,12 +39,15 @@ def upgrade() -> None:
         batch_op.drop_constraint("uq_store_prices_sku_pk", type_="unique")
         batch_op.drop_constraint("pk_store_prices", type_="primary")
         batch_op.drop_column("id")
-        batch_op.create_primary_key("pk_store_prices", ["sku_pk", "store_pk"])
+        batch_op.create_primary_key("pk_store_prices", ["store_pk", "sku_pk"])
+        batch_op.create_index("ix_store_prices_sku_pk", ["sku_pk"], unique=False)
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"ALTER TABLE store_prices SET (fillfactor = {FILLFACTOR})")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("store_prices", schema=None) as batch_op:
+        batch_op.drop_index("ix_store_prices_sku_pk")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE store_prices RESET (fillfactor)")
         op.execute("ALTER TABLE store_prices DROP CONSTRAINT pk_store_prices")
