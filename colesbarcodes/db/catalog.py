@@ -925,12 +925,13 @@ class _Writer:
         in Python, which the prices do not depend on). :meth:`write_prices` skips them."""
         parts = []
         if self.dialect.name == "postgresql":
+            known = skus.get
             for store, by_sku in prices.items():
-                new = [
-                    (skus[sku], p) for sku, p in by_sku.items() if p.stored is None and sku in skus
-                ]
-                for _, p in new:
-                    p.copied = True
+                new = []
+                for sku, p in by_sku.items():
+                    if p.stored is None and (pk := known(sku)) is not None:
+                        p.copied = True
+                        new.append((pk, p))
                 if new:
                     parts.append(_prices_text(stores[store], new))
         if not parts:
