@@ -30,13 +30,13 @@ from colesbarcodes.db.engine import (
 )
 from colesbarcodes.db.engine import database_url as resolve_url
 from colesbarcodes.db.lookups import skus_without_barcode
-from colesbarcodes.enrichment import EnrichmentInbox
-from colesbarcodes.frontier import DEFAULT_KEY as DEFAULT_FRONTIER_KEY
-from colesbarcodes.frontier import FRONTIER_ERRORS, Frontier, redact_url
-from colesbarcodes.inbox import Inbox
-from colesbarcodes.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
+from colesbarcodes.frontier.feed import feed_inbox
+from colesbarcodes.frontier.stream import DEFAULT_KEY as DEFAULT_FRONTIER_KEY
+from colesbarcodes.frontier.stream import FRONTIER_ERRORS, Frontier, redact_url
+from colesbarcodes.inbox.claims import Inbox
+from colesbarcodes.inbox.enrichment import EnrichmentInbox
+from colesbarcodes.inbox.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
 from loaders import diagnostics
-from loaders.frontier_feed import feed_inbox
 from loaders.importer import ImportOptions
 from loaders.output import echo_json, echo_mapping, echo_table
 from loaders.scrapyd_nodes import (

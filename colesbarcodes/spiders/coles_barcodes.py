@@ -1,16 +1,16 @@
 """``scrapy crawl coles_barcodes``: look up the barcodes of the SKUs in the enrichment inbox.
 
 Files are taken one at a time, oldest first, until the inbox is empty (files arriving
-during the crawl are taken too). The :class:`~colesbarcodes.middlewares.PrefillMiddleware`
+during the crawl are taken too). The :class:`~colesbarcodes.middlewares.prefill.PrefillMiddleware`
 answers SKUs whose barcode is already known before any request leaves; the rest are
-looked up through :class:`~colesbarcodes.sources.GraphQLBarcodeSource`; every outcome is
+looked up through :class:`~colesbarcodes.site.source.GraphQLBarcodeSource`; every outcome is
 stored by :class:`~colesbarcodes.pipelines.BarcodeUpsertPipeline`, which also finishes
 files once every SKU has one.
 
 With ``COLES_FRONTIER_URL`` (or ``-a frontier=redis://...``) the SKUs come instead from
 the shared frontier in Redis, which ``coles-loader frontier feed`` fills from the inbox:
 several crawl processes, on one machine or many, then share the work
-(:mod:`colesbarcodes.worker`).
+(:mod:`colesbarcodes.frontier.worker`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.exceptions import CloseSpider
 
-from colesbarcodes.coles_site import ProblemKind
-from colesbarcodes.enrichment import EnrichmentFile, EnrichmentInbox
+from colesbarcodes.extensions.site_session import SiteUnusable
+from colesbarcodes.frontier.worker import FrontierBatch, FrontierWorker
 from colesbarcodes.gtin import InvalidGtin, parse_gtin
+from colesbarcodes.inbox.enrichment import EnrichmentFile, EnrichmentInbox
 from colesbarcodes.items import BarcodeLookup, Outcome
-from colesbarcodes.session import SiteUnusable
-from colesbarcodes.sources import GraphQLBarcodeSource, LookupKey, SourceError
-from colesbarcodes.worker import FrontierBatch, FrontierWorker
+from colesbarcodes.site.coles import ProblemKind
+from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey, SourceError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
-    from colesbarcodes.coles_site import GraphQLProblem, ProductRecord
-    from colesbarcodes.middlewares import PrefillUnit
+    from colesbarcodes.middlewares.prefill import PrefillUnit
+    from colesbarcodes.site.coles import GraphQLProblem, ProductRecord
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Barcode-enrichment inbox files: which SKUs a file asks for, and when it is done.
 
-A file is claimed like the loader's (see :mod:`colesbarcodes.inbox`), read whole (one
+A file is claimed like the loader's (see :mod:`colesbarcodes.inbox.claims`), read whole (one
 SKU a line: ``{"sku": ...}`` or any product line the loader takes), de-duplicated, and
 bad lines are quarantined with their line numbers. The file leaves the inbox only when
 every SKU has a stored outcome; SKUs that failed go to a new, smaller inbox file so the
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 from colesbarcodes.db.lookups import stored_for_file
-from colesbarcodes.inbox import ClaimedFile, Inbox, iter_lines
-from colesbarcodes.lines import LineError, parse_line, store_from_filename
+from colesbarcodes.inbox.claims import ClaimedFile, Inbox, iter_lines
+from colesbarcodes.inbox.lines import LineError, parse_line, store_from_filename
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -22,8 +22,8 @@ from colesbarcodes.db.engine import (
 )
 from colesbarcodes.db.lookups import LookupRow, record_lookups
 from colesbarcodes.gtin import parse_gtin
+from colesbarcodes.inbox.lines import ProductLine
 from colesbarcodes.items import BarcodeLookup, Outcome
-from colesbarcodes.lines import ProductLine
 from colesbarcodes.signals import flush_requested, lookups_stored
 
 if TYPE_CHECKING:
