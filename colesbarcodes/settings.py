@@ -29,6 +29,11 @@ COLES_ENRICHMENT_INBOX = os.environ.get(
     "COLES_ENRICHMENT_INBOX", "inboxes/barcode_enrichment_inbox"
 )
 COLES_ARCHIVE_FINISHED_FILES = False  # finished files are deleted; True moves them to archive/
+# The inbox files' life (claim, accounting, finishing, retry and spill files): the
+# EnrichmentFiles extension, turned on by the barcode spider's custom_settings.
+COLES_ENRICHMENT_FILES = False
+# scrapyd's job id (its `_job` argument), recorded with lookups and in the run ledger.
+COLES_JOB = ""
 COLES_MAX_SKUS = 0  # stop taking SKUs after this many (0: no limit); -a limit=N
 COLES_PRODUCT_PAGE_FALLBACK = False  # also try the product page when the API has no GTIN
 # SKUs of one store asked for in one GraphQL document (aliases); 1 turns batching off. A
@@ -156,7 +161,8 @@ ITEM_PIPELINES = {
     "colesbarcodes.pipelines.barcode_upsert.BarcodeUpsertPipeline": 300,
 }
 EXTENSIONS = {
-    "colesbarcodes.extensions.site_session.SiteSession": 0,  # the home page's key and build id, batch size
+    "colesbarcodes.extensions.site_session.SiteSession": 0,
+    "colesbarcodes.extensions.enrichment_files.EnrichmentFiles": 50,  # the home page's key and build id, batch size
     # spider_closed handlers run in this order, after Scrapy's CoreStats (0): the monitors
     # judge the run first, then the stats file and the run ledger record their verdict.
     "colesbarcodes.extensions.crawl_monitor.CrawlMonitor": 100,

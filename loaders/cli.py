@@ -34,7 +34,7 @@ from colesbarcodes.frontier.feed import feed_inbox
 from colesbarcodes.frontier.stream import DEFAULT_KEY as DEFAULT_FRONTIER_KEY
 from colesbarcodes.frontier.stream import FRONTIER_ERRORS, Frontier, redact_url
 from colesbarcodes.inbox.claims import Inbox
-from colesbarcodes.inbox.enrichment import EnrichmentInbox
+from colesbarcodes.inbox.enrichment import EnrichmentInbox, write_enrichment_file
 from colesbarcodes.inbox.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
 from loaders import diagnostics
 from loaders.importer import ImportOptions
@@ -566,14 +566,9 @@ def queue_missing_barcodes(
     if not missing:
         click.echo(f"Every {company} SKU has a barcode: nothing to queue.")
         return
-    inbox.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     target = inbox / f"missing-{company}-{stamp}.jsonl"
-    temp = target.with_name(target.name + ".part")  # the crawl only takes *.jsonl
-    with temp.open("wb") as out:
-        for sku, sold_at in missing:
-            out.write(orjson.dumps({"company": company, "sku": sku, "store_id": sold_at}) + b"\n")
-    os.replace(temp, target)
+    write_enrichment_file(target, missing, company)
     click.echo(f"Queued {len(missing)} {company} SKUs without barcode: {target}")
 
 

@@ -86,7 +86,7 @@ class CrawlRunLedger:
         prefix = "coles/outcome/"
         return RunRecord(
             spider=getattr(spider, "name", None) or "unknown",
-            job=getattr(spider, "_job", None),
+            job=self.crawler.settings.get("COLES_JOB") or None,
             started_at=_utc(stats.get("start_time"), now),
             finished_at=_utc(stats.get("finish_time"), now),
             finish_reason=str(stats.get("finish_reason") or reason),

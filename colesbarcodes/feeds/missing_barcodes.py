@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING
 
-import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, redact, session_factory
 from colesbarcodes.db.lookups import known_barcodes
+from colesbarcodes.inbox.enrichment import write_enrichment_file
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -53,11 +52,6 @@ def queue_missing_barcodes(
     missing = [(sku, store) for sku, store in skus.items() if str(sku) not in known]
     if not missing:
         return None, 0
-    inbox.mkdir(parents=True, exist_ok=True)
     target = inbox / f"listing-coles-{stamp}.jsonl"
-    temp = target.with_name(target.name + ".part")  # the barcode crawl takes *.jsonl only
-    with temp.open("wb") as out:
-        for sku, store in missing:
-            out.write(orjson.dumps({"company": "coles", "sku": sku, "store_id": store}) + b"\n")
-    os.replace(temp, target)
+    write_enrichment_file(target, ((str(sku), store) for sku, store in missing), "coles")
     return target, len(missing)

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import CloseSpider
 
-from colesbarcodes.db.lookups import stored_for_entries
 from colesbarcodes.frontier.stream import FRONTIER_ERRORS, Frontier, FrontierEntry, redact_url
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.signals import flush_requested, lookups_stored
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from scrapy.crawler import Crawler
-    from sqlalchemy.orm import Session
     from twisted.python.failure import Failure
 
 __all__ = ["FrontierBatch", "FrontierWorker", "consumer_name"]
@@ -72,6 +70,7 @@ class FrontierBatch:
     name: str
     company: str
     skus: dict[str, str | None]
+    file: None = None  # its SKUs come from several inbox files: ``skus`` says which
 
     @property
     def label(self) -> str:
@@ -80,9 +79,6 @@ class FrontierBatch:
     @property
     def log_level(self) -> int:
         return logging.DEBUG  # one every few dozen SKUs
-
-    def stored(self, session: Session) -> dict[str, str]:
-        return stored_for_entries(session, self.company, self.skus)
 
 
 class FrontierWorker:

@@ -43,6 +43,7 @@ from colesbarcodes.site.coles import (
     parse_graphql_category_tree,
     parse_listing,
 )
+from colesbarcodes.spiders.arguments import arguments_as_settings
 from colesbarcodes.spiders.store_walk import StoreWalk, parse_stores
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ class ColesProductsSpider(scrapy.Spider):
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesProductsSpider:
         spider: ColesProductsSpider = super().from_crawler(crawler, *args, **kwargs)
         settings, given = crawler.settings, spider._arguments
+        arguments_as_settings(crawler, spider, given, {})
         spider.base_url = str(given["base_url"] or settings.get("COLES_BASE_URL")).rstrip("/")
         spider.stores = parse_stores(str(given["stores"] or settings.get("COLES_STORE_ID")))
         spider.inbox = Path(str(given["inbox"] or settings.get("COLES_PRODUCT_INBOX")))
