@@ -39,8 +39,8 @@ from typing import Any
 
 from colesbarcodes.db.catalog import apply_lines
 from colesbarcodes.db.engine import make_engine, migrate, session_factory
-from colesbarcodes.frontier import Frontier
-from colesbarcodes.lines import parse_object
+from colesbarcodes.frontier.stream import Frontier
+from colesbarcodes.inbox.lines import parse_object
 from colesbarcodes.replica.catalogue import Catalogue
 from colesbarcodes.replica.process import ReplicaProcess
 

@@ -56,7 +56,7 @@ SPEED = [
 
 # The listing spider's own item settings (its custom_settings), for the reference row.
 ITEM_TUNING = [
-    "-s", "LOG_FORMATTER=colesbarcodes.listing.QuietItemsLogFormatter",
+    "-s", "LOG_FORMATTER=colesbarcodes.logformatter.QuietItemsLogFormatter",
     "-s", "CONCURRENT_ITEMS=4",
 ]  # fmt: skip
 

@@ -667,7 +667,7 @@ CREATE TEMP TABLE bench_stage (
 def child_loader(inbox: Path, url: str, batch_size: int, statements: bool) -> dict[str, Any]:
     """The real import (``run_cycle``), then post-processing, each timed."""
     from colesbarcodes.db.engine import make_engine, migrate
-    from colesbarcodes.inbox import Inbox
+    from colesbarcodes.inbox.claims import Inbox
     from loaders.importer import ImportOptions
     from loaders.update import LogProgress, post_process, run_cycle
 

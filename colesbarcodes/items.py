@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from colesbarcodes.gtin import Gtin
 
 
 class Outcome(enum.StrEnum):
@@ -24,14 +28,16 @@ class BarcodeLookup:
     """One SKU's outcome; ``stored`` marks an outcome an earlier run already stored.
 
     ``batch`` names the frontier batch the SKU was taken in (None when it came from an
-    inbox file): the unit the prefill loads its knowledge for.
+    inbox file): the unit the prefill loads its knowledge for. A found barcode travels as
+    the :class:`~colesbarcodes.gtin.Gtin` it was validated into (``gtin``).
     """
 
     sku: str
     outcome: Outcome
     company: str = "coles"
     store_id: str | None = None
-    barcode: str | None = None
+    barcode: str | None = None  # the code recorded with the lookup (from ``gtin`` if given)
+    gtin: Gtin | None = None  # a found barcode, validated where it was read
     raw_barcode: str | None = None
     name: str | None = None
     brand: str | None = None
@@ -40,3 +46,7 @@ class BarcodeLookup:
     file: str | None = None
     stored: bool = False
     batch: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.gtin is not None and self.barcode is None:
+            self.barcode = self.gtin.code

@@ -29,6 +29,11 @@ COLES_ENRICHMENT_INBOX = os.environ.get(
     "COLES_ENRICHMENT_INBOX", "inboxes/barcode_enrichment_inbox"
 )
 COLES_ARCHIVE_FINISHED_FILES = False  # finished files are deleted; True moves them to archive/
+# The inbox files' life (claim, accounting, finishing, retry and spill files): the
+# EnrichmentFiles extension, turned on by the barcode spider's custom_settings.
+COLES_ENRICHMENT_FILES = False
+# scrapyd's job id (its `_job` argument), recorded with lookups and in the run ledger.
+COLES_JOB = ""
 COLES_MAX_SKUS = 0  # stop taking SKUs after this many (0: no limit); -a limit=N
 COLES_PRODUCT_PAGE_FALLBACK = False  # also try the product page when the API has no GTIN
 # SKUs of one store asked for in one GraphQL document (aliases); 1 turns batching off. A
@@ -138,30 +143,31 @@ PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT = 30_000
 
 # --- Components -----------------------------------------------------------------------
 SPIDER_MIDDLEWARES = {
-    "colesbarcodes.middlewares.PrefillMiddleware": 50,
+    "colesbarcodes.middlewares.prefill.PrefillMiddleware": 50,
     # after the prefill (lower = nearer the engine): only SKUs that need the site are batched
-    "colesbarcodes.middlewares.LookupBatchMiddleware": 40,
+    "colesbarcodes.middlewares.lookup_batch.LookupBatchMiddleware": 40,
 }
 # process_request runs in ascending order, process_response in descending: the exit is
 # chosen before the cookie jar (700) and the proxy (750) are applied; a block page is seen
 # before the challenge solver, and a 401 before the retries.
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
-    "colesbarcodes.middlewares.RetryAfterMiddleware": 550,
-    "colesbarcodes.middlewares.ApiKeyMiddleware": 600,
-    "colesbarcodes.middlewares.BotCheckMiddleware": 650,
-    "colesbarcodes.middlewares.ExitPoolMiddleware": 680,
+    "colesbarcodes.middlewares.retry_after.RetryAfterMiddleware": 550,
+    "colesbarcodes.middlewares.api_key.ApiKeyMiddleware": 600,
+    "colesbarcodes.middlewares.bot_check.BotCheckMiddleware": 650,
+    "colesbarcodes.middlewares.exit_pool.ExitPoolMiddleware": 680,
 }
 ITEM_PIPELINES = {
-    "colesbarcodes.pipelines.BarcodeUpsertPipeline": 300,
+    "colesbarcodes.pipelines.barcode_upsert.BarcodeUpsertPipeline": 300,
 }
 EXTENSIONS = {
-    "colesbarcodes.session.SiteSession": 0,  # the home page's key and build id, batch size
+    "colesbarcodes.extensions.site_session.SiteSession": 0,
+    "colesbarcodes.extensions.enrichment_files.EnrichmentFiles": 50,  # the home page's key and build id, batch size
     # spider_closed handlers run in this order, after Scrapy's CoreStats (0): the monitors
     # judge the run first, then the stats file and the run ledger record their verdict.
-    "colesbarcodes.monitors.CrawlMonitor": 100,
-    "colesbarcodes.extensions.StatsFile": 500,
-    "colesbarcodes.extensions.CrawlRunLedger": 510,
+    "colesbarcodes.extensions.crawl_monitor.CrawlMonitor": 100,
+    "colesbarcodes.extensions.stats_file.StatsFile": 500,
+    "colesbarcodes.extensions.run_ledger.CrawlRunLedger": 510,
 }
 COLES_STATS_FILE = os.environ.get("COLES_STATS_FILE", "")  # write the final stats as JSON
 
@@ -170,7 +176,7 @@ FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = os.environ.get("COLES_LOG_LEVEL", "INFO")
 
 # --- Monitors and the run ledger ------------------------------------------------------
-# At the end of every crawl the monitors (colesbarcodes/monitors.py) judge it from its
+# At the end of every crawl the monitors (colesbarcodes/extensions/crawl_monitor.py) judge it from its
 # stats. A failed verdict: stat monitor/result = "failed", the finish reason "finished"
 # becomes "monitor_failed: <the failed checks>", and `scrapy crawl` exits with status 3.
 COLES_MONITOR_ENABLED = True
@@ -220,7 +226,7 @@ COLES_LISTING_MAX_FAILED_PAGES = 0
 # Also queue the listed SKUs without a known barcode (DATABASE_URL) in COLES_ENRICHMENT_INBOX.
 COLES_LISTING_QUEUE_MISSING_BARCODES = False
 # atomicfile:///path: a feed written as <path>.part and renamed once its spider says it is
-# complete (colesbarcodes.listing.AtomicFileFeedStorage).
-FEED_STORAGES = {"atomicfile": "colesbarcodes.listing.AtomicFileFeedStorage"}
-# coles_jsonl: JSON lines written with orjson (colesbarcodes.listing.ListingLinesExporter).
-FEED_EXPORTERS = {"coles_jsonl": "colesbarcodes.listing.ListingLinesExporter"}
+# complete (colesbarcodes.feeds.storage.AtomicFileFeedStorage).
+FEED_STORAGES = {"atomicfile": "colesbarcodes.feeds.storage.AtomicFileFeedStorage"}
+# coles_jsonl: JSON lines written with orjson (colesbarcodes.feeds.exporter.ListingLinesExporter).
+FEED_EXPORTERS = {"coles_jsonl": "colesbarcodes.feeds.exporter.ListingLinesExporter"}

@@ -11,3 +11,12 @@ lookups_stored = object()
 #: now instead of at the end of the batching delay: a frontier worker with nothing left to
 #: take sends it, so that the other workers need not wait for its last outcomes.
 flush_requested = object()
+
+#: Sent when a crawl takes a unit of SKUs to look up, with ``unit``: an inbox file claimed
+#: by :class:`~colesbarcodes.extensions.enrichment_files.EnrichmentFiles`, or a batch taken
+#: from the shared frontier. The prefill loads what the database knows about its SKUs.
+work_unit_taken = object()
+
+#: Sent by the pipeline when it gives up storing outcomes (the database stays
+#: unreachable), with ``items``: the outcomes not stored, to be kept for the next run.
+lookups_unstored = object()

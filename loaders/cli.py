@@ -30,13 +30,13 @@ from colesbarcodes.db.engine import (
 )
 from colesbarcodes.db.engine import database_url as resolve_url
 from colesbarcodes.db.lookups import skus_without_barcode
-from colesbarcodes.enrichment import EnrichmentInbox
-from colesbarcodes.frontier import DEFAULT_KEY as DEFAULT_FRONTIER_KEY
-from colesbarcodes.frontier import FRONTIER_ERRORS, Frontier, redact_url
-from colesbarcodes.inbox import Inbox
-from colesbarcodes.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
+from colesbarcodes.frontier.feed import feed_inbox
+from colesbarcodes.frontier.stream import DEFAULT_KEY as DEFAULT_FRONTIER_KEY
+from colesbarcodes.frontier.stream import FRONTIER_ERRORS, Frontier, redact_url
+from colesbarcodes.inbox.claims import Inbox
+from colesbarcodes.inbox.enrichment import EnrichmentInbox, write_enrichment_file
+from colesbarcodes.inbox.lines import DEFAULT_COMPANY, LineError, normalize_sku, normalize_store_id
 from loaders import diagnostics
-from loaders.frontier_feed import feed_inbox
 from loaders.importer import ImportOptions
 from loaders.output import echo_json, echo_mapping, echo_table
 from loaders.scrapyd_nodes import (
@@ -566,14 +566,9 @@ def queue_missing_barcodes(
     if not missing:
         click.echo(f"Every {company} SKU has a barcode: nothing to queue.")
         return
-    inbox.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     target = inbox / f"missing-{company}-{stamp}.jsonl"
-    temp = target.with_name(target.name + ".part")  # the crawl only takes *.jsonl
-    with temp.open("wb") as out:
-        for sku, sold_at in missing:
-            out.write(orjson.dumps({"company": company, "sku": sku, "store_id": sold_at}) + b"\n")
-    os.replace(temp, target)
+    write_enrichment_file(target, missing, company)
     click.echo(f"Queued {len(missing)} {company} SKUs without barcode: {target}")
 
 

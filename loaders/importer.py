@@ -31,8 +31,8 @@ from colesbarcodes.db import ledger
 from colesbarcodes.db.catalog import BatchReader, BatchStats, apply_lines
 from colesbarcodes.db.engine import with_retries
 from colesbarcodes.db.models import QuarantinedLine
-from colesbarcodes.inbox import ClaimedFile, Inbox, iter_lines
-from colesbarcodes.lines import LineError, ProductLine, parse_line, store_from_filename
+from colesbarcodes.inbox.claims import ClaimedFile, Inbox, iter_lines
+from colesbarcodes.inbox.lines import LineError, ProductLine, parse_line, store_from_filename
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
 
-    from colesbarcodes.inbox import Inbox
+    from colesbarcodes.inbox.claims import Inbox
 
 __all__ = [
     "CycleReport",

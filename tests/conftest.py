@@ -25,8 +25,8 @@ from sqlalchemy.engine import make_url
 
 from colesbarcodes.db.engine import make_engine, migrate
 from colesbarcodes.db.models import Base
-from colesbarcodes.frontier import Frontier
-from colesbarcodes.inbox import Inbox
+from colesbarcodes.frontier.stream import Frontier
+from colesbarcodes.inbox.claims import Inbox
 from tests.helpers import write_jsonl
 from tests.proxies import forward_proxy, tinyproxy_path
 

@@ -17,7 +17,7 @@ from colesbarcodes.db.models import (
     StorePrice,
 )
 from colesbarcodes.db.reports import company_skus
-from colesbarcodes.lines import parse_object
+from colesbarcodes.inbox.lines import parse_object
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import graphql
 import pytest
 
-from colesbarcodes.coles_site import (
+from colesbarcodes.site.coles import (
     KEY_IN_NEXT_DATA,
     KEY_IN_RUNTIME_CONFIG,
     PROTECTION_BLOCK,

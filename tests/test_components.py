@@ -11,10 +11,10 @@ import scrapy
 from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.test import get_crawler
 
-from colesbarcodes.coles_site import SiteConfig
-from colesbarcodes.middlewares import LookupBatchMiddleware
-from colesbarcodes.session import SiteSession
-from colesbarcodes.sources import lookup_request
+from colesbarcodes.extensions.site_session import SiteSession
+from colesbarcodes.middlewares.lookup_batch import LookupBatchMiddleware
+from colesbarcodes.site.coles import SiteConfig
+from colesbarcodes.site.source import lookup_request
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -27,7 +27,7 @@ CONFIG = SiteConfig("build", "0" * 32, "http://site.test/api/graphql")
 def crawler_with(batch: int, wait: float = 0.05) -> Crawler:
     crawler = get_crawler(
         settings_dict={
-            "EXTENSIONS": {"colesbarcodes.session.SiteSession": 0},
+            "EXTENSIONS": {"colesbarcodes.extensions.site_session.SiteSession": 0},
             "COLES_GRAPHQL_BATCH": batch,
             "COLES_GRAPHQL_BATCH_WAIT": wait,
         }

@@ -25,7 +25,7 @@ from stdnum import ean
 
 from colesbarcodes.db.catalog import apply_lines
 from colesbarcodes.db.engine import make_engine, migrate, session_factory
-from colesbarcodes.lines import parse_object
+from colesbarcodes.inbox.lines import parse_object
 from colesbarcodes.replica.catalogue import Catalogue
 from colesbarcodes.replica.process import ReplicaProcess
 from tests.helpers import (
@@ -141,7 +141,7 @@ KILLER = textwrap.dedent(
     """
     import json, os, signal, sys, threading, time
     from colesbarcodes.db.engine import make_engine, migrate
-    from colesbarcodes.inbox import Inbox
+    from colesbarcodes.inbox.claims import Inbox
     from loaders.importer import ImportOptions
     from loaders.update import LogProgress, run_cycle
 

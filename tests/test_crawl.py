@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from colesbarcodes.db.catalog import apply_lines
 from colesbarcodes.db.engine import session_factory
 from colesbarcodes.db.models import CompanySku, Lookup, Product
-from colesbarcodes.lines import parse_object
+from colesbarcodes.inbox.lines import parse_object
 from colesbarcodes.replica.catalogue import Catalogue, ReplicaProduct
 from colesbarcodes.replica.process import ReplicaProcess
 from tests.conftest import require

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
 
-    from colesbarcodes.inbox import Inbox
+    from colesbarcodes.inbox.claims import Inbox
 
 MILK = "9300633600082"
 

@@ -25,7 +25,7 @@ from colesbarcodes.db.engine import session_factory
 from colesbarcodes.db.models import CrawlRun
 from colesbarcodes.db.reports import quality_report
 from colesbarcodes.db.runs import RunRecord, recent_crawl_outcomes, record_crawl_run
-from colesbarcodes.monitors import CrawlMonitor, Thresholds, evaluate, gtin_baseline
+from colesbarcodes.extensions.crawl_monitor import CrawlMonitor, Thresholds, evaluate, gtin_baseline
 from colesbarcodes.replica.catalogue import Catalogue
 from colesbarcodes.replica.process import ReplicaProcess
 from colesbarcodes.spiders.coles_barcodes import ColesBarcodesSpider
@@ -275,7 +275,7 @@ def test_a_database_that_cannot_be_read_is_no_history_and_one_warning(
     monitor = monitor_for(
         "postgresql://postgres:s3cret@127.0.0.1:1/nowhere", COLES_LEDGER_CONNECT_TIMEOUT=2
     )
-    with caplog.at_level(logging.WARNING, logger="colesbarcodes.monitors"):
+    with caplog.at_level(logging.WARNING, logger="colesbarcodes.extensions.crawl_monitor"):
         started = time.monotonic()
         assert monitor.read_history("coles_barcodes") == []
         assert time.monotonic() - started < 10

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from colesbarcodes.commands.crawl import EXIT_STATUSES, exit_status
-from colesbarcodes.exits import Exit, ProxyConfigError, exits_from_setting, parse_proxies
+from colesbarcodes.site.exits import Exit, ProxyConfigError, exits_from_setting, parse_proxies
 
 if TYPE_CHECKING:
     from pathlib import Path

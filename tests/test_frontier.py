@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
 
-    from colesbarcodes.frontier import Frontier
+    from colesbarcodes.frontier.stream import Frontier
 
 
 def sku_entries(skus: list[int], file: str = "skus.jsonl") -> list[dict[str, str | None]]:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from click.testing import Result
     from sqlalchemy.engine import Engine
 
-    from colesbarcodes.inbox import Inbox
+    from colesbarcodes.inbox.claims import Inbox
 
 MAX_LINE = ImportOptions().max_line_bytes  # 1 MiB
 TOO_LONG = f"line longer than {MAX_LINE} bytes"
@@ -542,7 +542,9 @@ def test_symlinks_and_special_files_are_left_in_place_and_never_followed(
     assert tree(outside) == outside_before  # nothing read there was moved or changed
     assert os.readlink(inbox.root / "linked_store-0584.jsonl") == str(secret)
     assert os.readlink(inbox.processing / planted_claim) == str(secret)
-    warnings = sorted(r.getMessage() for r in caplog.records if r.name == "colesbarcodes.inbox")
+    warnings = sorted(
+        r.getMessage() for r in caplog.records if r.name == "colesbarcodes.inbox.claims"
+    )
     assert warnings == sorted(
         f"Leaving {path} in place: it is {what}, and only regular files are imported"
         for path, what in [

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import pytest
     from sqlalchemy.engine import Engine
 
-    from colesbarcodes.inbox import Inbox
+    from colesbarcodes.inbox.claims import Inbox
 
 
 def url_of(engine: Engine) -> str:

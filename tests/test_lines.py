@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colesbarcodes.lines import (
+from colesbarcodes.inbox.lines import (
     LineError,
     ProductLine,
     parse_line,

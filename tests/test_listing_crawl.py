@@ -23,20 +23,21 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import func, select
 
-from colesbarcodes.coles_site import (
+from colesbarcodes.db.catalog import apply_lines
+from colesbarcodes.db.engine import make_engine, migrate, session_factory
+from colesbarcodes.db.models import CompanySku, StorePrice
+from colesbarcodes.feeds.storage import AtomicFileFeedStorage
+from colesbarcodes.inbox.lines import parse_line, parse_object, store_from_filename
+from colesbarcodes.replica.catalogue import Catalogue
+from colesbarcodes.replica.categories import PROMO_GROUPS
+from colesbarcodes.replica.process import ReplicaProcess
+from colesbarcodes.site.coles import (
     listing_line,
     listing_plan,
     parse_category_tree,
     parse_listing,
 )
-from colesbarcodes.db.catalog import apply_lines
-from colesbarcodes.db.engine import make_engine, migrate, session_factory
-from colesbarcodes.db.models import CompanySku, StorePrice
-from colesbarcodes.lines import parse_line, parse_object, store_from_filename
-from colesbarcodes.listing import AtomicFileFeedStorage, StoreWalk, parse_stores
-from colesbarcodes.replica.catalogue import Catalogue
-from colesbarcodes.replica.categories import PROMO_GROUPS
-from colesbarcodes.replica.process import ReplicaProcess
+from colesbarcodes.spiders.store_walk import StoreWalk, parse_stores
 from tests.helpers import FAST_CRAWL, PROJECT, dump, run_loader, write_jsonl
 
 if TYPE_CHECKING:
@@ -240,9 +241,9 @@ def test_the_barcode_crawls_components_leave_the_listing_crawl_alone(
         k for k in keys if k.startswith(("prefill/", "coles/")) and not k.startswith(shared)
     }
     assert "Enabled item pipelines:\n[]" in two_stores.log
-    assert "colesbarcodes.middlewares.PrefillMiddleware" not in two_stores.log
-    assert "colesbarcodes.middlewares.BotCheckMiddleware" in two_stores.log
-    assert "colesbarcodes.middlewares.RetryAfterMiddleware" in two_stores.log
+    assert "colesbarcodes.middlewares.prefill.PrefillMiddleware" not in two_stores.log
+    assert "colesbarcodes.middlewares.bot_check.BotCheckMiddleware" in two_stores.log
+    assert "colesbarcodes.middlewares.retry_after.RetryAfterMiddleware" in two_stores.log
 
 
 def test_the_files_import_with_no_quarantined_line(

@@ -19,7 +19,7 @@ from tests.helpers import canonical_rows, dump, run_loader, write_jsonl
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from colesbarcodes.inbox import Inbox
+    from colesbarcodes.inbox.claims import Inbox
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from colesbarcodes.db.engine import make_engine
-    from colesbarcodes.inbox import Inbox
+    from colesbarcodes.inbox.claims import Inbox
     from loaders.importer import ImportOptions
     from loaders.update import LogProgress, run_cycle
 

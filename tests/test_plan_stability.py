@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.pool import StaticPool
 
 from colesbarcodes.db.engine import make_engine, migrate
-from colesbarcodes.inbox import Inbox
+from colesbarcodes.inbox.claims import Inbox
 from loaders.importer import ImportOptions
 from loaders.update import LogProgress, run_cycle
 from tests.helpers import canonical_rows, write_jsonl

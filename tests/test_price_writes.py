@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 
 from colesbarcodes.db.engine import make_engine, migrate
 from colesbarcodes.db.models import STORE_PRICES_FILLFACTOR, StorePrice
-from colesbarcodes.inbox import Inbox
+from colesbarcodes.inbox.claims import Inbox
 from loaders.importer import ImportOptions
 from loaders.update import LogProgress, run_cycle
 from tests.helpers import canonical_rows, write_jsonl

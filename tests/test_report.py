@@ -24,9 +24,9 @@ from colesbarcodes.db.lookups import LookupRow, record_lookups
 from colesbarcodes.db.models import CompanySku, CrawlRun, ImportedFile, Product
 from colesbarcodes.db.reports import quality_report
 from colesbarcodes.db.runs import RunRecord, record_crawl_run
+from colesbarcodes.extensions.crawl_monitor import Thresholds, evaluate
 from colesbarcodes.gtin import parse_gtin
-from colesbarcodes.lines import ProductLine
-from colesbarcodes.monitors import Thresholds, evaluate
+from colesbarcodes.inbox.lines import ProductLine
 from colesbarcodes.replica.catalogue import Catalogue
 from colesbarcodes.replica.process import ReplicaProcess
 from loaders.report import render_report
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
     from sqlalchemy.engine import Engine
 
-    from colesbarcodes.inbox import Inbox
+    from colesbarcodes.inbox.claims import Inbox
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAYS = [NOW - timedelta(days=n) for n in (3, 2, 1, 0)]  # the fixture's four days

@@ -18,7 +18,7 @@ import pytest
 
 from colesbarcodes.replica.catalogue import Catalogue
 from colesbarcodes.replica.process import ReplicaProcess
-from colesbarcodes.site_check import (
+from colesbarcodes.site.checks import (
     Answer,
     Status,
     check_batch,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
-from colesbarcodes.monitors import MONITOR_FAILED
+from colesbarcodes.extensions.crawl_monitor import MONITOR_FAILED
 
 if TYPE_CHECKING:
     import argparse

@@ -41,7 +41,7 @@ from scrapy.exceptions import UsageError
 from scrapy.settings import SETTINGS_PRIORITIES
 
 from colesbarcodes.commands.crawl import exit_status
-from colesbarcodes.site_check import DEFAULT_SKUS, CheckResult, render_table
+from colesbarcodes.site.checks import DEFAULT_SKUS, CheckResult, render_table
 from colesbarcodes.spiders.site_check import RESULTS_STAT
 
 if TYPE_CHECKING:

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from colesbarcodes.gtin import Gtin
-    from colesbarcodes.lines import ProductLine
+    from colesbarcodes.inbox.lines import ProductLine
 
 __all__ = ["BatchReader", "BatchStats", "apply_lines", "merge_products"]
 

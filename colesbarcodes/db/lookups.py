@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
-    from colesbarcodes.lines import ProductLine
+    from colesbarcodes.inbox.lines import ProductLine
 
 __all__ = [
     "NO_BARCODE_OUTCOMES",

@@ -34,7 +34,7 @@ from colesbarcodes.db.models import (
     StorePrice,
 )
 from colesbarcodes.gtin import InvalidGtin, parse_gtin
-from colesbarcodes.lines import LineError, normalize_sku
+from colesbarcodes.inbox.lines import LineError, normalize_sku
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

@@ -31,7 +31,7 @@ __all__ = [
 LOOKED_UP_OUTCOMES = ("found", "no_barcode", "not_found", "invalid_barcode", "failed")
 # Of those, the SKUs the site answered with a product record, and the records that carried a
 # GTIN (a valid one, or one that fails validation): the drift monitor's GTIN share is the
-# second over the first (colesbarcodes/monitors.py).
+# second over the first (colesbarcodes/extensions/crawl_monitor.py).
 RECORD_OUTCOMES = ("found", "no_barcode", "invalid_barcode")
 GTIN_OUTCOMES = ("found", "invalid_barcode")
 

@@ -1,5 +1,5 @@
 """Item pipelines of the crawls."""
 
-from colesbarcodes.pipelines.barcodes import BarcodeUpsertPipeline
+from colesbarcodes.pipelines.barcode_upsert import BarcodeUpsertPipeline
 
 __all__ = ["BarcodeUpsertPipeline"]

@@ -1,16 +1,17 @@
 """``scrapy crawl coles_barcodes``: look up the barcodes of the SKUs in the enrichment inbox.
 
 Files are taken one at a time, oldest first, until the inbox is empty (files arriving
-during the crawl are taken too). The :class:`~colesbarcodes.middlewares.PrefillMiddleware`
+during the crawl are taken too). The :class:`~colesbarcodes.middlewares.prefill.PrefillMiddleware`
 answers SKUs whose barcode is already known before any request leaves; the rest are
-looked up through :class:`~colesbarcodes.sources.GraphQLBarcodeSource`; every outcome is
-stored by :class:`~colesbarcodes.pipelines.BarcodeUpsertPipeline`, which also finishes
-files once every SKU has one.
+looked up through :class:`~colesbarcodes.site.source.GraphQLBarcodeSource`; every outcome is
+stored by :class:`~colesbarcodes.pipelines.barcode_upsert.BarcodeUpsertPipeline`; the inbox
+files' life (claim, accounting, finishing, retry and spill files, releasing claims) is
+:class:`~colesbarcodes.extensions.enrichment_files.EnrichmentFiles`'s work.
 
 With ``COLES_FRONTIER_URL`` (or ``-a frontier=redis://...``) the SKUs come instead from
 the shared frontier in Redis, which ``coles-loader frontier feed`` fills from the inbox:
 several crawl processes, on one machine or many, then share the work
-(:mod:`colesbarcodes.worker`).
+(:mod:`colesbarcodes.frontier.worker`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.exceptions import CloseSpider
 
-from colesbarcodes.coles_site import ProblemKind
-from colesbarcodes.enrichment import EnrichmentFile, EnrichmentInbox
+from colesbarcodes.extensions.enrichment_files import EnrichmentFiles
+from colesbarcodes.extensions.site_session import SiteUnusable
+from colesbarcodes.frontier.worker import FrontierBatch, FrontierWorker
 from colesbarcodes.gtin import InvalidGtin, parse_gtin
 from colesbarcodes.items import BarcodeLookup, Outcome
-from colesbarcodes.session import SiteUnusable
-from colesbarcodes.sources import GraphQLBarcodeSource, LookupKey, SourceError
-from colesbarcodes.worker import FrontierBatch, FrontierWorker
+from colesbarcodes.signals import work_unit_taken
+from colesbarcodes.site.coles import ProblemKind
+from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey, SourceError
+from colesbarcodes.spiders.arguments import arguments_as_settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -36,8 +39,8 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
-    from colesbarcodes.coles_site import GraphQLProblem, ProductRecord
-    from colesbarcodes.middlewares import PrefillUnit
+    from colesbarcodes.gtin import Gtin
+    from colesbarcodes.site.coles import GraphQLProblem, ProductRecord
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +58,16 @@ class ColesBarcodesSpider(scrapy.Spider):
 
     name = "coles_barcodes"
     company = "coles"
-    # the monitors judge its GTIN share against past runs (the drift monitor)
-    custom_settings = {"COLES_MONITOR_GTIN_SHARE": True}
+    custom_settings = {
+        # the monitors judge its GTIN share against past runs (the drift monitor)
+        "COLES_MONITOR_GTIN_SHARE": True,
+        # the inbox files' life, from claim to finish
+        "COLES_ENRICHMENT_FILES": True,
+    }
     base_url: str
     default_store: str
     limit: int
-    enrichment: EnrichmentInbox
+    inbox_files: EnrichmentFiles
     fallback_without_gtin: bool
     source: GraphQLBarcodeSource
     retry_times: int
@@ -83,8 +90,6 @@ class ColesBarcodesSpider(scrapy.Spider):
             "limit": limit,
             "frontier": frontier,
         }
-        self.files: dict[str, EnrichmentFile] = {}
-        self.batches: dict[str, FrontierBatch] = {}  # the frontier batch being handed out
         self.seen: set[str] = set()
         self.reading_done = False
         # One bound-method object per callback for all requests: Scrapy caches its
@@ -96,36 +101,31 @@ class ColesBarcodesSpider(scrapy.Spider):
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesBarcodesSpider:
         spider: ColesBarcodesSpider = super().from_crawler(crawler, *args, **kwargs)
         settings, given = crawler.settings, spider._arguments
+        arguments_as_settings(crawler, spider, given, {"inbox": "COLES_ENRICHMENT_INBOX"})
         spider.base_url = str(given["base_url"] or settings.get("COLES_BASE_URL")).rstrip("/")
         spider.default_store = str(given["store"] or settings.get("COLES_STORE_ID"))
         spider.limit = int(given["limit"] or settings.getint("COLES_MAX_SKUS"))
-        spider.enrichment = EnrichmentInbox(
-            str(given["inbox"] or settings.get("COLES_ENRICHMENT_INBOX")),
-            company=cls.company,
-            archive=settings.getbool("COLES_ARCHIVE_FINISHED_FILES"),
-        )
         spider.fallback_without_gtin = settings.getbool("COLES_PRODUCT_PAGE_FALLBACK")
         spider.retry_times = settings.getint("RETRY_TIMES")
         spider.source = GraphQLBarcodeSource(spider.base_url, crawler)
         frontier_url = str(given["frontier"] or settings.get("COLES_FRONTIER_URL") or "")
         spider.frontier = (
-            FrontierWorker.from_crawler(crawler, frontier_url, getattr(spider, "_job", None))
+            FrontierWorker.from_crawler(crawler, frontier_url, settings.get("COLES_JOB") or None)
             if frontier_url
             else None
         )
         return spider
-
-    def work_unit(self, key: str) -> PrefillUnit:
-        """The inbox file or frontier batch that ``key`` (meta ``batch`` or ``file``) names."""
-        return self.batches.get(key) or self.files[key]
 
     async def start(self) -> AsyncIterator[Any]:
         if self.frontier is not None:
             async for obj in self._from_frontier(self.frontier):
                 yield obj
             return
-        if not self.enrichment.inbox.has_work():
-            logger.info("The inbox %s is empty: nothing to look up", self.enrichment.inbox.root)
+        files = self.crawler.get_extension(EnrichmentFiles)
+        if files is None:
+            raise CloseSpider("COLES_ENRICHMENT_FILES is off: this spider has no inbox to read")
+        if not files.has_work():
+            logger.info("The inbox %s is empty: nothing to look up", files.inbox.inbox.root)
             self.reading_done = True
             return
         try:
@@ -133,14 +133,7 @@ class ColesBarcodesSpider(scrapy.Spider):
         except SiteUnusable as exc:
             raise CloseSpider(str(exc)) from None
         taken = 0
-        while (job := self.enrichment.claim_next()) is not None:
-            self.files[job.name] = job
-            logger.info(
-                "Taking %s: %d SKUs (%d lines quarantined)",
-                job.claimed.original_name,
-                len(job.skus),
-                job.quarantined,
-            )
+        while (job := files.claim_next()) is not None:
             for sku, line in job.skus.items():
                 if self.limit and taken >= self.limit:
                     break
@@ -161,7 +154,8 @@ class ColesBarcodesSpider(scrapy.Spider):
                     continue
                 self.seen.add(sku)
                 if line.barcode is not None:
-                    base.barcode, base.name, base.brand, base.size = (
+                    base.gtin, base.barcode, base.name, base.brand, base.size = (
+                        line.barcode,
                         line.barcode.code,
                         line.name,
                         line.brand,
@@ -189,7 +183,8 @@ class ColesBarcodesSpider(scrapy.Spider):
         async for entries in worker.batches(self.limit):
             number += 1
             key = f"{worker.consumer}#{number}"
-            self.batches = {key: FrontierBatch(key, self.company, {e.sku: e.file for e in entries})}
+            batch = FrontierBatch(key, self.company, {e.sku: e.file for e in entries})
+            self.crawler.signals.send_catch_log(work_unit_taken, unit=batch)
             for entry in entries:
                 base = BarcodeLookup(
                     sku=entry.sku,
@@ -207,9 +202,11 @@ class ColesBarcodesSpider(scrapy.Spider):
                     )
                     yield base
                     continue
-                if entry.barcode:
-                    base.barcode, base.name, base.brand, base.size = (
-                        entry.barcode,
+                given = _valid_gtin(entry.barcode)  # checked when fed; a bad one is asked
+                if given is not None:
+                    base.gtin, base.barcode, base.name, base.brand, base.size = (
+                        given,
+                        given.code,
                         entry.name,
                         entry.brand,
                         entry.size,
@@ -351,9 +348,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             )
             yield self._outcome(key, Outcome.NO_BARCODE, reason=reason, **details)
             return
-        yield self._outcome(
-            key, Outcome.FOUND, barcode=gtin.code, raw_barcode=str(record.gtin), **details
-        )
+        yield self._outcome(key, Outcome.FOUND, gtin=gtin, raw_barcode=str(record.gtin), **details)
 
     def lookup_failed(self, failure: Failure) -> Any:
         request = failure.request  # type: ignore[attr-defined]
@@ -380,3 +375,10 @@ class ColesBarcodesSpider(scrapy.Spider):
         for key in lookups:
             self.crawler.stats.inc_value("coles/lookups_failed")
             yield self._outcome(key, Outcome.FAILED, reason=reason)
+
+
+def _valid_gtin(value: str | None) -> Gtin | None:
+    try:
+        return parse_gtin(value) if value else None
+    except InvalidGtin:
+        return None

@@ -6,7 +6,7 @@ than ``COLES_LISTING_PAGE_SIZE`` x ``COLES_LISTING_MAX_PAGES`` products) is walk
 its sub-categories; promotional groupings (``COLES_LISTING_SKIP_GROUPS``) are left out; ad
 rows are dropped; each (store, SKU) is written once, as a canonical inbox line. Each store
 gets one file in the product inbox, published only when its walk is complete
-(:mod:`colesbarcodes.listing`). Parsing lives in :mod:`colesbarcodes.coles_site`.
+(:mod:`colesbarcodes.listing`). Parsing lives in :mod:`colesbarcodes.site.coles`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.settings import SETTINGS_PRIORITIES
 
-from colesbarcodes.coles_site import (
+from colesbarcodes.extensions.site_session import SiteSession
+from colesbarcodes.extensions.site_session import SiteUnusable as SessionUnusable
+from colesbarcodes.feeds.missing_barcodes import queue_missing_barcodes
+from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
+from colesbarcodes.site.coles import (
     Category,
     ListingPage,
     SiteFormatError,
@@ -39,15 +43,8 @@ from colesbarcodes.coles_site import (
     parse_graphql_category_tree,
     parse_listing,
 )
-from colesbarcodes.listing import (
-    STORE_OPTION,
-    StoreWalk,
-    parse_stores,
-    queue_missing_barcodes,
-    store_feeds,
-)
-from colesbarcodes.session import SiteSession
-from colesbarcodes.session import SiteUnusable as SessionUnusable
+from colesbarcodes.spiders.arguments import arguments_as_settings
+from colesbarcodes.spiders.store_walk import StoreWalk, parse_stores
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -60,7 +57,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BARCODE_PIPELINE = "colesbarcodes.pipelines.BarcodeUpsertPipeline"
-PREFILL_MIDDLEWARE = "colesbarcodes.middlewares.PrefillMiddleware"
+PREFILL_MIDDLEWARE = "colesbarcodes.middlewares.prefill.PrefillMiddleware"
 
 
 class SiteUnusable(Exception):
@@ -96,7 +93,7 @@ class ColesProductsSpider(scrapy.Spider):
     # log record unless at DEBUG, and few item workers per response (Scrapy starts
     # CONCURRENT_ITEMS tasks for every response; parallel items gain nothing here).
     custom_settings = {
-        "LOG_FORMATTER": "colesbarcodes.listing.QuietItemsLogFormatter",
+        "LOG_FORMATTER": "colesbarcodes.logformatter.QuietItemsLogFormatter",
         "CONCURRENT_ITEMS": 4,
     }
     base_url: str
@@ -147,6 +144,7 @@ class ColesProductsSpider(scrapy.Spider):
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesProductsSpider:
         spider: ColesProductsSpider = super().from_crawler(crawler, *args, **kwargs)
         settings, given = crawler.settings, spider._arguments
+        arguments_as_settings(crawler, spider, given, {})
         spider.base_url = str(given["base_url"] or settings.get("COLES_BASE_URL")).rstrip("/")
         spider.stores = parse_stores(str(given["stores"] or settings.get("COLES_STORE_ID")))
         spider.inbox = Path(str(given["inbox"] or settings.get("COLES_PRODUCT_INBOX")))

@@ -3,7 +3,7 @@
 Run by ``scrapy site-check`` (which prints the rows), or as ``scrapy crawl site_check`` (for
 scrapyd: the rows are in the stats, ``site_check/results``). The requests go through the same
 settings and downloader middlewares as the crawls (exits, the bot-check browser, retries),
-one after the other. The verdicts are :mod:`colesbarcodes.site_check`'s; this spider only
+one after the other. The verdicts are :mod:`colesbarcodes.site.checks`'s; this spider only
 asks and, with ``-a save=DIR``, keeps every answer (key and proxy credentials masked) for a
 bug report.
 
@@ -21,17 +21,7 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.exceptions import CloseSpider
 
-from colesbarcodes.coles_site import (
-    categories_graphql_body,
-    categories_path,
-    graphql_body,
-    graphql_headers,
-    listing_path,
-    listing_plan,
-    product_page_path,
-)
-from colesbarcodes.exits import BlockedByProtection, exits_from_setting
-from colesbarcodes.site_check import (
+from colesbarcodes.site.checks import (
     BATCH,
     BUILD_ID,
     CATEGORIES,
@@ -55,6 +45,16 @@ from colesbarcodes.site_check import (
     mask,
     skipped,
 )
+from colesbarcodes.site.coles import (
+    categories_graphql_body,
+    categories_path,
+    graphql_body,
+    graphql_headers,
+    listing_path,
+    listing_plan,
+    product_page_path,
+)
+from colesbarcodes.site.exits import BlockedByProtection, exits_from_setting
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -83,8 +83,8 @@ class SiteCheckSpider(scrapy.Spider):
     custom_settings = {
         "ITEM_PIPELINES": {},
         "SPIDER_MIDDLEWARES": {
-            "colesbarcodes.middlewares.PrefillMiddleware": None,
-            "colesbarcodes.middlewares.LookupBatchMiddleware": None,
+            "colesbarcodes.middlewares.prefill.PrefillMiddleware": None,
+            "colesbarcodes.middlewares.lookup_batch.LookupBatchMiddleware": None,
         },
         "COLES_RUN_LEDGER_ENABLED": False,
         "COLES_MONITOR_ENABLED": False,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from colesbarcodes.coles_site import (
+from colesbarcodes.replica import Catalogue, ReplicaProcess
+from colesbarcodes.site.coles import (
     SiteFormatError,
     categories_graphql_body,
     categories_path,
@@ -29,7 +30,6 @@ from colesbarcodes.coles_site import (
     parse_site_config,
     product_page_path,
 )
-from colesbarcodes.replica import Catalogue, ReplicaProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

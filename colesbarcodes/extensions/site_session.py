@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import scrapy
 
-from colesbarcodes.coles_site import SiteConfig, SiteFormatError, parse_site_config
-from colesbarcodes.exits import BlockedByProtection
+from colesbarcodes.site.coles import SiteConfig, SiteFormatError, parse_site_config
+from colesbarcodes.site.exits import BlockedByProtection
 
 if TYPE_CHECKING:
     from typing import Self

@@ -1,4 +1,4 @@
-"""The barcode crawl's side of the shared frontier (:mod:`colesbarcodes.frontier`).
+"""The barcode crawl's side of the shared frontier (:mod:`colesbarcodes.frontier.stream`).
 
 With ``COLES_FRONTIER_URL`` set, ``coles_barcodes`` takes its SKUs from the Redis stream
 instead of the inbox, through one :class:`FrontierWorker` per crawl process:
@@ -16,7 +16,7 @@ instead of the inbox, through one :class:`FrontierWorker` per crawl process:
   stream is empty (every SKU fed is done, by someone) or holds only its own SKUs.
 
 A taken-back SKU whose outcome the dead worker had committed but not acknowledged is
-recognised by :class:`~colesbarcodes.middlewares.PrefillMiddleware` (its lookup is
+recognised by :class:`~colesbarcodes.middlewares.prefill.PrefillMiddleware` (its lookup is
 stored for the same inbox file) and acknowledged without a request or a second row.
 """
 
@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import CloseSpider
 
-from colesbarcodes.db.lookups import stored_for_entries
-from colesbarcodes.frontier import FRONTIER_ERRORS, Frontier, FrontierEntry, redact_url
+from colesbarcodes.frontier.stream import FRONTIER_ERRORS, Frontier, FrontierEntry, redact_url
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.signals import flush_requested, lookups_stored
 
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from scrapy.crawler import Crawler
-    from sqlalchemy.orm import Session
     from twisted.python.failure import Failure
 
 __all__ = ["FrontierBatch", "FrontierWorker", "consumer_name"]
@@ -72,6 +70,7 @@ class FrontierBatch:
     name: str
     company: str
     skus: dict[str, str | None]
+    file: None = None  # its SKUs come from several inbox files: ``skus`` says which
 
     @property
     def label(self) -> str:
@@ -80,9 +79,6 @@ class FrontierBatch:
     @property
     def log_level(self) -> int:
         return logging.DEBUG  # one every few dozen SKUs
-
-    def stored(self, session: Session) -> dict[str, str]:
-        return stored_for_entries(session, self.company, self.skus)
 
 
 class FrontierWorker:

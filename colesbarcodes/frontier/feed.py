@@ -1,7 +1,7 @@
 """``coles-loader frontier feed``: the barcode-enrichment inbox into the shared frontier.
 
 Files are claimed and read exactly as the crawl reads them
-(:class:`~colesbarcodes.enrichment.EnrichmentInbox`: oldest first, an abandoned claim
+(:class:`~colesbarcodes.inbox.enrichment.EnrichmentInbox`: oldest first, an abandoned claim
 first, SKUs de-duplicated, bad lines quarantined). A file is archived only once all its
 SKUs are in the stream; if feeding fails it stays claimed in ``processing/`` and the next
 feed takes it up again (SKUs already in the frontier are not added twice).
@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from colesbarcodes.frontier import FeedResult
+from colesbarcodes.frontier.stream import FeedResult
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from colesbarcodes.enrichment import EnrichmentFile, EnrichmentInbox
-    from colesbarcodes.frontier import Frontier
+    from colesbarcodes.frontier.stream import Frontier
+    from colesbarcodes.inbox.enrichment import EnrichmentFile, EnrichmentInbox
 
 __all__ = ["FedFile", "FeedReport", "feed_inbox"]
 

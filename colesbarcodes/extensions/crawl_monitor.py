@@ -42,7 +42,7 @@ verdict in the stats (``monitor/result`` = ``passed`` or ``failed``, ``monitor/f
 for a judged GTIN share ``monitor/gtin_share``, ``monitor/gtin_share_expected``,
 ``monitor/gtin_history_runs`` and, with history, ``monitor/gtin_share_median``); a failed
 verdict turns the finish reason ``finished`` into ``monitor_failed: failed share 0.40 >
-0.25``. The stats file, the run ledger (:class:`colesbarcodes.extensions.CrawlRunLedger`)
+0.25``. The stats file, the run ledger (:class:`colesbarcodes.extensions.run_ledger.CrawlRunLedger`)
 and the exit status of ``scrapy crawl`` (3, see :mod:`colesbarcodes.commands.crawl`) carry
 the verdict on.
 
@@ -70,7 +70,7 @@ from colesbarcodes.db.runs import (
     RECORD_OUTCOMES,
     recent_crawl_outcomes,
 )
-from colesbarcodes.extensions import ledger_engine
+from colesbarcodes.extensions.run_ledger import ledger_engine
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -22,7 +22,7 @@ Keys under one prefix (``colesbarcodes:frontier:coles`` by default):
 
 Every multi-step change (feed, acknowledge, heartbeat, release) is one Lua script, so a
 crash between two of its steps cannot leave the keys disagreeing. This module needs only
-redis-py: the crawl side is :mod:`colesbarcodes.worker`.
+redis-py: the crawl side is :mod:`colesbarcodes.frontier.worker`.
 """
 
 from __future__ import annotations

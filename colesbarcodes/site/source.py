@@ -2,8 +2,8 @@
 
 The default is the site's GraphQL ``GetProductDetails``, several SKUs of one store per
 document (``COLES_GRAPHQL_BATCH``), reached with the subscription key its home page
-publishes (:class:`~colesbarcodes.session.SiteSession`); the product page is the fallback
-when the API answer is unusable. Parsing lives in :mod:`colesbarcodes.coles_site`; this
+publishes (:class:`~colesbarcodes.extensions.site_session.SiteSession`); the product page is the fallback
+when the API answer is unusable. Parsing lives in :mod:`colesbarcodes.site.coles`; this
 module only builds the requests and reads the responses, so following a change of the live
 site stays local.
 
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import scrapy
 
-from colesbarcodes.coles_site import (
+from colesbarcodes.extensions.site_session import SiteSession
+from colesbarcodes.site.coles import (
     GraphQLAnswer,
     ProductRecord,
     SiteConfig,
@@ -29,7 +30,6 @@ from colesbarcodes.coles_site import (
     parse_product_page,
     product_page_path,
 )
-from colesbarcodes.session import SiteSession
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

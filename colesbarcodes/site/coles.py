@@ -502,7 +502,7 @@ def product_page_path(sku: str, name: str | None = None) -> str:
 # -- Listings -----------------------------------------------------------------------------
 
 PRODUCT_ROW = "PRODUCT"
-_MAX_TEXT = 1000  # the loader quarantines longer texts (colesbarcodes.lines)
+_MAX_TEXT = 1000  # the loader quarantines longer texts (colesbarcodes.inbox.lines)
 _MAX_MONEY = 1e9  # and absurd prices
 
 

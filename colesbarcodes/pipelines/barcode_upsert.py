@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from scrapy.exceptions import CloseSpider
 
+from colesbarcodes.crawl_control import close_crawl
 from colesbarcodes.db.engine import (
     DATABASE_ERRORS,
     make_engine,
@@ -21,10 +20,9 @@ from colesbarcodes.db.engine import (
     session_factory,
 )
 from colesbarcodes.db.lookups import LookupRow, record_lookups
-from colesbarcodes.gtin import parse_gtin
+from colesbarcodes.inbox.lines import ProductLine
 from colesbarcodes.items import BarcodeLookup, Outcome
-from colesbarcodes.lines import ProductLine
-from colesbarcodes.signals import flush_requested, lookups_stored
+from colesbarcodes.signals import flush_requested, lookups_stored, lookups_unstored
 
 if TYPE_CHECKING:
     from typing import Self
@@ -46,13 +44,13 @@ class BarcodeUpsertPipeline:
 
     Found barcodes go through the same rules as the loader's imports (same GTIN on
     another product: merge and record; a product with a different barcode keeps it and
-    the clash is recorded). Every outcome becomes a row of ``lookups``. A file of the
-    inbox is finished (deleted, or archived) once all its SKUs' outcomes are committed.
+    the clash is recorded). Every outcome becomes a row of ``lookups``; each committed
+    batch is announced with the ``lookups_stored`` signal.
 
     If the database stays unreachable after ``COLES_DB_RETRIES`` attempts, the spider is
-    closed; outcomes not yet stored are written back to the inbox as a spill file (found
-    barcodes included, so nothing scraped is lost) and unfinished files stay claimed for
-    the next run.
+    closed and the outcomes not yet stored are handed on with the ``lookups_unstored``
+    signal (the inbox files' owner writes them back to the inbox: found barcodes included,
+    so nothing scraped is lost).
     """
 
     def __init__(
@@ -99,8 +97,7 @@ class BarcodeUpsertPipeline:
 
     @property
     def job(self) -> str | None:
-        spider = self.crawler.spider
-        return getattr(spider, "_job", None) if spider is not None else None
+        return self.crawler.settings.get("COLES_JOB") or None
 
     async def open_spider(self) -> None:
         self.engine = make_engine(self.database_url)
@@ -195,14 +192,14 @@ class BarcodeUpsertPipeline:
                     looked_up_at=now,
                 )
             )
-            if item.outcome is Outcome.FOUND and item.barcode:
+            if item.outcome is Outcome.FOUND and item.gtin is not None:
                 line = ProductLine(
                     company=item.company,
                     sku=item.sku,
                     name=item.name,
                     brand=item.brand,
                     size=item.size,
-                    barcode=parse_gtin(item.barcode),
+                    barcode=item.gtin,
                     scraped_at=now,
                 )
                 found.append((number, line))
@@ -218,65 +215,14 @@ class BarcodeUpsertPipeline:
             self.crawler.stats.inc_value("coles/conflicts", stats.conflicts)
 
     def _account(self, batch: list[BarcodeLookup]) -> None:
-        """Count committed outcomes per file and finish the files that are complete."""
+        """Tell the components that act on stored outcomes (the inbox files, the frontier)."""
         self.crawler.signals.send_catch_log(lookups_stored, items=batch)
-        spider = self.crawler.spider
-        files = getattr(spider, "files", {})
-        touched = set()
-        for item in batch:
-            job = files.get(item.file)
-            if job is not None:
-                job.record(item.sku, failed=item.outcome is Outcome.FAILED)
-                touched.add(item.file)
-        for name in touched:
-            job = files[name]
-            if job.complete:
-                retry = spider.enrichment.finish(job)  # type: ignore[union-attr]
-                del files[name]
-                self.crawler.stats.inc_value("coles/files_finished")
-                logger.info(
-                    "Finished %s: %d SKUs%s",
-                    job.claimed.original_name,
-                    len(job.skus),
-                    f", {len(job.failed)} failed ones written to {retry.name}" if retry else "",
-                )
 
     def _give_up(self, batch: list[BarcodeLookup], detail: str) -> None:
         self.broken = True
         self.unstored.extend(batch)
         logger.error("The database stays unreachable (%s): closing the spider", detail)
-        if self.crawler.engine is None:
-            raise RuntimeError("the crawler is not running")
-        self._closing = asyncio.ensure_future(
-            self.crawler.engine.close_spider_async(reason="database_unavailable")
-        )
-
-    def _spill(self) -> None:
-        """Write outcomes that could not be stored back to the inbox, for the next run."""
-        spider = self.crawler.spider
-        rows = [
-            {
-                "sku": int(i.sku) if i.sku.isdigit() else i.sku,
-                "store_id": i.store_id,
-                "barcode": i.barcode,
-                "name": i.name,
-                "brand": i.brand,
-                "size": i.size,
-            }
-            for i in self.unstored
-            if not i.stored
-        ]
-        if not rows or spider is None:
-            return
-        inbox = spider.enrichment.inbox  # type: ignore[attr-defined]
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        path = inbox.root / f"spill-{stamp}-{os.getpid()}.jsonl"
-        temp = path.with_name(path.name + ".part")
-        with temp.open("wb") as out:
-            for row in rows:
-                out.write(orjson.dumps(row) + b"\n")
-        os.replace(temp, path)
-        logger.error("%d outcomes not stored; written to %s for the next run", len(rows), path)
+        self._closing = asyncio.ensure_future(close_crawl(self.crawler, "database_unavailable"))
 
     async def close_spider(self) -> None:
         if self._ticker is not None:
@@ -285,15 +231,8 @@ class BarcodeUpsertPipeline:
                 await self._ticker
         await self.flush()
         if self.broken:
-            self._spill()
-        spider = self.crawler.spider
-        for job in list(getattr(spider, "files", {}).values()):
-            logger.info(
-                "%s stays in processing/: %d of %d SKUs have an outcome; the next run resumes it",
-                job.claimed.original_name,
-                len(job.outcomes),
-                len(job.skus),
-            )
-            job.claimed.release()
+            unstored = [item for item in self.unstored if not item.stored]
+            if unstored:  # the inbox files' owner keeps them for the next run
+                self.crawler.signals.send_catch_log(lookups_unstored, items=unstored)
         if self.engine is not None:
             self.engine.dispose()

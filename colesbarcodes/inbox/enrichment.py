@@ -1,6 +1,6 @@
 """Barcode-enrichment inbox files: which SKUs a file asks for, and when it is done.
 
-A file is claimed like the loader's (see :mod:`colesbarcodes.inbox`), read whole (one
+A file is claimed like the loader's (see :mod:`colesbarcodes.inbox.claims`), read whole (one
 SKU a line: ``{"sku": ...}`` or any product line the loader takes), de-duplicated, and
 bad lines are quarantined with their line numbers. The file leaves the inbox only when
 every SKU has a stored outcome; SKUs that failed go to a new, smaller inbox file so the
@@ -16,20 +16,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import orjson
-
-from colesbarcodes.db.lookups import stored_for_file
-from colesbarcodes.inbox import ClaimedFile, Inbox, iter_lines
-from colesbarcodes.lines import LineError, parse_line, store_from_filename
+from colesbarcodes.files import write_json_lines
+from colesbarcodes.inbox.claims import ClaimedFile, Inbox, iter_lines
+from colesbarcodes.inbox.lines import LineError, parse_line, store_from_filename
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
-
-    from sqlalchemy.orm import Session
 
     from colesbarcodes.gtin import Gtin
 
-__all__ = ["EnrichmentFile", "EnrichmentInbox", "SkuRequest"]
+__all__ = [
+    "EnrichmentFile",
+    "EnrichmentInbox",
+    "SkuRequest",
+    "sku_value",
+    "spill_file",
+    "write_enrichment_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +59,16 @@ class EnrichmentFile:
     outcomes: set[str] = field(default_factory=set)
     failed: dict[str, str | None] = field(default_factory=dict)
 
+    company: str = "coles"
+
     @property
     def name(self) -> str:
         """The claim name: unique per claimed file, recorded with each lookup."""
+        return self.claimed.claim_name
+
+    @property
+    def file(self) -> str:
+        """The name its SKUs' outcomes are recorded under (the claim name)."""
         return self.claimed.claim_name
 
     @property
@@ -67,10 +78,6 @@ class EnrichmentFile:
     @property
     def log_level(self) -> int:
         return logging.INFO
-
-    def stored(self, session: Session) -> dict[str, str]:
-        """SKU → outcome an earlier run already stored for this file (a resumed file)."""
-        return stored_for_file(session, self.name)
 
     @property
     def complete(self) -> bool:
@@ -103,7 +110,7 @@ class EnrichmentInbox:
         claimed = self.inbox.claim_next(exclude=self.written)
         if claimed is None:
             return None
-        job = EnrichmentFile(claimed)
+        job = EnrichmentFile(claimed, company=self.company)
         bad: list[dict[str, object]] = []
         default_store = store_from_filename(claimed.original_name)
         with claimed.open() as stream:
@@ -138,7 +145,7 @@ class EnrichmentInbox:
                     )
         job.quarantined = len(bad)
         if bad:
-            self._write(self.inbox.quarantine_path(claimed), bad)
+            write_json_lines(self.inbox.quarantine_path(claimed), bad)
             logger.warning("%d bad lines of %s quarantined", len(bad), claimed.original_name)
         return job
 
@@ -149,27 +156,36 @@ class EnrichmentInbox:
             stem = _RETRY_PREFIX_RE.sub("", job.claimed.original_name)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             retry = self.inbox.root / f"retry-{stamp}-{os.urandom(3).hex()}--{stem}"
-            self._write(
-                retry,
-                [
-                    {"sku": _sku_value(s), "store_id": store}
-                    for s, store in sorted(job.failed.items())
-                ],
-            )
+            write_enrichment_file(retry, sorted(job.failed.items()))
             self.written.add(retry.name)
         self.inbox.finish(job.claimed, keep=self.archive)
         return retry
 
-    @staticmethod
-    def _write(path: Path, rows: list[dict[str, object]]) -> None:
-        """Write atomically under a name the inbox does not take, then rename."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(path.name + ".part")
-        with temp.open("wb") as out:
-            for row in rows:
-                out.write(orjson.dumps(row) + b"\n")
-        os.replace(temp, path)
 
-
-def _sku_value(sku: str) -> int | str:
+def sku_value(sku: str) -> int | str:
+    """A SKU as the inbox files write it: a number when it is one."""
     return int(sku) if sku.isdigit() else sku
+
+
+def write_enrichment_file(
+    path: Path, skus: Iterable[tuple[str, str | None]], company: str | None = None
+) -> int:
+    """Write (SKU, store) pairs as an enrichment inbox file (``{"sku", "store_id"}`` lines,
+    with ``company`` when given), atomically; returns the number of SKUs."""
+    return write_json_lines(
+        path,
+        (
+            {"company": company, "sku": sku_value(sku), "store_id": store}
+            if company
+            else {"sku": sku_value(sku), "store_id": store}
+            for sku, store in skus
+        ),
+    )
+
+
+def spill_file(root: Path, stamp: str, rows: Iterable[dict[str, object]]) -> Path:
+    """Outcomes a crawl could not store, written to the inbox as product lines for the
+    next run (``spill-<stamp>-<pid>.jsonl``)."""
+    path = root / f"spill-{stamp}-{os.getpid()}.jsonl"
+    write_json_lines(path, rows)
+    return path

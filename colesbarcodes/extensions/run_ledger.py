@@ -1,13 +1,11 @@
-"""Crawl extensions: the stats file and the run ledger."""
+"""The run ledger: every crawl's host, job, counts and verdict in ``crawl_runs``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,39 +21,9 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from sqlalchemy.engine import Engine
 
-__all__ = ["CrawlRunLedger", "StatsFile", "ledger_engine"]
+__all__ = ["CrawlRunLedger", "ledger_engine"]
 
 logger = logging.getLogger(__name__)
-
-
-class StatsFile:
-    """Writes the crawl's final stats and close reason as JSON to ``COLES_STATS_FILE``,
-    for schedulers and scripts that want figures, not log lines."""
-
-    def __init__(self, crawler: Crawler, path: Path) -> None:
-        self.crawler = crawler
-        self.path = path
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        path = crawler.settings.get("COLES_STATS_FILE")
-        if not path:
-            raise NotConfigured
-        extension = cls(crawler, Path(path))
-        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
-        return extension
-
-    def spider_closed(self, reason: str) -> None:
-        if self.crawler.stats is None:
-            raise RuntimeError("the crawler has no stats collector")
-        stats: dict[str, Any] = dict(self.crawler.stats.get_stats())
-        stats.setdefault("finish_reason", reason)  # the monitors may have said more
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(self.path.name + ".part")
-        temp.write_bytes(
-            orjson.dumps(stats, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-        )
-        os.replace(temp, self.path)
 
 
 def ledger_engine(database_url: str, connect_timeout: float) -> Engine:
@@ -118,7 +86,7 @@ class CrawlRunLedger:
         prefix = "coles/outcome/"
         return RunRecord(
             spider=getattr(spider, "name", None) or "unknown",
-            job=getattr(spider, "_job", None),
+            job=self.crawler.settings.get("COLES_JOB") or None,
             started_at=_utc(stats.get("start_time"), now),
             finished_at=_utc(stats.get("finish_time"), now),
             finish_reason=str(stats.get("finish_reason") or reason),

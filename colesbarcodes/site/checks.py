@@ -19,7 +19,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from colesbarcodes.coles_site import (
+from colesbarcodes.gtin import InvalidGtin, parse_gtin
+from colesbarcodes.site.coles import (
     KEY_IN_NEXT_DATA,
     KEY_IN_PAGE,
     KEY_IN_RUNTIME_CONFIG,
@@ -38,7 +39,6 @@ from colesbarcodes.coles_site import (
     parse_site_config,
     protection_kind,
 )
-from colesbarcodes.gtin import InvalidGtin, parse_gtin
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence

@@ -1,0 +1,137 @@
+"""The barcode-enrichment inbox files of a crawl, from claim to finish, in one place."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from scrapy import signals
+from scrapy.exceptions import NotConfigured
+
+from colesbarcodes.inbox.enrichment import EnrichmentFile, EnrichmentInbox, spill_file
+from colesbarcodes.items import Outcome
+from colesbarcodes.signals import lookups_stored, lookups_unstored, work_unit_taken
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+
+    from colesbarcodes.items import BarcodeLookup
+
+__all__ = ["EnrichmentFiles"]
+
+logger = logging.getLogger(__name__)
+
+
+class EnrichmentFiles:
+    """Owns the life of the enrichment inbox's files during a crawl.
+
+    The spider asks it for the next file (:meth:`claim_next`) and makes requests for its
+    SKUs; every other step happens here, driven by signals: a claimed file is announced
+    (``work_unit_taken``, for the prefill); the outcomes the pipeline committed
+    (``lookups_stored``) are counted per file, and a file whose every SKU has one is
+    finished (failed SKUs to a retry file, then archived or deleted); outcomes the
+    pipeline could not store (``lookups_unstored``) go to a spill file in the inbox; when
+    the spider closes, unfinished files stay in ``processing/`` and their claims are
+    released for the next run. Stat: ``coles/files_finished``.
+
+    Enabled by ``COLES_ENRICHMENT_FILES`` (the barcode spider's ``custom_settings``);
+    the inbox is ``COLES_ENRICHMENT_INBOX``.
+    """
+
+    def __init__(self, crawler: Crawler, inbox: EnrichmentInbox) -> None:
+        self.crawler = crawler
+        self.inbox = inbox
+        self.files: dict[str, EnrichmentFile] = {}  # claim name → claimed, not finished
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("COLES_ENRICHMENT_FILES"):
+            raise NotConfigured
+        inbox = EnrichmentInbox(
+            settings.get("COLES_ENRICHMENT_INBOX"),
+            archive=settings.getbool("COLES_ARCHIVE_FINISHED_FILES"),
+        )
+        extension = cls(crawler, inbox)
+        crawler.signals.connect(extension.stored, signal=lookups_stored)
+        crawler.signals.connect(extension.unstored, signal=lookups_unstored)
+        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        return extension
+
+    def has_work(self) -> bool:
+        return self.inbox.inbox.has_work()
+
+    def claim_next(self) -> EnrichmentFile | None:
+        """The oldest waiting file, claimed and read (bad lines quarantined); None when
+        the inbox is empty (retry files written by this crawl are left for the next)."""
+        job = self.inbox.claim_next()
+        if job is None:
+            return None
+        self.files[job.name] = job
+        logger.info(
+            "Taking %s: %d SKUs (%d lines quarantined)",
+            job.claimed.original_name,
+            len(job.skus),
+            job.quarantined,
+        )
+        self.crawler.signals.send_catch_log(work_unit_taken, unit=job)
+        return job
+
+    def stored(self, items: Iterable[BarcodeLookup]) -> None:
+        """Count committed outcomes per file and finish the files that are complete."""
+        touched = set()
+        for item in items:
+            job = self.files.get(item.file or "")
+            if job is not None:
+                job.record(item.sku, failed=item.outcome is Outcome.FAILED)
+                touched.add(job.name)
+        for name in touched:
+            job = self.files[name]
+            if not job.complete:
+                continue
+            retry = self.inbox.finish(job)
+            del self.files[name]
+            if self.crawler.stats is not None:
+                self.crawler.stats.inc_value("coles/files_finished")
+            logger.info(
+                "Finished %s: %d SKUs%s",
+                job.claimed.original_name,
+                len(job.skus),
+                f", {len(job.failed)} failed ones written to {retry.name}" if retry else "",
+            )
+
+    def unstored(self, items: Iterable[BarcodeLookup]) -> None:
+        """Write outcomes that could not be stored back to the inbox, for the next run
+        (found barcodes included, so nothing scraped is lost)."""
+        rows: list[dict[str, Any]] = [
+            {
+                "sku": int(i.sku) if i.sku.isdigit() else i.sku,
+                "store_id": i.store_id,
+                "barcode": i.barcode,
+                "name": i.name,
+                "brand": i.brand,
+                "size": i.size,
+            }
+            for i in items
+            if not i.stored
+        ]
+        if not rows:
+            return
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        path = spill_file(self.inbox.inbox.root, stamp, rows)
+        logger.error("%d outcomes not stored; written to %s for the next run", len(rows), path)
+
+    def spider_closed(self) -> None:
+        for job in self.files.values():
+            logger.info(
+                "%s stays in processing/: %d of %d SKUs have an outcome; the next run resumes it",
+                job.claimed.original_name,
+                len(job.outcomes),
+                len(job.skus),
+            )
+            job.claimed.release()
+        self.files.clear()

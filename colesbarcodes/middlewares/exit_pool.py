@@ -1,0 +1,190 @@
+"""Exits (forward proxies): a blocked exit is rested and the request goes out through
+the next one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from colesbarcodes.crawl_control import close_crawl
+from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE, protection_kind
+from colesbarcodes.site.exits import BlockedByProtection, Exit, exits_from_setting
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    import scrapy
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+__all__ = ["ExitPoolMiddleware"]
+
+logger = logging.getLogger(__name__)
+
+
+class ExitPoolMiddleware:
+    """Every request of the crawl, the browser's included, leaves through the current exit
+    (``COLES_PROXIES``, else direct), and answers the block page by moving on.
+
+    Imperva's block page (``samples/incapsula_block_page.html``) or a 403 is a verdict on the
+    client's address: no browser is opened for it. With several exits the crawl moves to the
+    next one not yet blocked and asks again there; otherwise (or when every exit is blocked)
+    it waits, longer each time (``COLES_BLOCK_BACKOFF``, doubling), at most
+    ``COLES_BLOCK_MAX_RETRIES`` times, then closes with the finish reason ``blocked: ...``
+    that names the remedy; the request's SKUs are recorded as failed (retry file).
+    An exit also changes after ``COLES_EXIT_MAX_FAILURES`` connection failures in a row.
+    Cookies earned on an exit are used only on it (one cookie jar per exit). Stats:
+    ``botcheck/block``, ``proxy/rotated``, ``proxy/failures``, ``block/waited_ms``.
+    """
+
+    def __init__(
+        self,
+        crawler: Crawler,
+        exits: list[Exit],
+        max_retries: int,
+        backoff: float,
+        backoff_max: float,
+        max_failures: int,
+    ) -> None:
+        self.crawler = crawler
+        self.exits = exits
+        self.current = 0
+        self.blocked: set[int] = set()
+        self.failures = 0
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.max_failures = max_failures
+        self.closing = False
+        self._closing: asyncio.Future[None] | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        exits = exits_from_setting(settings.get("COLES_PROXIES"))
+        if exits[0].url is not None:
+            logger.info(
+                "Leaving through %d exit(s): %s", len(exits), ", ".join(e.label for e in exits)
+            )
+        return cls(
+            crawler,
+            exits,
+            settings.getint("COLES_BLOCK_MAX_RETRIES"),
+            settings.getfloat("COLES_BLOCK_BACKOFF"),
+            settings.getfloat("RETRY_BACKOFF_MAX"),
+            settings.getint("COLES_EXIT_MAX_FAILURES"),
+        )
+
+    @property
+    def exit(self) -> Exit:
+        return self.exits[self.current]
+
+    def process_request(self, request: scrapy.Request) -> None:
+        exit_ = self.exit
+        meta = request.meta
+        meta["coles_exit"] = exit_.index
+        meta["cookiejar"] = exit_.index
+        if meta.get("playwright"):
+            meta["playwright_context"] = f"exit-{exit_.index}"
+            proxy = exit_.playwright_proxy()
+            if proxy is not None:
+                meta["playwright_context_kwargs"] = {"proxy": proxy}
+        elif exit_.url is not None:
+            meta["proxy"] = exit_.url
+
+    def _rotate(self, away_from: int, why: str) -> None:
+        if away_from != self.current or len(self.exits) < 2:
+            return
+        candidates = [e.index for e in self.exits if e.index not in self.blocked]
+        following = [i for i in candidates if i > self.current] or candidates
+        if not following:
+            return
+        self.current = following[0]
+        self.failures = 0
+        self.crawler.stats.inc_value("proxy/rotated")
+        logger.warning("%s: moving to %s", why, self.exit.label)
+
+    async def process_response(self, request: scrapy.Request, response: Response) -> Any:
+        kind = protection_kind(response.body)
+        if kind != PROTECTION_BLOCK and not (response.status == 403 and kind is None):
+            if kind != PROTECTION_CHALLENGE:
+                self.failures = 0
+            return response
+        return await self._blocked(request, response)
+
+    async def _blocked(self, request: scrapy.Request, response: Response) -> Any:
+        stats = self.crawler.stats
+        stats.inc_value("botcheck/block")
+        used = int(request.meta.get("coles_exit", self.current))
+        tries = request.meta.get("coles_block_tries", 0)
+        label = self.exits[used].label
+        if used not in self.blocked:
+            logger.warning(
+                "The site's protection blocks %s (%s, HTTP %d): a verdict on the address, "
+                "which no browser solves",
+                label,
+                "Incapsula block page" if response.status != 403 else "403",
+                response.status,
+            )
+        self.blocked.add(used)
+        if len(self.blocked) < len(self.exits):
+            self._rotate(used, f"{label} is blocked")
+            return self._again(request, tries)
+        if tries < self.max_retries:
+            delay = min(self.backoff * 2 ** min(tries, 16), max(self.backoff, self.backoff_max))
+            stats.inc_value("block/waited_ms", round(delay * 1000))
+            await asyncio.sleep(delay)
+            self.blocked.clear()  # the verdict may have been lifted: try the exits again
+            return self._again(request, tries)
+        stats.inc_value("botcheck/block_gave_up")
+        # A request awaited while the crawl starts (robots.txt, home page, category tree)
+        # fails its caller, which closes the crawl with the same reason (robots.txt: the
+        # home page, blocked too, does); two closes would race.
+        starting = request.meta.get("coles_source") in ("home", "listing_setup") or bool(
+            request.meta.get("dont_obey_robotstxt")
+        )
+        if not self.closing and not starting and self.crawler.engine is not None:
+            self.closing = True
+            where = "the direct address" if len(self.exits) == 1 else "every exit"
+            remedy = (
+                "set COLES_PROXIES to an exit the site accepts"
+                if len(self.exits) == 1
+                else "add an exit the site accepts to COLES_PROXIES"
+            )
+            logger.error(
+                "The site's protection still blocks %s after %d retries: closing the crawl; "
+                "%s (README, section Running against the real site)",
+                where,
+                tries,
+                remedy,
+            )
+            self._closing = asyncio.ensure_future(
+                close_crawl(
+                    self.crawler, f"blocked: the site's protection blocks {where}; {remedy}"
+                )
+            )
+        raise BlockedByProtection(f"blocked by the site's protection on {label}")
+
+    def _again(self, request: scrapy.Request, tries: int) -> scrapy.Request:
+        meta = {
+            k: v
+            for k, v in request.meta.items()
+            if k not in ("proxy", "coles_exit", "cookiejar", "_auth_proxy", "download_slot")
+            and not k.startswith("playwright_context")
+        }
+        meta["coles_block_tries"] = tries + 1
+        retry = request.replace(dont_filter=True, meta=meta)
+        retry.headers.pop(b"Proxy-Authorization", None)
+        return retry
+
+    def process_exception(self, request: scrapy.Request, exception: Exception) -> None:
+        if len(self.exits) < 2 or self.max_failures <= 0:
+            return
+        used = int(request.meta.get("coles_exit", self.current))
+        self.crawler.stats.inc_value("proxy/failures")
+        if used != self.current:
+            return
+        self.failures += 1
+        if self.failures >= self.max_failures:
+            self._rotate(used, f"{self.exits[used].label} failed {self.failures} times in a row")

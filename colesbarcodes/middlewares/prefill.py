@@ -1,0 +1,215 @@
+"""The prefill: SKUs whose barcode (or outcome) the database knows are answered before
+any request leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import scrapy
+from scrapy import signals
+from scrapy.exceptions import NotConfigured
+from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
+
+from colesbarcodes.db.engine import make_engine, with_retries
+from colesbarcodes.db.lookups import (
+    known_barcodes,
+    recent_outcomes,
+    stored_for_entries,
+    stored_for_file,
+)
+from colesbarcodes.items import BarcodeLookup, Outcome
+from colesbarcodes.signals import work_unit_taken
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+__all__ = ["PrefillMiddleware", "PrefillUnit"]
+
+logger = logging.getLogger(__name__)
+
+
+class _FileKnowledge:
+    """What the database knows about the SKUs of one inbox file, loaded in bulk."""
+
+    def __init__(
+        self,
+        company: str,
+        known: dict[str, str],
+        recent: dict[str, tuple[str, datetime]],
+        stored: dict[str, str],
+    ) -> None:
+        self.company = company
+        self.known, self.recent, self.stored = known, recent, stored
+
+
+class PrefillUnit(Protocol):
+    """SKUs a crawl takes together: an inbox file, or a batch taken from the shared
+    frontier. Announced with the ``work_unit_taken`` signal; the prefill loads what the
+    database knows about them in one go."""
+
+    @property
+    def name(self) -> str: ...  # what requests and items name it by (meta file or batch)
+
+    @property
+    def company(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...  # for the log
+
+    @property
+    def log_level(self) -> int: ...
+
+    @property
+    def skus(self) -> Mapping[str, Any]:
+        """Its SKUs; for a frontier batch, each mapped to the inbox file it came from."""
+        ...
+
+    @property
+    def file(self) -> str | None:
+        """The inbox file all its SKUs come from (None: ``skus`` says, SKU by SKU)."""
+        ...
+
+
+class PrefillMiddleware(BaseSpiderMiddleware):
+    """Answers SKUs whose barcode is already known before any request leaves.
+
+    For each unit of SKUs (an inbox file, or a frontier batch: meta ``batch`` or ``file``,
+    announced by the ``work_unit_taken`` signal), one bulk query loads the barcodes of exactly
+    that unit's SKUs (not one query per SKU, not every product of the company), plus the
+    SKUs that had no barcode within the re-check age and the SKUs whose outcome an earlier
+    run already stored for it (a resumed file; a frontier SKU taken back from a dead
+    worker). Those SKUs become items (marked prefilled) instead of requests. Stats:
+    ``prefill/loaded``, ``prefill/skipped``, ``prefill/missing``,
+    ``prefill/recently_checked``, ``prefill/resumed``.
+    """
+
+    def __init__(self, crawler: Crawler, database_url: str, recheck: timedelta) -> None:
+        super().__init__(crawler)
+        self.database_url = database_url
+        self.recheck = recheck
+        self.engine: Engine | None = None
+        self.current: tuple[str, _FileKnowledge] | None = None
+        self.units: dict[str, PrefillUnit] = {}  # taken, not loaded yet
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        if not crawler.settings.getbool("PREFILL_ENABLED"):
+            raise NotConfigured
+        days = crawler.settings.getfloat("COLES_RECHECK_DAYS")
+        middleware = cls(crawler, crawler.settings.get("DATABASE_URL"), timedelta(days=days))
+        crawler.signals.connect(middleware.close, signal=signals.spider_closed)
+        crawler.signals.connect(middleware.unit_taken, signal=work_unit_taken)
+        return middleware
+
+    def unit_taken(self, unit: PrefillUnit) -> None:
+        self.units[unit.name] = unit
+
+    def _load(self, unit: PrefillUnit) -> _FileKnowledge:
+        if self.engine is None:
+            self.engine = make_engine(self.database_url)
+        skus = list(unit.skus)
+        since = datetime.now(UTC) - self.recheck
+        company = unit.company
+
+        def load(session: Session) -> _FileKnowledge:
+            return _FileKnowledge(
+                company,
+                known_barcodes(session, company, skus),
+                recent_outcomes(session, company, skus, since) if self.recheck else {},
+                # what an earlier run (or a dead worker) already stored for this unit
+                stored_for_file(session, unit.file)
+                if unit.file is not None
+                else stored_for_entries(session, company, unit.skus),
+            )
+
+        return with_retries(self.engine, load, what="Loading the prefill map")
+
+    async def _knowledge(self, key: str) -> _FileKnowledge:
+        if self.current is None or self.current[0] != key:
+            unit = self.units.pop(key)
+            started = time.monotonic()
+            knowledge = await asyncio.to_thread(self._load, unit)
+            self.current = (key, knowledge)
+            self.crawler.stats.inc_value("prefill/loaded", len(knowledge.known))
+            logger.log(
+                unit.log_level,
+                "Prefill for %s: %d of %d SKUs known, %d recently without barcode, "
+                "%d already stored (%.2fs)",
+                unit.label,
+                len(knowledge.known),
+                len(unit.skus),
+                len(knowledge.recent),
+                len(knowledge.stored),
+                time.monotonic() - started,
+            )
+        return self.current[1]
+
+    async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        stats = self.crawler.stats
+        if stats is None:
+            raise RuntimeError("the crawler has no stats collector")
+        async for obj in start:
+            if isinstance(obj, scrapy.Request):
+                key, sku = obj.meta.get("batch") or obj.meta.get("file"), obj.meta.get("sku")
+            elif isinstance(obj, BarcodeLookup):
+                key, sku = obj.batch or obj.file, obj.sku
+            else:
+                key = sku = None
+            if key is None or sku is None:
+                yield obj
+                continue
+            knowledge = await self._knowledge(key)
+            sku = str(sku)
+            if sku in knowledge.stored:
+                stats.inc_value("prefill/resumed")
+                if isinstance(obj, BarcodeLookup):
+                    obj.stored = True
+                    yield obj
+                else:
+                    yield self._item(obj, knowledge, Outcome(knowledge.stored[sku]), stored=True)
+                continue
+            if not isinstance(obj, scrapy.Request):
+                yield obj
+                continue
+            if sku in knowledge.known:
+                stats.inc_value("prefill/skipped")
+                yield self._item(obj, knowledge, Outcome.PREFILLED, barcode=knowledge.known[sku])
+            elif sku in knowledge.recent:
+                outcome, at = knowledge.recent[sku]
+                stats.inc_value("prefill/recently_checked")
+                yield self._item(
+                    obj,
+                    knowledge,
+                    Outcome.RECENTLY_CHECKED,
+                    reason=f"{outcome} at {at:%Y-%m-%d %H:%M}",
+                )
+            else:
+                stats.inc_value("prefill/missing")
+                yield obj
+
+    @staticmethod
+    def _item(
+        request: scrapy.Request, knowledge: _FileKnowledge, outcome: Outcome, **fields: Any
+    ) -> BarcodeLookup:
+        return BarcodeLookup(
+            sku=str(request.meta["sku"]),
+            outcome=outcome,
+            company=knowledge.company,
+            store_id=request.meta.get("store_id"),
+            file=request.meta.get("file"),
+            batch=request.meta.get("batch"),
+            **fields,
+        )
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
