@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from colesbarcodes.db import reports
 from colesbarcodes.db.engine import (
     DATABASE_ERRORS,
+    error_detail,
     make_engine,
     migrate,
     redact,
@@ -30,6 +31,7 @@ from colesbarcodes.db.engine import (
 )
 from colesbarcodes.db.engine import database_url as resolve_url
 from colesbarcodes.db.lookups import skus_without_barcode
+from colesbarcodes.files import atomic_file
 from colesbarcodes.frontier.feed import feed_inbox
 from colesbarcodes.frontier.stream import DEFAULT_KEY as DEFAULT_FRONTIER_KEY
 from colesbarcodes.frontier.stream import FRONTIER_ERRORS, Frontier, redact_url
@@ -90,7 +92,7 @@ class App:
 
 
 def fail_database(url: str, exc: BaseException) -> NoReturn:
-    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    detail = error_detail(exc)
     raise click.ClickException(f"cannot use the database {redact(url)}: {detail}")
 
 
@@ -292,11 +294,7 @@ def update(
                 ctx.exit(130)
             except RECOVERABLE as exc:
                 failures += 1
-                detail = (
-                    str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-                    if str(exc)
-                    else repr(exc)
-                )
+                detail = error_detail(exc)
                 logger.error("Cycle failed (%d/%d in a row): %s", failures, max_failures, detail)
                 logger.debug("Cycle failure", exc_info=True)
                 if failures >= max_failures:
@@ -640,9 +638,8 @@ def report(ctx: click.Context, out: Path, run_count: int, rows: int, as_json: bo
         result = reports.quality_report(session, runs=run_count, rows=rows)
     page = render_report(result, source=redact(app.url))
     out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(out.name + ".part")
-    temp.write_text(page, encoding="utf-8")
-    os.replace(temp, out)
+    with atomic_file(out) as handle:
+        handle.write(page.encode())
     if as_json:
         echo_json({"out": str(out), **result})
         return

@@ -1,7 +1,7 @@
 """Importing product inbox files: claim, stream, batch, commit, archive.
 
 A file moves ``inbox → processing/ → archive/``. Each batch of lines is applied and the
-ledger advanced in one transaction, so a crash anywhere loses nothing and re-running
+file's record (``imported_files``) advanced in one transaction, so a crash anywhere loses nothing and re-running
 resumes after the last committed batch. Bad lines go to the quarantine file
 (``quarantine/<file>.quarantine.jsonl``) with their line number and reason; the rest of
 the file is imported. Transient database errors (deadlocks, serialization failures,
@@ -18,19 +18,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import orjson
 from sqlalchemy import select
 
-from colesbarcodes.db import ledger
+from colesbarcodes.db import imported_files
 from colesbarcodes.db.catalog import BatchReader, BatchStats, apply_lines
 from colesbarcodes.db.engine import with_retries
 from colesbarcodes.db.models import QuarantinedLine
+from colesbarcodes.files import write_json_lines
 from colesbarcodes.inbox.claims import ClaimedFile, Inbox, iter_lines
 from colesbarcodes.inbox.lines import LineError, ProductLine, parse_line, store_from_filename
 
@@ -70,7 +69,7 @@ class FileReport:
     seconds: float = 0.0
 
 
-Progress = Callable[[int], None]
+LinesDone = Callable[[int], None]  # told how many more lines a file has had applied
 
 
 def count_lines(path: Path) -> int:
@@ -89,7 +88,7 @@ def count_lines(path: Path) -> int:
 @dataclass
 class _Batch:
     lines: list[tuple[int, ProductLine]] = field(default_factory=list)
-    bad: list[ledger.Quarantined] = field(default_factory=list)
+    bad: list[imported_files.Quarantined] = field(default_factory=list)
     bad_bytes: int = 0  # of the bad lines kept for the quarantine
     skipped: int = 0
     count: int = 0  # lines read, good or bad
@@ -101,7 +100,7 @@ class _Batch:
 # this many bytes of them: a part of long lines is read in fewer lines.
 _PARSE_CHUNK = 1000
 _PARSE_CHUNK_BYTES = 16 << 20
-# The start of a bad line kept for the quarantine (as much as the ledger stores), and how
+# The start of a bad line kept for the quarantine (as much as the record keeps), and how
 # many such bytes a batch gathers before it is committed early: a file of long bad lines
 # never holds more than that in memory.
 _RAW_KEEP = 10_000
@@ -152,14 +151,14 @@ class _Parser:
         for number, raw in part:
             if raw is None:
                 reason = f"line longer than {self.options.max_line_bytes} bytes"
-                bad.append(ledger.Quarantined(number, reason, None))
+                bad.append(imported_files.Quarantined(number, reason, None))
                 continue
             try:
                 line = parse_line(raw, default_store)
             except LineError as exc:
                 kept = raw[:_RAW_KEEP]
                 batch.bad_bytes += len(kept)
-                bad.append(ledger.Quarantined(number, exc.reason, kept))
+                bad.append(imported_files.Quarantined(number, exc.reason, kept))
                 continue
             if line is None:
                 batch.skipped += 1
@@ -168,7 +167,7 @@ class _Parser:
                 reason = f"barcode rejected ({line.barcode_error}); line imported without it"
                 kept = raw[:_RAW_KEEP]
                 batch.bad_bytes += len(kept)
-                bad.append(ledger.Quarantined(number, reason, kept, imported=True))
+                bad.append(imported_files.Quarantined(number, reason, kept, imported=True))
             lines.append((number, line))
         if part:
             batch.count += len(part)
@@ -207,7 +206,7 @@ def _collector_tuned_for(batch_size: int) -> Iterator[None]:
 
 class _FileImport:
     def __init__(
-        self, engine: Engine, claimed: ClaimedFile, options: ImportOptions, progress: Progress
+        self, engine: Engine, claimed: ClaimedFile, options: ImportOptions, progress: LinesDone
     ) -> None:
         self.engine = engine
         self.claimed = claimed
@@ -222,11 +221,11 @@ class _FileImport:
         started = time.monotonic()
         progress = with_retries(
             self.engine,
-            lambda session: ledger.open_file(
+            lambda session: imported_files.open_file(
                 session, INBOX_NAME, self.claimed.claim_name, self.claimed.original_name
             ),
             attempts=self.options.retries,
-            what="Opening the file's ledger",
+            what="Opening the file's record",
         )
         self.file_id = progress.file_id
         self.report.resumed_from = progress.lines_done
@@ -241,8 +240,8 @@ class _FileImport:
         )
 
         def finish(session: Session) -> dict[str, int]:
-            ledger.finish(session, self.file_id)
-            return ledger.file_counts(session, self.file_id)
+            imported_files.finish(session, self.file_id)
+            return imported_files.file_counts(session, self.file_id)
 
         counts = with_retries(
             self.engine, finish, attempts=self.options.retries, what="Finishing the file"
@@ -266,7 +265,7 @@ class _FileImport:
                     break
 
     def _commit(self, batch: _Batch, source: _Source) -> None:
-        """Read the next batch of lines from ``source`` and apply it, with the ledger.
+        """Read the next batch of lines from ``source`` and apply it, with the file's record.
 
         The lines are parsed in the batch's transaction, part by part, each part's SKUs
         asked about before the next is parsed. A retried batch keeps what it parsed and
@@ -283,7 +282,7 @@ class _FileImport:
                 while not batch.filled:
                     reader.read(self.parser.fill(batch, source, _PARSE_CHUNK))
             stats = apply_lines(session, batch.lines, source=name, reader=reader)
-            ledger.record_batch(
+            imported_files.record_batch(
                 session,
                 self.file_id,
                 lines_done=batch.last_line,
@@ -298,39 +297,34 @@ class _FileImport:
         self.progress(batch.count)
 
     def _write_quarantine(self, inbox: Inbox, session: Session) -> Path | None:
-        """Write the file's quarantine records (from the ledger, so a re-run rewrites, never
+        """Write the file's quarantine records (from its record, so a re-run rewrites, never
         duplicates them); atomically, and only if there are any."""
-        target = inbox.quarantine_path(self.claimed)
-        temp = target.with_suffix(".part")
-        count = 0
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with temp.open("wb") as out:
-            rows = session.execute(  # plain rows: ORM objects cost more than the file write
-                select(
-                    QuarantinedLine.line_no,
-                    QuarantinedLine.reason,
-                    QuarantinedLine.imported,
-                    QuarantinedLine.raw,
-                )
-                .where(QuarantinedLine.file_id == self.file_id)
-                .order_by(QuarantinedLine.line_no)
-                .execution_options(yield_per=1000)
+        rows = session.execute(  # plain rows: ORM objects cost more than the file write
+            select(
+                QuarantinedLine.line_no,
+                QuarantinedLine.reason,
+                QuarantinedLine.imported,
+                QuarantinedLine.raw,
             )
-            for row in rows:
-                count += 1
-                record = {
-                    "file": self.claimed.original_name,
-                    "archived_as": self.claimed.claim_name,
-                    "line": row.line_no,
-                    "reason": row.reason,
-                    "imported": row.imported,
-                    "raw": row.raw,
-                }
-                out.write(orjson.dumps(record) + b"\n")
-        if not count:
-            temp.unlink()
+            .where(QuarantinedLine.file_id == self.file_id)
+            .order_by(QuarantinedLine.line_no)
+            .execution_options(yield_per=1000)
+        )
+        records = (
+            {
+                "file": self.claimed.original_name,
+                "archived_as": self.claimed.claim_name,
+                "line": row.line_no,
+                "reason": row.reason,
+                "imported": row.imported,
+                "raw": row.raw,
+            }
+            for row in rows
+        )
+        target = inbox.quarantine_path(self.claimed)
+        if not write_json_lines(target, records):
+            target.unlink()  # nothing was quarantined: no file
             return None
-        os.replace(temp, target)
         return target
 
 
@@ -339,7 +333,7 @@ def import_file(
     inbox: Inbox,
     claimed: ClaimedFile,
     options: ImportOptions | None = None,
-    progress: Progress | None = None,
+    progress: LinesDone | None = None,
 ) -> FileReport:
     """Import one claimed file to the end, resuming after its last committed batch."""
     try:

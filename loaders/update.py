@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from colesbarcodes.db.catalog import BatchStats
-from colesbarcodes.db.engine import DATABASE_ERRORS, session_factory, with_retries
+from colesbarcodes.db.engine import DATABASE_ERRORS, error_detail, session_factory, with_retries
 from colesbarcodes.db.maintenance import GroupStats, ReconcileStats, maintain_groups, reconcile
 from colesbarcodes.db.runs import ImportRunRecord, record_import_run
 from loaders.importer import FileReport, ImportOptions, count_lines, import_file
@@ -251,8 +251,8 @@ def _write_import_run(engine: Engine, log: ImportRunLog) -> None:
         with session_factory(engine).begin() as session:
             record_import_run(session, log.record())
     except DATABASE_ERRORS as exc:
-        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
-        logger.warning("This import run is not in the run ledger: %s", detail or repr(exc))
+        detail = error_detail(exc)
+        logger.warning("This import run is not in the run ledger: %s", detail)
 
 
 @contextlib.contextmanager
@@ -268,8 +268,7 @@ def recorded_import_run(engine: Engine, inbox: Path) -> Iterator[ImportRunLog]:
             _write_import_run(engine, log)
         raise
     except Exception as exc:
-        detail = str(getattr(exc, "orig", exc)).strip().splitlines()
-        log.finish_reason = f"failed: {detail[0] if detail else type(exc).__name__}"
+        log.finish_reason = f"failed: {error_detail(exc)}"
         _write_import_run(engine, log)
         raise
     if log.files:

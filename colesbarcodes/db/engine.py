@@ -129,6 +129,14 @@ def transient(exc: BaseException) -> bool:
     return "UNIQUE constraint failed" in text or "database is locked" in text  # SQLite
 
 
+def error_detail(exc: BaseException) -> str:
+    """What went wrong, in one line: the first line of the driver's message (not
+    SQLAlchemy's wrapping of it, with its SQL and links), or the error's type when it has
+    no message."""
+    text = str(getattr(exc, "orig", exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def unreachable(exc: BaseException) -> bool:
     """The server refuses, is not there or has no such database: asking again at once
     will not help (unlike a connection cut or a deadlock, which a retry gets past)."""

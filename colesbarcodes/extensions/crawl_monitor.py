@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
-from colesbarcodes.db.engine import DATABASE_ERRORS, redact, session_factory
+from colesbarcodes.db.engine import DATABASE_ERRORS, error_detail, redact, session_factory
 from colesbarcodes.db.runs import (
     GTIN_OUTCOMES,
     LOOKED_UP_OUTCOMES,
@@ -383,7 +383,7 @@ class CrawlMonitor:
             finally:
                 engine.dispose()
         except DATABASE_ERRORS as exc:
-            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+            detail = error_detail(exc)
             logger.warning(
                 "No run history for the drift monitor: the database %s cannot be read (%s); "
                 "the GTIN share is judged against the floor",

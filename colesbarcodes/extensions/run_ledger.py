@@ -12,7 +12,14 @@ import orjson
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
-from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, migrate, redact, session_factory
+from colesbarcodes.db.engine import (
+    DATABASE_ERRORS,
+    error_detail,
+    make_engine,
+    migrate,
+    redact,
+    session_factory,
+)
 from colesbarcodes.db.runs import RunRecord, record_crawl_run
 
 if TYPE_CHECKING:
@@ -115,7 +122,7 @@ class CrawlRunLedger:
         try:
             run_id = await asyncio.to_thread(self._write, run)
         except DATABASE_ERRORS as exc:
-            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+            detail = error_detail(exc)
             logger.warning(
                 "This run is not in the run ledger: the database %s is unreachable (%s)",
                 redact(self.database_url),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
+
+from colesbarcodes.files import atomic_file
 
 if TYPE_CHECKING:
     from typing import Self
@@ -40,9 +41,7 @@ class StatsFile:
             raise RuntimeError("the crawler has no stats collector")
         stats: dict[str, Any] = dict(self.crawler.stats.get_stats())
         stats.setdefault("finish_reason", reason)  # the monitors may have said more
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(self.path.name + ".part")
-        temp.write_bytes(
-            orjson.dumps(stats, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-        )
-        os.replace(temp, self.path)
+        with atomic_file(self.path) as out:
+            out.write(
+                orjson.dumps(stats, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+            )

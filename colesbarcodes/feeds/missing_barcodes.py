@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from colesbarcodes.db.engine import DATABASE_ERRORS, make_engine, redact, session_factory
+from colesbarcodes.db.engine import (
+    DATABASE_ERRORS,
+    error_detail,
+    make_engine,
+    redact,
+    session_factory,
+)
 from colesbarcodes.db.lookups import known_barcodes
 from colesbarcodes.inbox.enrichment import write_enrichment_file
 
@@ -43,7 +49,7 @@ def queue_missing_barcodes(
         finally:
             engine.dispose()
     except _DB_ERRORS as exc:
-        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        detail = error_detail(exc)
         logger.warning(
             "Could not ask %s for known barcodes (%s): queueing every SKU",
             redact(database_url),

@@ -14,10 +14,12 @@ from scrapy.exceptions import CloseSpider
 from colesbarcodes.crawl_control import close_crawl
 from colesbarcodes.db.engine import (
     DATABASE_ERRORS,
+    error_detail,
     make_engine,
     migrate,
     redact,
     session_factory,
+    transient,
 )
 from colesbarcodes.db.lookups import LookupRow, record_lookups
 from colesbarcodes.inbox.lines import ProductLine
@@ -104,7 +106,7 @@ class BarcodeUpsertPipeline:
         try:  # a connection cut meanwhile is retried (in the thread)
             await asyncio.to_thread(migrate, self.engine, attempts=self.retries)
         except DATABASE_ERRORS as exc:
-            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            detail = error_detail(exc)
             raise CloseSpider(
                 f"database_unavailable: {redact(self.database_url)}: {detail}"
             ) from None
@@ -149,12 +151,10 @@ class BarcodeUpsertPipeline:
                         self._write(batch)
                     break
                 except DATABASE_ERRORS as exc:
-                    detail = (
-                        str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-                        if str(exc)
-                        else repr(exc)
-                    )
-                    if attempt == self.retries:
+                    detail = error_detail(exc)
+                    # The loader's policy: only what another attempt can get past is
+                    # retried (a value the database refuses fails the same way again).
+                    if attempt == self.retries or not transient(exc):
                         self._give_up(batch, detail)
                         return
                     delay = min(2.0**attempt, 30.0)
@@ -221,7 +221,7 @@ class BarcodeUpsertPipeline:
     def _give_up(self, batch: list[BarcodeLookup], detail: str) -> None:
         self.broken = True
         self.unstored.extend(batch)
-        logger.error("The database stays unreachable (%s): closing the spider", detail)
+        logger.error("Outcomes cannot be stored (%s): closing the spider", detail)
         self._closing = asyncio.ensure_future(close_crawl(self.crawler, "database_unavailable"))
 
     async def close_spider(self) -> None:

@@ -1,6 +1,7 @@
-"""The import ledger: per claimed file, how far it got, committed with every batch.
+"""The record of each imported file (``imported_files``): how far it got, committed with
+every batch.
 
-Because a batch's data and the ledger's ``lines_done`` commit in one transaction, a run
+Because a batch's data and the record's ``lines_done`` commit in one transaction, a run
 that dies anywhere resumes exactly after the last committed batch: no line is imported
 twice and none is skipped.
 """
@@ -47,7 +48,7 @@ class Quarantined:
 
 
 def open_file(session: Session, inbox: str, claim_name: str, original_name: str) -> FileProgress:
-    """The ledger entry of a claimed file, created on first sight."""
+    """The record of a claimed file, created on first sight."""
     row = session.execute(
         select(ImportedFile.id, ImportedFile.lines_done, ImportedFile.status).where(
             ImportedFile.claim_name == claim_name
@@ -72,7 +73,7 @@ def record_batch(
     skipped: int,
     quarantined: Sequence[Quarantined],
 ) -> None:
-    """Advance the file's ledger and store the batch's quarantined lines (same transaction)."""
+    """Advance the file's record and store the batch's quarantined lines (same transaction)."""
     if quarantined:
         session.execute(
             insert(QuarantinedLine),
