@@ -33,21 +33,22 @@ class InvalidGtin(ValueError):
     """A barcode value that is not a valid GTIN; ``reason`` says why, for quarantine files."""
 
     def __init__(self, value: object, reason: str) -> None:
-        super().__init__(f"invalid GTIN {_shown(value)}: {reason}")
+        super().__init__(f"invalid GTIN {shown(value)}: {reason}")
         self.value = value
         self.reason = reason
 
 
-def _shown(value: object) -> str:
-    """A short ``repr`` of a value: of a number or a string only (a container may be
-    nested deeper than ``repr`` can go), and not of an integer too long to print."""
+def shown(value: object, limit: int | None = 80) -> str:
+    """``repr`` of a value for an error message: of a number or a string only (a container
+    may be nested deeper than ``repr`` can go), not of an integer too long to print, and
+    cut to ``limit`` characters (None: whole)."""
     if not isinstance(value, str | int | float):
         return f"<{type(value).__name__}>"
     try:
         text = repr(value)
     except ValueError:
         return f"<{type(value).__name__} too long to show>"
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,14 @@ class SiteSession:
         self._refreshing: asyncio.Future[bool] | None = None
 
     @classmethod
+    def of(cls, crawler: Crawler) -> SiteSession:
+        """The crawl's session, for the components that need it to be there."""
+        session = crawler.get_extension(cls)
+        if session is None:
+            raise RuntimeError("the SiteSession extension is not enabled (EXTENSIONS)")
+        return session
+
+    @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         robots = logging.getLogger("scrapy.downloadermiddlewares.robotstxt")
         if _ROBOTS_FILTER not in robots.filters:

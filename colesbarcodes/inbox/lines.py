@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin
+from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin, shown
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,17 +65,6 @@ class LineError(ValueError):
         self.reason = reason
 
 
-def _shown(value: object) -> str:
-    """``repr`` of a value for a reason: of a number or a string only (a container may be
-    nested deeper than ``repr`` can go), and not of an integer too long to print."""
-    if not isinstance(value, str | int | float):
-        return f"<{type(value).__name__}>"
-    try:
-        return repr(value)
-    except ValueError:
-        return f"<{type(value).__name__} too long to show>"
-
-
 @dataclass(slots=True)
 class ProductLine:
     company: str
@@ -114,7 +103,7 @@ def normalize_sku(company: str, value: object) -> str:
         value = int(value)
     if isinstance(value, int):
         if value <= 0:
-            raise LineError(f"sku {_shown(value)} is not positive")
+            raise LineError(f"sku {shown(value, None)} is not positive")
         if value > _MAX_INT_SKU:
             raise LineError(f"sku longer than {_MAX_SKU} digits")
         return str(value)
@@ -141,7 +130,7 @@ def normalize_store_id(company: str, value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise LineError("store_id must be a string or a number")
     if len(value) > _MAX_CACHED if isinstance(value, str) else abs(value) >= 10**32:
-        raise LineError(f"bad store_id {_shown(value)}: too long")
+        raise LineError(f"bad store_id {shown(value, None)}: too long")
     text = str(value).strip()
     if not text or len(text) > 32 or not text.isprintable():
         raise LineError(f"bad store_id {value!r}")
@@ -215,7 +204,7 @@ def _money(value: object, key: str) -> float | None:
     try:
         number = float(value)
     except OverflowError:  # an integer beyond any float
-        raise LineError(f"{key} {_shown(value)} is out of range") from None
+        raise LineError(f"{key} {shown(value, None)} is out of range") from None
     if number != number or number < 0 or number > _MAX_MONEY:  # NaN, negative, absurd
         raise LineError(f"{key} {value!r} is out of range")
     return round(number, 3)
@@ -259,7 +248,7 @@ def _timestamp(value: object) -> datetime | None:
         try:
             return datetime.fromtimestamp(float(value), UTC)
         except (OverflowError, OSError, ValueError):
-            raise LineError(f"scraped_at {_shown(value)} is out of range") from None
+            raise LineError(f"scraped_at {shown(value, None)} is out of range") from None
     if not isinstance(value, str):
         raise LineError("scraped_at must be an ISO 8601 string")
     return _iso_timestamp_checked(value)
@@ -273,7 +262,7 @@ def _company(value: object) -> str:
         or len(value) > _MAX_CACHED
         or not _COMPANY_RE.match(value.strip().lower())
     ):
-        raise LineError(f"bad company {_shown(value)}")
+        raise LineError(f"bad company {shown(value, None)}")
     return value.strip().lower()
 
 

@@ -43,10 +43,7 @@ class ApiKeyMiddleware:
 
     @property
     def session(self) -> SiteSession:
-        session = self.crawler.get_extension(SiteSession)
-        if session is None:
-            raise RuntimeError("the SiteSession extension is not enabled (EXTENSIONS)")
-        return session
+        return SiteSession.of(self.crawler)
 
     def process_request(self, request: scrapy.Request) -> None:
         if not request.meta.get("coles_api"):

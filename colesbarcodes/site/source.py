@@ -106,10 +106,7 @@ class GraphQLBarcodeSource:
 
     @property
     def session(self) -> SiteSession:
-        session = self.crawler.get_extension(SiteSession)
-        if session is None:
-            raise RuntimeError("the SiteSession extension is not enabled (EXTENSIONS)")
-        return session
+        return SiteSession.of(self.crawler)
 
     async def configure(self) -> SiteConfig:
         """Read the key and URL from the site's home page (raises ``SiteUnusable``)."""
