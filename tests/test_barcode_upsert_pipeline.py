@@ -23,7 +23,7 @@ from colesbarcodes.signals import lookups_stored, lookups_unstored
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-MILK = "9300633603409"
+MILK = "9300633600082"
 
 
 def pipeline_for(database_url: str, batch: int, **settings: Any) -> BarcodeUpsertPipeline:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from sqlalchemy.engine import Engine
 
-MILK = "9300633603409"
+MILK = "9300633600082"
 
 
 def files_of(inbox: Path, enabled: bool = True) -> tuple[Crawler, EnrichmentFiles]:
