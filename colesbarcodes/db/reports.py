@@ -1,10 +1,12 @@
-"""Read-only queries behind the diagnostics: plain dicts and lists, ready for JSON."""
+"""Read-only queries behind the diagnostics: plain dicts and lists, ready for JSON.
+
+The data-quality report's parts are typed in :mod:`colesbarcodes.db.report_data`."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import Integer, case, distinct, func, literal_column, select
 
@@ -29,6 +31,23 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from sqlalchemy.orm import Session
+
+    from colesbarcodes.db.report_data import (
+        CompanyCoverage,
+        Conflict,
+        Conflicts,
+        CrawlRunRow,
+        DataQuality,
+        FailingSku,
+        FailingSkus,
+        Merge,
+        MergedProductCard,
+        Merges,
+        ProductCard,
+        QualityReport,
+        StoreCoverage,
+        TimelineDay,
+    )
 
 __all__ = [
     "analyze_store",
@@ -69,14 +88,14 @@ def company_skus(session: Session, product_id: int) -> dict[str, list[int | str]
     return view
 
 
-def data_quality(session: Session) -> dict[str, Any]:
+def data_quality(session: Session) -> DataQuality:
     """Products, with SKU and with barcode, per company and per store, and in total."""
     has_barcode = case((Product.barcode.is_not(None), 1), else_=0)
     total, with_barcode = session.execute(
         select(func.count(), func.coalesce(func.sum(has_barcode), 0)).select_from(Product)
     ).one()
     with_sku = session.scalar(select(func.count(distinct(CompanySku.product_id)))) or 0
-    per_company = []
+    per_company: list[CompanyCoverage] = []
     sub = select(CompanySku.company, CompanySku.product_id).distinct().subquery()
     for company, products, barcoded in session.execute(
         select(sub.c.company, func.count(), func.sum(has_barcode.cast(Integer)))
@@ -93,7 +112,7 @@ def data_quality(session: Session) -> dict[str, Any]:
                 "barcode_pct": _pct(int(barcoded or 0), products),
             }
         )
-    per_store = []
+    per_store: list[StoreCoverage] = []
     store_sub = (
         select(StorePrice.store_pk, CompanySku.product_id)
         .join(CompanySku, CompanySku.id == StorePrice.sku_pk)
@@ -127,8 +146,9 @@ def data_quality(session: Session) -> dict[str, Any]:
             "barcode_pct": _pct(int(with_barcode), total),
             "open_conflicts": session.scalar(
                 select(func.count()).where(BarcodeConflict.resolved_at.is_(None))
-            ),
-            "merges": session.scalar(select(func.count()).select_from(ProductMerge)),
+            )
+            or 0,
+            "merges": session.scalar(select(func.count()).select_from(ProductMerge)) or 0,
         },
         "companies": per_company,
         "stores": per_store,
@@ -398,7 +418,13 @@ def _utc_day(session: Session, column: Any) -> Any:
     return func.strftime(literal_column("'%Y-%m-%d'"), column)
 
 
-def _span(started_at: datetime | None, finished_at: datetime | None) -> dict[str, Any]:
+class _Span(TypedDict):
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+
+
+def _span(started_at: datetime | None, finished_at: datetime | None) -> _Span:
     """A run's start and end (UTC, ISO 8601) and its length in seconds."""
     started, finished = _utc(started_at), _utc(finished_at)
     return {
@@ -410,16 +436,14 @@ def _span(started_at: datetime | None, finished_at: datetime | None) -> dict[str
     }
 
 
-def crawl_runs(
-    session: Session, limit: int = 20, *, with_stats: bool = False
-) -> list[dict[str, Any]]:
+def crawl_runs(session: Session, limit: int = 20, *, with_stats: bool = False) -> list[CrawlRunRow]:
     """The latest crawl runs of the run ledger, newest first."""
-    runs = []
+    runs: list[CrawlRunRow] = []
     for run in session.scalars(
         select(CrawlRun).order_by(CrawlRun.started_at.desc(), CrawlRun.id.desc()).limit(limit)
     ):
         outcomes = {k: int(v) for k, v in sorted((run.outcomes or {}).items())}
-        row: dict[str, Any] = {
+        row: CrawlRunRow = {
             "id": run.id,
             "spider": run.spider,
             "job": run.job,
@@ -457,7 +481,7 @@ def import_runs(session: Session, limit: int = 20) -> list[dict[str, Any]]:
     return runs
 
 
-def coverage_timeline(session: Session) -> list[dict[str, Any]]:
+def coverage_timeline(session: Session) -> list[TimelineDay]:
     """Barcode coverage at the end of each day with activity, with that day's imports and
     lookups, oldest first.
 
@@ -513,7 +537,7 @@ def coverage_timeline(session: Session) -> list[dict[str, Any]]:
     ):
         days[day]["files_imported"] += files
         days[day]["lines_imported"] += int(lines)
-    timeline = []
+    timeline: list[TimelineDay] = []
     products = barcodes = 0
     for day in sorted(days):
         row = days[day]
@@ -525,17 +549,21 @@ def coverage_timeline(session: Session) -> list[dict[str, Any]]:
                 "products": products,
                 "with_barcode": barcodes,
                 "barcode_pct": _pct(barcodes, products),
-                **row,
+                "new_products": row["new_products"],
+                "new_barcodes": row["new_barcodes"],
+                "files_imported": row["files_imported"],
+                "lines_imported": row["lines_imported"],
+                "lookups": row["lookups"],
                 "outcomes": dict(sorted(row["outcomes"].items())),
             }
         )
     return timeline
 
 
-def open_conflicts(session: Session, limit: int = 200) -> dict[str, Any]:
+def open_conflicts(session: Session, limit: int = 200) -> Conflicts:
     """Unresolved barcode conflicts, newest first: ``{"total": n, "rows": [...]}``."""
     total = session.scalar(select(func.count()).where(BarcodeConflict.resolved_at.is_(None)))
-    rows = [
+    rows: list[Conflict] = [
         {
             "id": c.id,
             "product_id": c.product_id,
@@ -557,10 +585,10 @@ def open_conflicts(session: Session, limit: int = 200) -> dict[str, Any]:
     return {"total": total or 0, "rows": rows}
 
 
-def recent_merges(session: Session, limit: int = 50) -> dict[str, Any]:
+def recent_merges(session: Session, limit: int = 50) -> Merges:
     """The latest product merges, newest first: ``{"total": n, "rows": [...]}``."""
     total = session.scalar(select(func.count()).select_from(ProductMerge))
-    rows = [
+    rows: list[Merge] = [
         {
             "survivor_id": m.survivor_id,
             "merged_id": m.merged_id,
@@ -578,7 +606,7 @@ def recent_merges(session: Session, limit: int = 50) -> dict[str, Any]:
     return {"total": total or 0, "rows": rows}
 
 
-def repeated_failures(session: Session, min_failures: int = 2, limit: int = 200) -> dict[str, Any]:
+def repeated_failures(session: Session, min_failures: int = 2, limit: int = 200) -> FailingSkus:
     """SKUs with at least ``min_failures`` ``failed`` lookups: how often, when, why the last
     time, and whether they still fail (their latest lookup failed). Still failing first,
     then by number of failures. ``{"total": n, "rows": [...]}``."""
@@ -620,7 +648,7 @@ def repeated_failures(session: Session, min_failures: int = 2, limit: int = 200)
                 )
             ):
                 products[(company, sku)] = product_id
-    rows = []
+    rows: list[FailingSku] = []
     for row in found:
         key = (row.company, row.sku)
         outcome = latest.get(key, ("failed", None))[0]
@@ -641,12 +669,15 @@ def repeated_failures(session: Session, min_failures: int = 2, limit: int = 200)
     return {"total": total or 0, "rows": rows}
 
 
-def product_cards(session: Session, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+def product_cards(
+    session: Session, ids: Iterable[int]
+) -> dict[int, ProductCard | MergedProductCard]:
     """A short record per product id (name, brand, size, barcode, SKUs), or, for an id that
     was merged away, the product it was merged into."""
     wanted = sorted(set(ids))
-    cards: dict[int, dict[str, Any]] = {}
+    cards: dict[int, ProductCard | MergedProductCard] = {}
     for part in in_chunks(session, wanted):
+        found: dict[int, ProductCard] = {}
         for p in session.execute(
             select(
                 Product.id,
@@ -657,7 +688,7 @@ def product_cards(session: Session, ids: Iterable[int]) -> dict[int, dict[str, A
                 Product.barcode_scope,
             ).where(sql_in(session, Product.id, part))
         ):
-            cards[p.id] = {
+            found[p.id] = {
                 "id": p.id,
                 "name": p.name,
                 "brand": p.brand,
@@ -671,9 +702,10 @@ def product_cards(session: Session, ids: Iterable[int]) -> dict[int, dict[str, A
             .where(sql_in(session, CompanySku.product_id, part))
             .order_by(CompanySku.company, CompanySku.sku)
         ):
-            cards[product_id]["company_skus"].setdefault(company, []).append(
+            found[product_id]["company_skus"].setdefault(company, []).append(
                 _sku_value(company, sku)
             )
+        cards.update(found)
         for merged_id, survivor_id, reason, snapshot in session.execute(
             select(
                 ProductMerge.merged_id,
@@ -692,7 +724,7 @@ def product_cards(session: Session, ids: Iterable[int]) -> dict[int, dict[str, A
     return cards
 
 
-def quality_report(session: Session, *, runs: int = 20, rows: int = 200) -> dict[str, Any]:
+def quality_report(session: Session, *, runs: int = 20, rows: int = 200) -> QualityReport:
     """Everything the data-quality report shows: :func:`data_quality` (the same figures as
     ``coles-loader data-quality``), coverage over time, the latest crawl runs, open
     conflicts, recent merges, repeatedly failing SKUs, and the products they name."""
