@@ -1,0 +1,347 @@
+"""Reading what a batch needs to know of the database, as its lines come in."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    select,
+)
+
+from colesbarcodes.db.batch_state import BatchState, PriceState
+from colesbarcodes.db.copy_text import text_array
+from colesbarcodes.db.models import (
+    CompanySku,
+    Product,
+)
+from colesbarcodes.db.sqlutil import SQLITE_CHUNK, chunked
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
+
+    from sqlalchemy.orm import Session
+
+    from colesbarcodes.inbox.lines import ProductLine
+
+__all__ = ["BatchReader", "Observations"]
+
+# What a batch reads on PostgreSQL, on the driver's cursor (plain tuples back: SQLAlchemy's
+# row processing cost more than the queries). Per company and store: the SKUs with their
+# products and their stored prices at that store (if any). Each key is looked up on its
+# own through the unique indexes, which keeps the cost in proportion to the batch
+# whatever the statistics say: they lag far behind while an import fills the tables, and
+# planned from them, ``sku = ANY(array)`` could become a scan of every SKU checking each
+# against the whole array. ``OFFSET 0`` keeps the lateral subquery a nested loop. The
+# keys come as one array literal (``text_array``).
+_PG_SKU_STATE = """
+    SELECT k.sku, s.*
+    FROM unnest(%(skus)s::text[]) AS k(sku)
+    CROSS JOIN LATERAL (
+        SELECT c.id, p.id, p.barcode, p.barcode_scope, p.name, p.brand, p.size,
+               x.price::float8, x.was_price::float8, x.unit_price::float8, x.last_seen,
+               x.available, x.url
+        FROM company_skus c
+        JOIN products p ON p.id = c.product_id
+        LEFT JOIN store_prices x ON x.sku_pk = c.id
+            AND x.store_pk = (SELECT id FROM stores WHERE company = %(company)s
+                              AND store_id = %(store)s)
+        WHERE c.company = %(company)s AND c.sku = k.sku
+        OFFSET 0
+    ) s
+"""
+
+
+# The same for SKUs whose products an earlier query of the batch asked for already (a
+# listing file names each SKU once per store): their stored prices at the store only.
+_PG_PRICE_STATE = """
+    SELECT k.sku, s.*
+    FROM unnest(%(skus)s::text[]) AS k(sku)
+    CROSS JOIN LATERAL (
+        SELECT x.price::float8, x.was_price::float8, x.unit_price::float8, x.last_seen,
+               x.available, x.url
+        FROM company_skus c
+        JOIN store_prices x ON x.sku_pk = c.id
+            AND x.store_pk = (SELECT id FROM stores WHERE company = %(company)s
+                              AND store_id = %(store)s)
+        WHERE c.company = %(company)s AND c.sku = k.sku
+        OFFSET 0
+    ) s
+"""
+
+
+_PG_BARCODE_STATE = """
+    SELECT p.*
+    FROM unnest(%s::text[]) AS k(barcode)
+    CROSS JOIN LATERAL (
+        SELECT id, barcode, barcode_scope, name, brand, size FROM products
+        WHERE barcode = k.barcode OFFSET 0
+    ) p
+"""
+
+
+# Lines per query while a batch is read ahead: small enough for the database to work on
+# the first SKUs while the rest are still being parsed (and for the planner not to think
+# the query is worth compiling).
+_READ_AHEAD_LINES = 500
+
+
+class Observations:
+    """The prices and stores of a batch's lines: per store and SKU the first and last
+    observation and the changes between them. They do not depend on the database, so
+    they are collected as the lines are read."""
+
+    def __init__(self, default_seen: datetime) -> None:
+        self.default_seen = default_seen
+        self.stores: dict[tuple[str, str], dict[str, Any]] = {}  # rows for the stores table
+        self.prices: dict[tuple[str, str], dict[tuple[str, str], PriceState]] = {}  # store → SKU →
+        self._store: tuple[str, str] | None = None  # the last line's, as lines come in runs
+        self._store_prices: dict[tuple[str, str], PriceState] = {}
+
+    def add(self, sku: tuple[str, str], store_id: str, line: ProductLine) -> PriceState | None:
+        """Take the store and price facts of a line of ``sku`` at store ``store_id``;
+        returns the SKU's price at the store if it is new to the batch."""
+        store = self._store
+        if store is None or store[1] != store_id or store[0] != line.company:
+            store = self._store = (line.company, store_id)
+            if store not in self.stores:
+                self.stores[store] = {
+                    "company": line.company,
+                    "store_id": store_id,
+                    "name": None,
+                    "state": None,
+                }
+            self._store_prices = self.prices.setdefault(store, {})
+        if line.store_name or line.state:
+            row = self.stores[store]
+            row["name"] = line.store_name or row["name"]
+            row["state"] = line.state or row["state"]
+        if line.price is None:
+            return None
+        amounts = (line.price, line.was_price, line.unit_price)
+        seen = line.scraped_at or self.default_seen
+        current = self._store_prices.get(sku)
+        if current is None:
+            price = self._store_prices[sku] = PriceState(
+                amounts, seen, amounts, seen, line.available, line.url
+            )
+            return price
+        if amounts != current.last:
+            if current.changes is None:
+                current.changes = []
+            current.changes.append((current.last[0], *amounts, seen))
+        current.last, current.last_seen = amounts, seen
+        current.available = line.available if line.available is not None else current.available
+        current.url = line.url or current.url
+        return None
+
+
+class BatchReader:
+    """Reads what a batch needs to know of the database, as its lines come in.
+
+    :meth:`read` takes the lines in order, in as many parts as convenient, and collects
+    their stores and prices. On PostgreSQL, inside a ``with`` block, it also sends the
+    queries for each part's new SKUs and barcodes right away, in pipeline mode, so the
+    database answers them while the next lines are parsed; the answers are taken when the
+    block ends. Whatever was not read ahead is read by :meth:`finish`. A reader serves one
+    :func:`apply_lines` call, for exactly the lines it read, in the transaction it read
+    in; nothing else may use the connection inside the block.
+    """
+
+    def __init__(self, session: Session, default_seen: datetime | None = None) -> None:
+        self.session = session
+        self.state = BatchState()
+        self.observations = Observations(default_seen or datetime.now(UTC))
+        self.keys: list[tuple[str, str]] = []  # each line's (company, SKU), in order
+        self._postgresql = session.get_bind().dialect.name == "postgresql"
+        self._pipeline: contextlib.ExitStack | None = None
+        # PostgreSQL: what to ask about next (SKUs per company and store, for their prices
+        # there; store None for lines without a price) and what was asked already
+        self._pending: dict[tuple[str, str | None], list[str]] = {}
+        self._pending_barcodes: list[str] = []
+        self._pending_lines = 0
+        self._asked: dict[tuple[str, str | None], set[str]] = {}  # SKUs per company, store
+        self._asked_skus: dict[str, set[str]] = {}  # SKUs per company, at any store
+        self._asked_barcodes: set[str] = set()
+        # company, store, cursor, whether it answers for the products too
+        self._answers: list[tuple[str, str | None, Any, bool]] = []
+        self._barcode_answers: list[Any] = []
+
+    def __enter__(self) -> BatchReader:
+        if self._postgresql and self._pipeline is None:
+            self._pipeline = contextlib.ExitStack()
+            self._pipeline.enter_context(self._driver_connection().pipeline())
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is None:
+            return
+        if kind is None:
+            self._ask()
+        pipeline.__exit__(kind, error, traceback)  # sends what is queued, waits for answers
+        if kind is None:
+            self._take_answers()
+
+    def _driver_connection(self) -> Any:
+        return self.session.connection().connection.driver_connection
+
+    def read(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
+        """Take the next lines of the batch."""
+        if self._pipeline is not None and len(lines) > _READ_AHEAD_LINES:
+            for part in chunked(lines, _READ_AHEAD_LINES):  # keep the queries small
+                self._read(part)
+        else:
+            self._read(lines)
+
+    def _read(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
+        keys, add = self.keys, self.observations.add
+        postgresql, pending, barcodes = self._postgresql, self._pending, self._pending_barcodes
+        group: tuple[str, str | None] | None = None
+        skus: list[str] = []
+        for _, line in lines:
+            key = (line.company, line.sku)
+            keys.append(key)
+            store_id = line.store_id
+            if store_id is not None:
+                add(key, store_id, line)
+            if postgresql:
+                # ask about the SKU with its price at the store (if the line has one)
+                at = store_id if line.price is not None else None
+                if group is None or group[1] != at or group[0] != line.company:
+                    group = (line.company, at)
+                    skus = pending.setdefault(group, [])
+                skus.append(line.sku)
+                if line.barcode is not None:
+                    barcodes.append(line.barcode.code)
+        self._pending_lines += len(lines)
+        if self._pipeline is not None and self._pending_lines >= _READ_AHEAD_LINES:
+            self._ask()
+
+    def _ask(self) -> None:
+        """Send the queries about the SKUs and barcodes not asked about yet (PostgreSQL)."""
+        connection = self._driver_connection()
+        for (company, store_id), skus in self._pending.items():
+            if store_id is None:  # the product alone: any earlier question answered it
+                asked = self._asked_skus.setdefault(company, set())
+            else:
+                asked = self._asked.setdefault((company, store_id), set())
+            new = [sku for sku in dict.fromkeys(skus) if sku not in asked]
+            if not new:
+                continue
+            # SKUs whose products an earlier query asked about need their prices here only
+            products_asked = self._asked_skus.setdefault(company, set())
+            known = [sku for sku in new if sku in products_asked]
+            fresh = [sku for sku in new if sku not in products_asked] if known else new
+            asked.update(new)
+            products_asked.update(fresh)
+            if known:
+                cursor = connection.cursor()
+                values = {"company": company, "store": store_id, "skus": text_array(known)}
+                cursor.execute(_PG_PRICE_STATE, values)
+                self._answers.append((company, store_id, cursor, False))
+            if not fresh:
+                continue
+            cursor = connection.cursor()
+            cursor.execute(
+                _PG_SKU_STATE, {"company": company, "store": store_id, "skus": text_array(fresh)}
+            )
+            self._answers.append((company, store_id, cursor, True))
+        barcodes = [
+            b for b in dict.fromkeys(self._pending_barcodes) if b not in self._asked_barcodes
+        ]
+        if barcodes:
+            self._asked_barcodes.update(barcodes)
+            cursor = connection.cursor()
+            cursor.execute(_PG_BARCODE_STATE, (text_array(barcodes),))
+            self._barcode_answers.append(cursor)
+        self._pending.clear()
+        self._pending_barcodes.clear()
+        self._pending_lines = 0
+
+    def _take_answers(self) -> None:
+        state, prices = self.state, self.observations.prices
+        products, remember = state.products, state.remember
+        sku_product, sku_pk = state.sku_product, state.sku_pk
+        for company, store_id, cursor, full in self._answers:
+            at_store = prices.get((company, store_id), {}) if store_id is not None else {}
+            with cursor:
+                rows = cursor.fetchall()
+            if not full:  # stored prices of SKUs answered by an earlier query
+                for row in rows:
+                    observed = at_store.get((company, row[0]))
+                    if observed is not None:
+                        observed.stored = row[1:]
+                continue
+            for row in rows:
+                sku, pk, product_id = row[0], row[1], row[2]
+                if product_id not in products:
+                    remember(product_id, row[3], row[4], row[5], row[6], row[7])
+                key = (company, sku)
+                sku_product[key] = product_id
+                sku_pk[key] = pk
+                if row[11] is not None:  # a price is stored at the store (it has a last_seen)
+                    observed = at_store.get(key)
+                    if observed is not None:
+                        observed.stored = row[8:]
+        for cursor in self._barcode_answers:
+            with cursor:
+                for row in cursor.fetchall():
+                    remember(*row)
+        self._answers.clear()
+        self._barcode_answers.clear()
+
+    def finish(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
+        """Read whatever the batch still needs to know (all of it, unless read ahead)."""
+        if len(self.keys) != len(lines):
+            raise ValueError("a BatchReader serves exactly the lines it read")
+        if self._postgresql:
+            if self._pending_lines or self._answers or self._barcode_answers:
+                with self:
+                    pass
+        elif self._pending_lines:
+            self._load(lines)
+        self._pending_lines = 0
+
+    def _load(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
+        """Read the SKUs' products and the barcodes' owners with SQLAlchemy (SQLite)."""
+        state = self.state
+        by_company: dict[str, set[str]] = {}
+        for company, sku in self.keys:
+            by_company.setdefault(company, set()).add(sku)
+        conn = self.session.connection()
+        for company, skus in by_company.items():
+            for part in chunked(sorted(skus), SQLITE_CHUNK):
+                rows = conn.execute(
+                    select(CompanySku.sku, CompanySku.id, *_PRODUCT_STATE_COLUMNS)
+                    .join(Product, Product.id == CompanySku.product_id)
+                    .where(CompanySku.company == company, CompanySku.sku.in_(part))
+                )
+                for sku, pk, product_id, barcode, scope, name, brand, size in rows:
+                    state.remember(product_id, barcode, scope, name, brand, size)
+                    state.sku_product[(company, sku)] = product_id
+                    state.sku_pk[(company, sku)] = pk
+        barcodes = {line.barcode.code for _, line in lines if line.barcode is not None}
+        wanted = sorted(b for b in barcodes if b not in state.barcode_owner)
+        for part in chunked(wanted, SQLITE_CHUNK):
+            for row in conn.execute(
+                select(*_PRODUCT_STATE_COLUMNS).where(Product.barcode.in_(part))
+            ):
+                state.remember(*row)
+
+
+_PRODUCT_STATE_COLUMNS = (
+    Product.id,
+    Product.barcode,
+    Product.barcode_scope,
+    Product.name,
+    Product.brand,
+    Product.size,
+)
