@@ -57,13 +57,20 @@ import logging
 import statistics
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
-from colesbarcodes.db.engine import DATABASE_ERRORS, error_detail, redact, session_factory
+from colesbarcodes.config import setting_bool, setting_float, setting_int, setting_str
+from colesbarcodes.db.engine import (
+    DATABASE_ERRORS,
+    database_url,
+    error_detail,
+    redact,
+    session_factory,
+)
 from colesbarcodes.db.runs import (
     GTIN_OUTCOMES,
     LOOKED_UP_OUTCOMES,
@@ -85,6 +92,7 @@ __all__ = [
     "SITE_CHANGE_HINT",
     "Check",
     "CrawlMonitor",
+    "MonitorConfig",
     "Thresholds",
     "Verdict",
     "evaluate",
@@ -102,7 +110,11 @@ _OUTCOME = "coles/outcome/"
 @dataclass(frozen=True)
 class Thresholds:
     """The most a good run may show; a run above any of them fails its monitor (the GTIN
-    share: below)."""
+    share: below). Settings ``COLES_MONITOR_MAX_FAILED_SHARE``,
+    ``COLES_MONITOR_MAX_CHALLENGE_SHARE``, ``COLES_MONITOR_MAX_ITEMS_DROPPED``,
+    ``COLES_MONITOR_MAX_ERRORS``, ``COLES_MONITOR_GTIN_DROP``, ``COLES_MONITOR_GTIN_HISTORY``,
+    ``COLES_MONITOR_GTIN_MIN_RECORDS``, ``COLES_MONITOR_MIN_GTIN_SHARE`` and
+    ``COLES_MONITOR_MAX_FORMAT_ERROR_SHARE``."""
 
     max_failed_share: float = 0.25
     max_challenge_share: float = 0.3
@@ -117,15 +129,37 @@ class Thresholds:
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> Self:
         return cls(
-            max_failed_share=settings.getfloat("COLES_MONITOR_MAX_FAILED_SHARE"),
-            max_challenge_share=settings.getfloat("COLES_MONITOR_MAX_CHALLENGE_SHARE"),
-            max_items_dropped=settings.getint("COLES_MONITOR_MAX_ITEMS_DROPPED"),
-            max_errors=settings.getint("COLES_MONITOR_MAX_ERRORS"),
-            gtin_drop=settings.getfloat("COLES_MONITOR_GTIN_DROP"),
-            gtin_history=settings.getint("COLES_MONITOR_GTIN_HISTORY"),
-            gtin_min_records=settings.getint("COLES_MONITOR_GTIN_MIN_RECORDS"),
-            min_gtin_share=settings.getfloat("COLES_MONITOR_MIN_GTIN_SHARE"),
-            max_format_error_share=settings.getfloat("COLES_MONITOR_MAX_FORMAT_ERROR_SHARE"),
+            max_failed_share=setting_float(settings, "COLES_MONITOR_MAX_FAILED_SHARE"),
+            max_challenge_share=setting_float(settings, "COLES_MONITOR_MAX_CHALLENGE_SHARE"),
+            max_items_dropped=setting_int(settings, "COLES_MONITOR_MAX_ITEMS_DROPPED"),
+            max_errors=setting_int(settings, "COLES_MONITOR_MAX_ERRORS"),
+            gtin_drop=setting_float(settings, "COLES_MONITOR_GTIN_DROP"),
+            gtin_history=setting_int(settings, "COLES_MONITOR_GTIN_HISTORY"),
+            gtin_min_records=setting_int(settings, "COLES_MONITOR_GTIN_MIN_RECORDS"),
+            min_gtin_share=setting_float(settings, "COLES_MONITOR_MIN_GTIN_SHARE"),
+            max_format_error_share=setting_float(settings, "COLES_MONITOR_MAX_FORMAT_ERROR_SHARE"),
+        )
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """The monitor's settings: its :class:`Thresholds`, ``COLES_MONITOR_GTIN_SHARE`` (judge
+    the GTIN share against the run ledger's recent runs), and where that history is read:
+    ``DATABASE_URL``, with ``COLES_LEDGER_CONNECT_TIMEOUT`` (seconds) bounding the wait on
+    PostgreSQL. ``COLES_MONITOR_ENABLED`` turns the extension on."""
+
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    database_url: str = field(default_factory=database_url)
+    connect_timeout: float = 10.0
+    gtin_share: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Self:
+        return cls(
+            thresholds=Thresholds.from_settings(settings),
+            database_url=setting_str(settings, "DATABASE_URL"),
+            connect_timeout=setting_float(settings, "COLES_LEDGER_CONNECT_TIMEOUT"),
+            gtin_share=setting_bool(settings, "COLES_MONITOR_GTIN_SHARE"),
         )
 
 
@@ -326,39 +360,24 @@ class CrawlMonitor:
     share.
     """
 
-    def __init__(
-        self,
-        crawler: Crawler,
-        thresholds: Thresholds,
-        database_url: str | None = None,
-        connect_timeout: float = 10.0,
-        gtin_share: bool = False,
-    ) -> None:
+    def __init__(self, crawler: Crawler, config: MonitorConfig) -> None:
         self.crawler = crawler
-        self.gtin_share = gtin_share
-        self.thresholds = thresholds
-        self.database_url = database_url
-        self.connect_timeout = connect_timeout
+        self.config = config
+        self.thresholds = config.thresholds
         self.history: Future[list[dict[str, int]]] | None = None  # None: no GTIN check
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("COLES_MONITOR_ENABLED"):
+        if not setting_bool(settings, "COLES_MONITOR_ENABLED"):
             raise NotConfigured
-        monitor = cls(
-            crawler,
-            Thresholds.from_settings(settings),
-            settings.get("DATABASE_URL"),
-            settings.getfloat("COLES_LEDGER_CONNECT_TIMEOUT"),
-            settings.getbool("COLES_MONITOR_GTIN_SHARE"),
-        )
+        monitor = cls(crawler, MonitorConfig.from_settings(settings))
         crawler.signals.connect(monitor.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(monitor.spider_closed, signal=signals.spider_closed)
         return monitor
 
     def spider_opened(self, spider: Spider) -> None:
-        if not self.gtin_share:
+        if not self.config.gtin_share:
             return
         future: Future[list[dict[str, int]]] = Future()
         name = spider.name
@@ -372,11 +391,12 @@ class CrawlMonitor:
     def read_history(self, spider: str) -> list[dict[str, int]]:
         """SKUs per outcome of ``spider``'s recent runs in the run ledger, newest first;
         ``[]`` (and a warning, never a traceback) when the database cannot be read."""
-        if not self.database_url:
+        url = self.config.database_url
+        if not url:
             return []
         scan = max(100, 10 * self.thresholds.gtin_history)  # small runs may come between
         try:
-            engine = ledger_engine(self.database_url, self.connect_timeout)
+            engine = ledger_engine(url, self.config.connect_timeout)
             try:
                 with session_factory(engine)() as session:
                     return recent_crawl_outcomes(session, spider, scan)
@@ -387,7 +407,7 @@ class CrawlMonitor:
             logger.warning(
                 "No run history for the drift monitor: the database %s cannot be read (%s); "
                 "the GTIN share is judged against the floor",
-                redact(self.database_url),
+                redact(url),
                 detail or type(exc).__name__,
             )
         except Exception:

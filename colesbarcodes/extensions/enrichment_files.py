@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from colesbarcodes.config import setting_bool, setting_str
 from colesbarcodes.inbox.enrichment import EnrichmentFile, EnrichmentInbox, spill_file
 from colesbarcodes.items import Outcome
 from colesbarcodes.signals import lookups_stored, lookups_unstored, work_unit_taken
@@ -18,12 +20,30 @@ if TYPE_CHECKING:
     from typing import Self
 
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
 
     from colesbarcodes.items import BarcodeLookup
 
-__all__ = ["EnrichmentFiles"]
+__all__ = ["EnrichmentFiles", "EnrichmentFilesConfig"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnrichmentFilesConfig:
+    """The inbox files' settings: ``COLES_ENRICHMENT_INBOX`` (the inbox's directory) and
+    ``COLES_ARCHIVE_FINISHED_FILES`` (finished files move to ``archive/`` instead of being
+    deleted). ``COLES_ENRICHMENT_FILES`` turns the extension on."""
+
+    inbox: str = "inboxes/barcode_enrichment_inbox"
+    archive: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Self:
+        return cls(
+            inbox=setting_str(settings, "COLES_ENRICHMENT_INBOX"),
+            archive=setting_bool(settings, "COLES_ARCHIVE_FINISHED_FILES"),
+        )
 
 
 class EnrichmentFiles:
@@ -42,21 +62,18 @@ class EnrichmentFiles:
     the inbox is ``COLES_ENRICHMENT_INBOX``.
     """
 
-    def __init__(self, crawler: Crawler, inbox: EnrichmentInbox) -> None:
+    def __init__(self, crawler: Crawler, config: EnrichmentFilesConfig) -> None:
         self.crawler = crawler
-        self.inbox = inbox
+        self.config = config
+        self.inbox = EnrichmentInbox(config.inbox, archive=config.archive)
         self.files: dict[str, EnrichmentFile] = {}  # claim name → claimed, not finished
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("COLES_ENRICHMENT_FILES"):
+        if not setting_bool(settings, "COLES_ENRICHMENT_FILES"):
             raise NotConfigured
-        inbox = EnrichmentInbox(
-            settings.get("COLES_ENRICHMENT_INBOX"),
-            archive=settings.getbool("COLES_ARCHIVE_FINISHED_FILES"),
-        )
-        extension = cls(crawler, inbox)
+        extension = cls(crawler, EnrichmentFilesConfig.from_settings(settings))
         crawler.signals.connect(extension.stored, signal=lookups_stored)
         crawler.signals.connect(extension.unstored, signal=lookups_unstored)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +13,10 @@ import orjson
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from colesbarcodes.config import setting_bool, setting_float, setting_str
 from colesbarcodes.db.engine import (
     DATABASE_ERRORS,
+    database_url,
     error_detail,
     make_engine,
     migrate,
@@ -26,9 +29,10 @@ if TYPE_CHECKING:
     from typing import Self
 
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
     from sqlalchemy.engine import Engine
 
-__all__ = ["CrawlRunLedger", "ledger_engine"]
+__all__ = ["CrawlRunLedger", "LedgerConfig", "ledger_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,26 @@ def _utc(value: Any, fallback: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class LedgerConfig:
+    """The run ledger's settings: ``DATABASE_URL`` (where ``crawl_runs`` is),
+    ``COLES_LEDGER_CONNECT_TIMEOUT`` (seconds a PostgreSQL server may take to answer) and
+    ``COLES_JOB`` (scrapyd's job id, recorded with the run; empty: none).
+    ``COLES_RUN_LEDGER_ENABLED`` turns the extension on."""
+
+    database_url: str = field(default_factory=database_url)
+    connect_timeout: float = 10.0
+    job: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Self:
+        return cls(
+            database_url=setting_str(settings, "DATABASE_URL"),
+            connect_timeout=setting_float(settings, "COLES_LEDGER_CONNECT_TIMEOUT"),
+            job=setting_str(settings, "COLES_JOB") or None,
+        )
+
+
 class CrawlRunLedger:
     """Writes one ``crawl_runs`` row when the crawl ends: start and end, host, scrapyd job
     id, spider, finish reason, the monitors' verdict, SKUs per outcome (stats
@@ -67,19 +91,16 @@ class CrawlRunLedger:
     Enabled by ``COLES_RUN_LEDGER_ENABLED``.
     """
 
-    def __init__(self, crawler: Crawler, database_url: str, connect_timeout: float) -> None:
+    def __init__(self, crawler: Crawler, config: LedgerConfig) -> None:
         self.crawler = crawler
-        self.database_url = database_url
-        self.connect_timeout = connect_timeout
+        self.config = config
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("COLES_RUN_LEDGER_ENABLED"):
+        if not setting_bool(settings, "COLES_RUN_LEDGER_ENABLED"):
             raise NotConfigured
-        ledger = cls(
-            crawler, settings.get("DATABASE_URL"), settings.getfloat("COLES_LEDGER_CONNECT_TIMEOUT")
-        )
+        ledger = cls(crawler, LedgerConfig.from_settings(settings))
         crawler.signals.connect(ledger.spider_closed, signal=signals.spider_closed)
         return ledger
 
@@ -93,7 +114,7 @@ class CrawlRunLedger:
         prefix = "coles/outcome/"
         return RunRecord(
             spider=getattr(spider, "name", None) or "unknown",
-            job=self.crawler.settings.get("COLES_JOB") or None,
+            job=self.config.job,
             started_at=_utc(stats.get("start_time"), now),
             finished_at=_utc(stats.get("finish_time"), now),
             finish_reason=str(stats.get("finish_reason") or reason),
@@ -109,7 +130,7 @@ class CrawlRunLedger:
         )
 
     def _write(self, run: RunRecord) -> int:
-        engine = ledger_engine(self.database_url, self.connect_timeout)
+        engine = ledger_engine(self.config.database_url, self.config.connect_timeout)
         try:
             migrate(engine)
             with session_factory(engine).begin() as session:
@@ -125,7 +146,7 @@ class CrawlRunLedger:
             detail = error_detail(exc)
             logger.warning(
                 "This run is not in the run ledger: the database %s is unreachable (%s)",
-                redact(self.database_url),
+                redact(self.config.database_url),
                 detail or type(exc).__name__,
             )
             return

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import scrapy
 
+from colesbarcodes.config import setting_int
 from colesbarcodes.site.coles import SiteConfig, SiteFormatError, parse_site_config
 from colesbarcodes.site.exits import BlockedByProtection
 
@@ -82,7 +83,7 @@ class SiteSession:
         robots = logging.getLogger("scrapy.downloadermiddlewares.robotstxt")
         if _ROBOTS_FILTER not in robots.filters:
             robots.addFilter(_ROBOTS_FILTER)
-        return cls(crawler, crawler.settings.getint("COLES_GRAPHQL_BATCH"))
+        return cls(crawler, setting_int(crawler.settings, "COLES_GRAPHQL_BATCH"))
 
     async def configure(self, base_url: str) -> SiteConfig:
         """Read the site's home page (through the downloader middlewares, so protection met

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import scrapy
 from scrapy.exceptions import NotConfigured
 
+from colesbarcodes.config import setting_bool, setting_float, setting_int
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE, protection_kind
 
@@ -19,10 +21,28 @@ if TYPE_CHECKING:
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+    from scrapy.settings import BaseSettings
 
-__all__ = ["BotCheckMiddleware"]
+__all__ = ["BotCheckConfig", "BotCheckMiddleware"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BotCheckConfig:
+    """The bot check's settings: ``COLES_BOTCHECK_MAX_BROWSER_PAGES`` (browser pages per
+    crawl at most) and ``COLES_BOTCHECK_TIMEOUT`` (seconds a page may stay the challenge).
+    ``COLES_BOTCHECK_ENABLED`` turns the middleware on."""
+
+    max_pages: int = 3
+    timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Self:
+        return cls(
+            max_pages=setting_int(settings, "COLES_BOTCHECK_MAX_BROWSER_PAGES"),
+            timeout=setting_float(settings, "COLES_BOTCHECK_TIMEOUT"),
+        )
 
 
 class BotCheckMiddleware:
@@ -41,10 +61,9 @@ class BotCheckMiddleware:
     ``botcheck/*``.
     """
 
-    def __init__(self, crawler: Crawler, max_pages: int, timeout: float) -> None:
+    def __init__(self, crawler: Crawler, config: BotCheckConfig) -> None:
         self.crawler = crawler
-        self.max_pages = max_pages
-        self.timeout = timeout
+        self.config = config
         self.generation = 0  # increases with every solution
         self.cookies: dict[int, list[dict[str, Any]]] = {}  # per exit
         self.user_agent: str | None = None
@@ -54,13 +73,9 @@ class BotCheckMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("COLES_BOTCHECK_ENABLED"):
+        if not setting_bool(settings, "COLES_BOTCHECK_ENABLED"):
             raise NotConfigured
-        return cls(
-            crawler,
-            settings.getint("COLES_BOTCHECK_MAX_BROWSER_PAGES"),
-            settings.getfloat("COLES_BOTCHECK_TIMEOUT"),
-        )
+        return cls(crawler, BotCheckConfig.from_settings(settings))
 
     def process_request(self, request: scrapy.Request) -> None:
         if request.meta.get("playwright"):
@@ -103,11 +118,11 @@ class BotCheckMiddleware:
     async def _solve(self, request: scrapy.Request) -> bool:
         if self._solving is not None:
             return await asyncio.shield(self._solving)
-        if self.pages >= self.max_pages:
+        if self.pages >= self.config.max_pages:
             self.crawler.stats.inc_value("botcheck/over_budget")
             logger.error(
                 "The challenge was met again but the browser budget (%d pages) is spent",
-                self.max_pages,
+                self.config.max_pages,
             )
             return False
         self._solving = asyncio.get_running_loop().create_future()
@@ -141,7 +156,7 @@ class BotCheckMiddleware:
         page = response.meta["playwright_page"]
         exit_index = int(response.meta.get("coles_exit", 0))
         try:
-            deadline = started + self.timeout
+            deadline = started + self.config.timeout
             kind: str | None = PROTECTION_CHALLENGE
             while time.monotonic() < deadline:
                 try:
@@ -156,7 +171,9 @@ class BotCheckMiddleware:
                 logger.error("The browser got the block page, not the challenge: not solvable")
                 return False
             if kind == PROTECTION_CHALLENGE:
-                logger.error("The browser's page was still the challenge after %.0fs", self.timeout)
+                logger.error(
+                    "The browser's page was still the challenge after %.0fs", self.config.timeout
+                )
                 stats.inc_value("botcheck/unsolved")
                 return False
             cookies = await page.context.cookies()

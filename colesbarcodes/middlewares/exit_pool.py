@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from colesbarcodes.config import setting_float, setting_int
 from colesbarcodes.crawl_control import close_crawl
 from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE, protection_kind
 from colesbarcodes.site.exits import BlockedByProtection, Exit, exits_from_setting
@@ -17,10 +19,35 @@ if TYPE_CHECKING:
     import scrapy
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+    from scrapy.settings import BaseSettings
 
-__all__ = ["ExitPoolMiddleware"]
+__all__ = ["ExitPoolConfig", "ExitPoolMiddleware"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExitPoolConfig:
+    """The exits' settings: ``COLES_PROXIES`` (the exits, in order; none: one direct exit),
+    ``COLES_BLOCK_MAX_RETRIES`` and ``COLES_BLOCK_BACKOFF`` (waits on a block page once every
+    exit is blocked, the first in seconds, doubling up to ``RETRY_BACKOFF_MAX``) and
+    ``COLES_EXIT_MAX_FAILURES`` (connection failures in a row before moving on)."""
+
+    exits: tuple[Exit, ...] = (Exit(0),)
+    max_retries: int = 3
+    backoff: float = 30.0
+    backoff_max: float = 60.0
+    max_failures: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Self:
+        return cls(
+            exits=tuple(exits_from_setting(settings.get("COLES_PROXIES"))),
+            max_retries=setting_int(settings, "COLES_BLOCK_MAX_RETRIES"),
+            backoff=setting_float(settings, "COLES_BLOCK_BACKOFF"),
+            backoff_max=setting_float(settings, "RETRY_BACKOFF_MAX"),
+            max_failures=setting_int(settings, "COLES_EXIT_MAX_FAILURES"),
+        )
 
 
 class ExitPoolMiddleware:
@@ -38,43 +65,25 @@ class ExitPoolMiddleware:
     ``botcheck/block``, ``proxy/rotated``, ``proxy/failures``, ``block/waited_ms``.
     """
 
-    def __init__(
-        self,
-        crawler: Crawler,
-        exits: list[Exit],
-        max_retries: int,
-        backoff: float,
-        backoff_max: float,
-        max_failures: int,
-    ) -> None:
+    def __init__(self, crawler: Crawler, config: ExitPoolConfig) -> None:
         self.crawler = crawler
-        self.exits = exits
+        self.config = config
+        self.exits = config.exits
         self.current = 0
         self.blocked: set[int] = set()
         self.failures = 0
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self.max_failures = max_failures
         self.closing = False
         self._closing: asyncio.Future[None] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        settings = crawler.settings
-        exits = exits_from_setting(settings.get("COLES_PROXIES"))
+        config = ExitPoolConfig.from_settings(crawler.settings)
+        exits = config.exits
         if exits[0].url is not None:
             logger.info(
                 "Leaving through %d exit(s): %s", len(exits), ", ".join(e.label for e in exits)
             )
-        return cls(
-            crawler,
-            exits,
-            settings.getint("COLES_BLOCK_MAX_RETRIES"),
-            settings.getfloat("COLES_BLOCK_BACKOFF"),
-            settings.getfloat("RETRY_BACKOFF_MAX"),
-            settings.getint("COLES_EXIT_MAX_FAILURES"),
-        )
+        return cls(crawler, config)
 
     @property
     def exit(self) -> Exit:
@@ -131,8 +140,11 @@ class ExitPoolMiddleware:
         if len(self.blocked) < len(self.exits):
             self._rotate(used, f"{label} is blocked")
             return self._again(request, tries)
-        if tries < self.max_retries:
-            delay = min(self.backoff * 2 ** min(tries, 16), max(self.backoff, self.backoff_max))
+        if tries < self.config.max_retries:
+            delay = min(
+                self.config.backoff * 2 ** min(tries, 16),
+                max(self.config.backoff, self.config.backoff_max),
+            )
             stats.inc_value("block/waited_ms", round(delay * 1000))
             await asyncio.sleep(delay)
             self.blocked.clear()  # the verdict may have been lifted: try the exits again
@@ -179,12 +191,12 @@ class ExitPoolMiddleware:
         return retry
 
     def process_exception(self, request: scrapy.Request, exception: Exception) -> None:
-        if len(self.exits) < 2 or self.max_failures <= 0:
+        if len(self.exits) < 2 or self.config.max_failures <= 0:
             return
         used = int(request.meta.get("coles_exit", self.current))
         self.crawler.stats.inc_value("proxy/failures")
         if used != self.current:
             return
         self.failures += 1
-        if self.failures >= self.max_failures:
+        if self.failures >= self.config.max_failures:
             self._rotate(used, f"{self.exits[used].label} failed {self.failures} times in a row")

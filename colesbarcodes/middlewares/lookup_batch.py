@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
+from colesbarcodes.config import setting_float
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.site.source import merge_lookup_requests
 
@@ -37,7 +38,7 @@ class LookupBatchMiddleware(BaseSpiderMiddleware):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler, crawler.settings.getfloat("COLES_GRAPHQL_BATCH_WAIT"))
+        return cls(crawler, setting_float(crawler.settings, "COLES_GRAPHQL_BATCH_WAIT"))
 
     def _size(self) -> int:
         session = self.crawler.get_extension(SiteSession)

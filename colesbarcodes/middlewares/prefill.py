@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,7 +15,8 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
-from colesbarcodes.db.engine import make_engine, with_retries
+from colesbarcodes.config import setting_bool, setting_float, setting_str
+from colesbarcodes.db.engine import database_url, make_engine, with_retries
 from colesbarcodes.db.lookups import (
     known_barcodes,
     recent_outcomes,
@@ -29,12 +31,29 @@ if TYPE_CHECKING:
     from typing import Self
 
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-__all__ = ["PrefillMiddleware", "PrefillUnit"]
+__all__ = ["PrefillConfig", "PrefillMiddleware", "PrefillUnit"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrefillConfig:
+    """The prefill's settings: ``DATABASE_URL`` (where the known barcodes are) and
+    ``COLES_RECHECK_DAYS`` (SKUs without a barcode are asked for again after this long)."""
+
+    database_url: str = field(default_factory=database_url)
+    recheck: timedelta = timedelta(days=7.0)
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Self:
+        return cls(
+            database_url=setting_str(settings, "DATABASE_URL"),
+            recheck=timedelta(days=setting_float(settings, "COLES_RECHECK_DAYS")),
+        )
 
 
 class _FileKnowledge:
@@ -92,20 +111,18 @@ class PrefillMiddleware(BaseSpiderMiddleware):
     ``prefill/recently_checked``, ``prefill/resumed``.
     """
 
-    def __init__(self, crawler: Crawler, database_url: str, recheck: timedelta) -> None:
+    def __init__(self, crawler: Crawler, config: PrefillConfig) -> None:
         super().__init__(crawler)
-        self.database_url = database_url
-        self.recheck = recheck
+        self.config = config
         self.engine: Engine | None = None
         self.current: tuple[str, _FileKnowledge] | None = None
         self.units: dict[str, PrefillUnit] = {}  # taken, not loaded yet
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        if not crawler.settings.getbool("PREFILL_ENABLED"):
+        if not setting_bool(crawler.settings, "PREFILL_ENABLED"):
             raise NotConfigured
-        days = crawler.settings.getfloat("COLES_RECHECK_DAYS")
-        middleware = cls(crawler, crawler.settings.get("DATABASE_URL"), timedelta(days=days))
+        middleware = cls(crawler, PrefillConfig.from_settings(crawler.settings))
         crawler.signals.connect(middleware.close, signal=signals.spider_closed)
         crawler.signals.connect(middleware.unit_taken, signal=work_unit_taken)
         return middleware
@@ -115,16 +132,17 @@ class PrefillMiddleware(BaseSpiderMiddleware):
 
     def _load(self, unit: PrefillUnit) -> _FileKnowledge:
         if self.engine is None:
-            self.engine = make_engine(self.database_url)
+            self.engine = make_engine(self.config.database_url)
         skus = list(unit.skus)
-        since = datetime.now(UTC) - self.recheck
+        recheck = self.config.recheck
+        since = datetime.now(UTC) - recheck
         company = unit.company
 
         def load(session: Session) -> _FileKnowledge:
             return _FileKnowledge(
                 company,
                 known_barcodes(session, company, skus),
-                recent_outcomes(session, company, skus, since) if self.recheck else {},
+                recent_outcomes(session, company, skus, since) if recheck else {},
                 # what an earlier run (or a dead worker) already stored for this unit
                 stored_for_file(session, unit.file)
                 if unit.file is not None

@@ -4,17 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 
+from colesbarcodes.config import setting_float
+
 if TYPE_CHECKING:
+    from typing import Self
+
     import scrapy
+    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from scrapy.settings import BaseSettings
 
-__all__ = ["RetryAfterMiddleware"]
+__all__ = ["RetryAfterConfig", "RetryAfterMiddleware"]
+
+
+@dataclass(frozen=True)
+class RetryAfterConfig:
+    """The retries' waits: ``RETRY_BACKOFF_BASE`` (seconds before the first retry, doubling
+    each time), ``RETRY_BACKOFF_MAX`` (the longest such wait) and ``RETRY_AFTER_MAX`` (the
+    longest ``Retry-After`` honoured). Scrapy's own ``RETRY_*`` settings are read by
+    :class:`~scrapy.downloadermiddlewares.retry.RetryMiddleware`."""
+
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    retry_after_max: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Self:
+        return cls(
+            backoff_base=setting_float(settings, "RETRY_BACKOFF_BASE"),
+            backoff_max=setting_float(settings, "RETRY_BACKOFF_MAX"),
+            retry_after_max=setting_float(settings, "RETRY_AFTER_MAX"),
+        )
 
 
 class RetryAfterMiddleware(RetryMiddleware):
@@ -25,11 +51,14 @@ class RetryAfterMiddleware(RetryMiddleware):
     ``RETRY_AFTER_MAX`` (caps). Stats: ``retry/waited_ms``.
     """
 
-    def __init__(self, settings: BaseSettings) -> None:
-        super().__init__(settings)
-        self.backoff_base = settings.getfloat("RETRY_BACKOFF_BASE")
-        self.backoff_max = settings.getfloat("RETRY_BACKOFF_MAX")
-        self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX")
+    def __init__(self, crawler: Crawler, config: RetryAfterConfig) -> None:
+        super().__init__(crawler.settings)
+        self.crawler = crawler
+        self.config = config
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler, RetryAfterConfig.from_settings(crawler.settings))
 
     def _delay(self, request: scrapy.Request, response: Response | None) -> float:
         if response is not None:
@@ -37,9 +66,9 @@ class RetryAfterMiddleware(RetryMiddleware):
             if header:
                 seconds = _retry_after_seconds(header.decode("latin-1"))
                 if seconds is not None:
-                    return min(max(seconds, 0.0), self.retry_after_max)
+                    return min(max(seconds, 0.0), self.config.retry_after_max)
         retries = request.meta.get("retry_times", 0)
-        return min(self.backoff_base * 2**retries, self.backoff_max)
+        return min(self.config.backoff_base * 2**retries, self.config.backoff_max)
 
     async def _wait_then_retry(
         self, request: scrapy.Request, reason: Any, response: Response | None

@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from scrapy.exceptions import CloseSpider
 
+from colesbarcodes.config import setting_bool, setting_float, setting_int, setting_str
 from colesbarcodes.crawl_control import close_crawl
 from colesbarcodes.db.engine import (
     DATABASE_ERRORS,
+    database_url,
     error_detail,
     make_engine,
     migrate,
@@ -30,11 +33,38 @@ if TYPE_CHECKING:
     from typing import Self
 
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
     from sqlalchemy.engine import Engine
 
-__all__ = ["BarcodeUpsertPipeline"]
+__all__ = ["BarcodeUpsertPipeline", "UpsertConfig"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UpsertConfig:
+    """The pipeline's settings: ``DATABASE_URL``, ``COLES_UPSERT_BATCH_SIZE`` (outcomes per
+    transaction), ``COLES_UPSERT_MAX_DELAY`` (seconds an outcome may wait for its batch),
+    ``COLES_DB_RETRIES`` (attempts to store a batch), ``COLES_DB_WRITE_THREAD`` (write in a
+    worker thread) and ``COLES_JOB`` (scrapyd's job id, recorded with every lookup)."""
+
+    database_url: str = field(default_factory=database_url)
+    batch_size: int = 500
+    max_delay: float = 5.0
+    retries: int = 5
+    write_in_thread: bool = False
+    job: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Self:
+        return cls(
+            database_url=setting_str(settings, "DATABASE_URL"),
+            batch_size=setting_int(settings, "COLES_UPSERT_BATCH_SIZE"),
+            max_delay=setting_float(settings, "COLES_UPSERT_MAX_DELAY"),
+            retries=setting_int(settings, "COLES_DB_RETRIES"),
+            write_in_thread=setting_bool(settings, "COLES_DB_WRITE_THREAD"),
+            job=setting_str(settings, "COLES_JOB") or None,
+        )
 
 
 class BarcodeUpsertPipeline:
@@ -55,22 +85,10 @@ class BarcodeUpsertPipeline:
     so nothing scraped is lost).
     """
 
-    def __init__(
-        self,
-        crawler: Crawler,
-        database_url: str,
-        batch_size: int,
-        max_delay: float,
-        retries: int,
-        write_in_thread: bool = False,
-    ) -> None:
+    def __init__(self, crawler: Crawler, config: UpsertConfig) -> None:
         self.crawler = crawler
-        self.database_url = database_url
-        self.batch_size = batch_size
-        self.max_delay = max_delay
-        self.retries = retries
+        self.config = config
         self.engine: Engine | None = None
-        self.write_in_thread = write_in_thread
         self.buffer: list[BarcodeLookup] = []
         self.oldest: float | None = None
         self.unstored: list[BarcodeLookup] = []  # kept for the spill file once writing failed
@@ -81,15 +99,7 @@ class BarcodeUpsertPipeline:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        settings = crawler.settings
-        pipeline = cls(
-            crawler,
-            settings.get("DATABASE_URL"),
-            settings.getint("COLES_UPSERT_BATCH_SIZE"),
-            settings.getfloat("COLES_UPSERT_MAX_DELAY"),
-            settings.getint("COLES_DB_RETRIES"),
-            settings.getbool("COLES_DB_WRITE_THREAD"),
-        )
+        pipeline = cls(crawler, UpsertConfig.from_settings(crawler.settings))
         crawler.signals.connect(pipeline.flush_requested, signal=flush_requested)
         return pipeline
 
@@ -97,26 +107,22 @@ class BarcodeUpsertPipeline:
         if self.engine is not None:
             await self.flush()
 
-    @property
-    def job(self) -> str | None:
-        return self.crawler.settings.get("COLES_JOB") or None
-
     async def open_spider(self) -> None:
-        self.engine = make_engine(self.database_url)
+        self.engine = make_engine(self.config.database_url)
         try:  # a connection cut meanwhile is retried (in the thread)
-            await asyncio.to_thread(migrate, self.engine, attempts=self.retries)
+            await asyncio.to_thread(migrate, self.engine, attempts=self.config.retries)
         except DATABASE_ERRORS as exc:
             detail = error_detail(exc)
             raise CloseSpider(
-                f"database_unavailable: {redact(self.database_url)}: {detail}"
+                f"database_unavailable: {redact(self.config.database_url)}: {detail}"
             ) from None
         self._ticker = asyncio.ensure_future(self._flush_when_due())
 
     async def _flush_when_due(self) -> None:
         """Flush a partial batch once its oldest item waited ``max_delay`` seconds."""
         while True:
-            await asyncio.sleep(min(self.max_delay, 1.0))
-            if self.oldest is not None and time.monotonic() - self.oldest >= self.max_delay:
+            await asyncio.sleep(min(self.config.max_delay, 1.0))
+            if self.oldest is not None and time.monotonic() - self.oldest >= self.config.max_delay:
                 # Shielded: stopping the ticker must not abandon a batch being committed.
                 await asyncio.shield(self.flush())
 
@@ -133,7 +139,7 @@ class BarcodeUpsertPipeline:
         self.buffer.append(item)
         if self.oldest is None:
             self.oldest = time.monotonic()
-        if len(self.buffer) >= self.batch_size:
+        if len(self.buffer) >= self.config.batch_size:
             await self.flush()
         return item
 
@@ -143,9 +149,9 @@ class BarcodeUpsertPipeline:
             if not batch or self.broken:
                 self.unstored.extend(batch)
                 return
-            for attempt in range(1, self.retries + 1):
+            for attempt in range(1, self.config.retries + 1):
                 try:
-                    if self.write_in_thread:
+                    if self.config.write_in_thread:
                         await asyncio.to_thread(self._write, batch)
                     else:
                         self._write(batch)
@@ -154,7 +160,7 @@ class BarcodeUpsertPipeline:
                     detail = error_detail(exc)
                     # The loader's policy: only what another attempt can get past is
                     # retried (a value the database refuses fails the same way again).
-                    if attempt == self.retries or not transient(exc):
+                    if attempt == self.config.retries or not transient(exc):
                         self._give_up(batch, detail)
                         return
                     delay = min(2.0**attempt, 30.0)
@@ -164,7 +170,7 @@ class BarcodeUpsertPipeline:
                         detail,
                         delay,
                         attempt,
-                        self.retries,
+                        self.config.retries,
                     )
                     await asyncio.sleep(delay)
             self._account(batch)
@@ -188,7 +194,7 @@ class BarcodeUpsertPipeline:
                     raw_barcode=item.raw_barcode,
                     reason=item.reason,
                     file=item.file,
-                    job=self.job,
+                    job=self.config.job,
                     looked_up_at=now,
                 )
             )
@@ -205,7 +211,9 @@ class BarcodeUpsertPipeline:
                 found.append((number, line))
         started = time.perf_counter()
         with session_factory(self.engine).begin() as session:
-            stats = record_lookups(session, rows, found, source=f"crawl {self.job or ''}".strip())
+            stats = record_lookups(
+                session, rows, found, source=f"crawl {self.config.job or ''}".strip()
+            )
         if self.crawler.stats is not None:
             self.crawler.stats.inc_value(
                 "coles/db_write_ms", round((time.perf_counter() - started) * 1000)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from colesbarcodes.config import setting_str
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from scrapy import Spider
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
 
-__all__ = ["arguments_as_settings"]
+__all__ = ["argument_or_setting", "arguments_as_settings"]
 
 # scrapyd's job id, passed to every spider as ``-a _job=...``
 JOB_ARGUMENT = ("_job", "COLES_JOB")
@@ -31,3 +34,11 @@ def arguments_as_settings(
         value = given.get(argument) or getattr(spider, argument, None)
         if value:
             crawler.settings.set(setting, str(value), priority="spider")
+
+
+def argument_or_setting(
+    given: Mapping[str, object], argument: str, settings: BaseSettings, setting: str
+) -> str:
+    """The spider argument ``argument`` if it was given (not empty), else the setting."""
+    value = given.get(argument)
+    return str(value) if value else setting_str(settings, setting)

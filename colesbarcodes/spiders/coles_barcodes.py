@@ -17,11 +17,13 @@ several crawl processes, on one machine or many, then share the work
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import scrapy
 from scrapy.exceptions import CloseSpider
 
+from colesbarcodes.config import argument_int, setting_bool, setting_int, setting_str
 from colesbarcodes.extensions.enrichment_files import EnrichmentFiles
 from colesbarcodes.extensions.site_session import SiteUnusable
 from colesbarcodes.frontier.worker import FrontierBatch, FrontierWorker
@@ -30,19 +32,63 @@ from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.signals import work_unit_taken
 from colesbarcodes.site.coles import ProblemKind
 from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey, SourceError
-from colesbarcodes.spiders.arguments import arguments_as_settings
+from colesbarcodes.spiders.arguments import argument_or_setting, arguments_as_settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
+    from typing import Self
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+    from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
     from colesbarcodes.gtin import Gtin
     from colesbarcodes.site.coles import GraphQLProblem, ProductRecord
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BarcodesArguments:
+    """What the barcode crawl is asked to do: each spider argument given, else its setting.
+
+    ``base_url`` (COLES_BASE_URL), ``default_store`` (argument ``store``, COLES_STORE_ID:
+    for lines without a store), ``limit`` (COLES_MAX_SKUS: SKUs taken at most, 0 for no
+    limit), ``frontier_url`` (argument ``frontier``, COLES_FRONTIER_URL: empty for the
+    inbox), and the settings only: ``fallback_without_gtin`` (COLES_PRODUCT_PAGE_FALLBACK),
+    ``retry_times`` (RETRY_TIMES) and ``job`` (COLES_JOB, scrapyd's ``_job``).
+    """
+
+    base_url: str
+    default_store: str
+    limit: int = 0
+    frontier_url: str = ""
+    fallback_without_gtin: bool = False
+    retry_times: int = 4
+    job: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: BaseSettings, given: Mapping[str, object] | None = None
+    ) -> Self:
+        """From ``settings``, each overridden by its argument in ``given`` (a value that is
+        not a whole number for ``limit`` raises ValueError)."""
+        given = given or {}
+        limit = given.get("limit")
+        return cls(
+            base_url=argument_or_setting(given, "base_url", settings, "COLES_BASE_URL").rstrip("/"),
+            default_store=argument_or_setting(given, "store", settings, "COLES_STORE_ID"),
+            limit=(
+                argument_int("limit", limit, "a whole number of SKUs (0: no limit)")
+                if limit
+                else setting_int(settings, "COLES_MAX_SKUS")
+            ),
+            frontier_url=argument_or_setting(given, "frontier", settings, "COLES_FRONTIER_URL"),
+            fallback_without_gtin=setting_bool(settings, "COLES_PRODUCT_PAGE_FALLBACK"),
+            retry_times=setting_int(settings, "RETRY_TIMES"),
+            job=setting_str(settings, "COLES_JOB") or None,
+        )
 
 
 class ColesBarcodesSpider(scrapy.Spider):
@@ -64,6 +110,7 @@ class ColesBarcodesSpider(scrapy.Spider):
         # the inbox files' life, from claim to finish
         "COLES_ENRICHMENT_FILES": True,
     }
+    arguments: BarcodesArguments
     base_url: str
     default_store: str
     limit: int
@@ -100,18 +147,19 @@ class ColesBarcodesSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesBarcodesSpider:
         spider: ColesBarcodesSpider = super().from_crawler(crawler, *args, **kwargs)
-        settings, given = crawler.settings, spider._arguments
+        given = spider._arguments
         arguments_as_settings(crawler, spider, given, {"inbox": "COLES_ENRICHMENT_INBOX"})
-        spider.base_url = str(given["base_url"] or settings.get("COLES_BASE_URL")).rstrip("/")
-        spider.default_store = str(given["store"] or settings.get("COLES_STORE_ID"))
-        spider.limit = int(given["limit"] or settings.getint("COLES_MAX_SKUS"))
-        spider.fallback_without_gtin = settings.getbool("COLES_PRODUCT_PAGE_FALLBACK")
-        spider.retry_times = settings.getint("RETRY_TIMES")
+        arguments = BarcodesArguments.from_settings(crawler.settings, given)
+        spider.arguments = arguments
+        spider.base_url = arguments.base_url
+        spider.default_store = arguments.default_store
+        spider.limit = arguments.limit
+        spider.fallback_without_gtin = arguments.fallback_without_gtin
+        spider.retry_times = arguments.retry_times
         spider.source = GraphQLBarcodeSource(spider.base_url, crawler)
-        frontier_url = str(given["frontier"] or settings.get("COLES_FRONTIER_URL") or "")
         spider.frontier = (
-            FrontierWorker.from_crawler(crawler, frontier_url, settings.get("COLES_JOB") or None)
-            if frontier_url
+            FrontierWorker.from_crawler(crawler, arguments.frontier_url, arguments.job)
+            if arguments.frontier_url
             else None
         )
         return spider

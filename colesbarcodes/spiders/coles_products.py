@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.settings import SETTINGS_PRIORITIES
 
+from colesbarcodes.config import setting_bool, setting_int, setting_str
+from colesbarcodes.db.engine import database_url
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.extensions.site_session import SiteUnusable as SessionUnusable
 from colesbarcodes.feeds.missing_barcodes import queue_missing_barcodes
@@ -43,11 +45,12 @@ from colesbarcodes.site.coles import (
     parse_graphql_category_tree,
     parse_listing,
 )
-from colesbarcodes.spiders.arguments import arguments_as_settings
+from colesbarcodes.spiders.arguments import argument_or_setting, arguments_as_settings
 from colesbarcodes.spiders.store_walk import StoreWalk, parse_stores
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Iterator, Mapping
+    from typing import Self
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
@@ -79,6 +82,55 @@ def _raise_priority(settings: BaseSettings, name: str) -> int:
     return max(settings.getpriority(name) or 0, SETTINGS_PRIORITIES["spider"])
 
 
+@dataclass(frozen=True)
+class ProductsArguments:
+    """What the listing crawl is asked to do: each spider argument given, else its setting.
+
+    ``stores`` (COLES_STORE_ID; several: ``0584,0601``), ``base_url`` (COLES_BASE_URL),
+    ``inbox`` (COLES_PRODUCT_INBOX), and the settings only: ``skip`` (the listing paths of
+    COLES_LISTING_SKIP_GROUPS), ``page_size`` (COLES_LISTING_PAGE_SIZE), ``max_pages``
+    (COLES_LISTING_MAX_PAGES), ``max_failed`` (COLES_LISTING_MAX_FAILED_PAGES),
+    ``queue_missing`` (COLES_LISTING_QUEUE_MISSING_BARCODES), and where the SKUs without a
+    known barcode are looked up and queued: ``database_url`` (DATABASE_URL) and
+    ``enrichment_inbox`` (COLES_ENRICHMENT_INBOX).
+    """
+
+    stores: tuple[str, ...]
+    base_url: str
+    inbox: Path
+    skip: frozenset[str] = frozenset({"down-down", "bonus-prize-entries"})
+    page_size: int = 48
+    max_pages: int = 104
+    max_failed: int = 0
+    queue_missing: bool = False
+    database_url: str = field(default_factory=database_url)
+    enrichment_inbox: Path = Path("inboxes/barcode_enrichment_inbox")
+
+    @classmethod
+    def from_settings(
+        cls, settings: BaseSettings, given: Mapping[str, object] | None = None
+    ) -> Self:
+        """From ``settings``, each overridden by its argument in ``given`` (a store id a
+        file name cannot carry raises ValueError)."""
+        given = given or {}
+        return cls(
+            stores=tuple(
+                parse_stores(argument_or_setting(given, "stores", settings, "COLES_STORE_ID"))
+            ),
+            base_url=argument_or_setting(given, "base_url", settings, "COLES_BASE_URL").rstrip("/"),
+            inbox=Path(argument_or_setting(given, "inbox", settings, "COLES_PRODUCT_INBOX")),
+            skip=frozenset(
+                str(group).strip("/") for group in settings.getlist("COLES_LISTING_SKIP_GROUPS")
+            ),
+            page_size=max(1, setting_int(settings, "COLES_LISTING_PAGE_SIZE")),
+            max_pages=max(1, setting_int(settings, "COLES_LISTING_MAX_PAGES")),
+            max_failed=setting_int(settings, "COLES_LISTING_MAX_FAILED_PAGES"),
+            queue_missing=setting_bool(settings, "COLES_LISTING_QUEUE_MISSING_BARCODES"),
+            database_url=setting_str(settings, "DATABASE_URL"),
+            enrichment_inbox=Path(setting_str(settings, "COLES_ENRICHMENT_INBOX")),
+        )
+
+
 class ColesProductsSpider(scrapy.Spider):
     """Products, prices and availability of whole stores, from the category listings.
 
@@ -96,6 +148,7 @@ class ColesProductsSpider(scrapy.Spider):
         "LOG_FORMATTER": "colesbarcodes.logformatter.QuietItemsLogFormatter",
         "CONCURRENT_ITEMS": 4,
     }
+    arguments: ProductsArguments
     base_url: str
     stores: list[str]
     inbox: Path
@@ -145,16 +198,16 @@ class ColesProductsSpider(scrapy.Spider):
         spider: ColesProductsSpider = super().from_crawler(crawler, *args, **kwargs)
         settings, given = crawler.settings, spider._arguments
         arguments_as_settings(crawler, spider, given, {})
-        spider.base_url = str(given["base_url"] or settings.get("COLES_BASE_URL")).rstrip("/")
-        spider.stores = parse_stores(str(given["stores"] or settings.get("COLES_STORE_ID")))
-        spider.inbox = Path(str(given["inbox"] or settings.get("COLES_PRODUCT_INBOX")))
-        spider.skip = frozenset(
-            str(group).strip("/") for group in settings.getlist("COLES_LISTING_SKIP_GROUPS")
-        )
-        spider.page_size = max(1, settings.getint("COLES_LISTING_PAGE_SIZE"))
-        spider.max_pages = max(1, settings.getint("COLES_LISTING_MAX_PAGES"))
-        spider.max_failed = settings.getint("COLES_LISTING_MAX_FAILED_PAGES")
-        spider.queue_missing = settings.getbool("COLES_LISTING_QUEUE_MISSING_BARCODES")
+        arguments = ProductsArguments.from_settings(settings, given)
+        spider.arguments = arguments
+        spider.base_url = arguments.base_url
+        spider.stores = list(arguments.stores)
+        spider.inbox = arguments.inbox
+        spider.skip = arguments.skip
+        spider.page_size = arguments.page_size
+        spider.max_pages = arguments.max_pages
+        spider.max_failed = arguments.max_failed
+        spider.queue_missing = arguments.queue_missing
         spider.walks = {store: StoreWalk(store) for store in spider.stores}
         feeds = {
             **settings.getdict("FEEDS"),
@@ -463,11 +516,10 @@ class ColesProductsSpider(scrapy.Spider):
         for store in (store for store in self.stores if store in self.published):
             for sku in self.walks[store].seen:
                 skus.setdefault(sku, store)
-        settings = self.crawler.settings
         path, count = await asyncio.to_thread(
             queue_missing_barcodes,
-            str(settings.get("DATABASE_URL")),
-            Path(str(settings.get("COLES_ENRICHMENT_INBOX"))),
+            self.arguments.database_url,
+            self.arguments.enrichment_inbox,
             skus,
             self.stamp,
         )

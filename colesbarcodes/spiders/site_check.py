@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,12 +55,15 @@ from colesbarcodes.site.coles import (
     listing_plan,
     product_page_path,
 )
-from colesbarcodes.site.exits import BlockedByProtection, exits_from_setting
+from colesbarcodes.site.exits import BlockedByProtection, Exit, exits_from_setting
+from colesbarcodes.spiders.arguments import argument_or_setting
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
+    from typing import Self
 
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
 
 __all__ = ["RESULTS_STAT", "SiteCheckSpider"]
 
@@ -72,6 +76,38 @@ _REASONS = {
     Status.UNREACHABLE: "site_unreachable",
     Status.BLOCKED: "blocked",
 }
+
+
+@dataclass(frozen=True)
+class SiteCheckArguments:
+    """What the site check is asked to do: ``skus`` (the SKUs given, then the default ones),
+    ``store`` (COLES_STORE_ID), ``base_url`` (COLES_BASE_URL), ``save`` (a directory for
+    the answers, or None), and from the settings only: ``exits`` (COLES_PROXIES) and
+    ``skip`` (the listing paths of COLES_LISTING_SKIP_GROUPS)."""
+
+    base_url: str
+    store: str
+    skus: tuple[str, ...] = DEFAULT_SKUS
+    save: Path | None = None
+    exits: tuple[Exit, ...] = (Exit(0),)
+    skip: frozenset[str] = frozenset({"down-down", "bonus-prize-entries"})
+
+    @classmethod
+    def from_settings(
+        cls, settings: BaseSettings, given: Mapping[str, object] | None = None
+    ) -> Self:
+        given = given or {}
+        skus = [s.strip() for s in str(given.get("skus") or "").split(",") if s.strip()]
+        return cls(
+            base_url=argument_or_setting(given, "base_url", settings, "COLES_BASE_URL").rstrip("/"),
+            store=argument_or_setting(given, "store", settings, "COLES_STORE_ID"),
+            skus=(*skus, *(s for s in DEFAULT_SKUS if s not in skus)),
+            save=Path(str(given["save"])) if given.get("save") else None,
+            exits=tuple(exits_from_setting(settings.get("COLES_PROXIES"))),
+            skip=frozenset(
+                str(g).strip("/") for g in settings.getlist("COLES_LISTING_SKIP_GROUPS")
+            ),
+        )
 
 
 class SiteCheckSpider(scrapy.Spider):
@@ -93,6 +129,7 @@ class SiteCheckSpider(scrapy.Spider):
         "CONCURRENT_REQUESTS": 1,
     }
 
+    arguments: SiteCheckArguments
     base_url: str
     store: str
     skus: list[str]
@@ -101,13 +138,13 @@ class SiteCheckSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SiteCheckSpider:
         spider: SiteCheckSpider = super().from_crawler(crawler, *args, **kwargs)
-        settings = crawler.settings
-        spider.base_url = str(kwargs.get("base_url") or settings.get("COLES_BASE_URL")).rstrip("/")
-        spider.store = str(kwargs.get("store") or settings.get("COLES_STORE_ID"))
-        given = [s.strip() for s in str(kwargs.get("skus") or "").split(",") if s.strip()]
-        spider.skus = given + [s for s in DEFAULT_SKUS if s not in given]
-        spider.save = Path(kwargs["save"]) if kwargs.get("save") else None
-        exits = exits_from_setting(settings.get("COLES_PROXIES"))
+        arguments = SiteCheckArguments.from_settings(crawler.settings, kwargs)
+        spider.arguments = arguments
+        spider.base_url = arguments.base_url
+        spider.store = arguments.store
+        spider.skus = list(arguments.skus)
+        spider.save = arguments.save
+        exits = arguments.exits
         spider._exit_labels = {e.index: e.label for e in exits}
         spider._secrets = [secret for e in exits for secret in e.secrets]
         spider._saved = []
@@ -259,10 +296,7 @@ class SiteCheckSpider(scrapy.Spider):
         elif not tree:
             results.append(skipped(LISTING, "category tree"))
         else:
-            skip = frozenset(
-                str(g).strip("/") for g in self.settings.getlist("COLES_LISTING_SKIP_GROUPS")
-            )
-            listed, _ = listing_plan(tree, skip, 48 * 104)
+            listed, _ = listing_plan(tree, self.arguments.skip, 48 * 104)
             path = (listed or list(tree))[0].path
             answer = await self._ask("listing", base + listing_path(build_id, path, 1, self.store))
             results.append(check_listing(answer, path))
