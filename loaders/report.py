@@ -31,12 +31,14 @@ from loaders.report_charts import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from pathlib import Path
 
     from markupsafe import Markup
+    from sqlalchemy.engine import Engine
 
     from colesbarcodes.db.report_data import QualityReport, StoreCoverage
 
-__all__ = ["render_report"]
+__all__ = ["render_report", "write_report"]
 
 STORE_BARS = 30  # stores in the per-store chart (the lowest coverage); all are in the table
 
@@ -109,3 +111,21 @@ def render_report(report: QualityReport, *, source: str = "") -> str:
         spiders=len({r["spider"] for r in runs}) > 1,  # a column only when it tells runs apart
     )
     return page.rstrip("\n") + "\n"
+
+
+def write_report(
+    engine: Engine, out: Path, *, source: str = "", runs: int = 30, rows: int = 200
+) -> QualityReport:
+    """Write the page for the database of ``engine`` to ``out`` (its folder created, the
+    file replaced at once); the figures behind it."""
+    from colesbarcodes.db import reports
+    from colesbarcodes.db.engine import session_factory
+    from colesbarcodes.files import atomic_file
+
+    with session_factory(engine)() as session:
+        result = reports.quality_report(session, runs=runs, rows=rows)
+    page = render_report(result, source=source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out) as handle:
+        handle.write(page.encode())
+    return result

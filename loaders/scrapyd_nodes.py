@@ -14,27 +14,35 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import socket
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 __all__ = [
     "DEFAULT_NODE",
     "NodeError",
     "ScrapydNode",
+    "Submission",
+    "TooManyFailedRounds",
     "next_run",
+    "node_jobs",
     "parse_every",
+    "run_schedule",
+    "submit_round",
     "upcoming",
 ]
+
+# The schedule loop logs as the command that runs it.
+logger = logging.getLogger("coles-loader")
 
 DEFAULT_NODE = "http://127.0.0.1:6800/"
 # Job fields shown (scrapyd may also list a job's arguments and settings, which can hold
@@ -81,6 +89,9 @@ class ScrapydNode:
         )
 
     def _request(self, endpoint: str, params: Sequence[tuple[str, str]] | None, post: bool) -> Any:
+        import urllib.error  # with urllib.request: http.client, email and ssl, when used
+        import urllib.request
+
         url = urllib.parse.urljoin(self.url, endpoint)
         body = None
         if params:
@@ -228,3 +239,134 @@ def upcoming(
         yield when
         last = when
         now = when
+
+
+# --- Submitting: one round, and rounds on a schedule ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a round submits: the spider of ``project``, with its settings and arguments, to
+    every node; with ``overlap`` even to a node where the spider still has a job."""
+
+    nodes: Sequence[ScrapydNode]
+    project: str
+    spider: str
+    settings: Sequence[str] = ()
+    arguments: Sequence[tuple[str, str]] = ()
+    version: str | None = None
+    overlap: bool = False
+
+
+def submit_round(submission: Submission) -> list[dict[str, Any]]:
+    """Submit the spider to every node; one result per node (submitted, skipped, error)."""
+    project, spider = submission.project, submission.spider
+    results: list[dict[str, Any]] = []
+    for node in submission.nodes:
+        result: dict[str, Any] = {"node": node.url, "spider": spider}
+        try:
+            if not submission.overlap:
+                jobs = node.list_jobs(project)
+                busy = [
+                    (state, job)
+                    for state in ("running", "pending")
+                    for job in jobs[state]
+                    if job.get("spider") == spider
+                ]
+                if busy:
+                    state, job = busy[0]
+                    results.append(
+                        {**result, "status": "skipped", "job": job.get("id"), "state": state}
+                    )
+                    continue
+            job_id = node.schedule(
+                project,
+                spider,
+                settings=submission.settings,
+                arguments=submission.arguments,
+                version=submission.version,
+            )
+            results.append({**result, "status": "submitted", "job": job_id})
+        except NodeError as exc:
+            results.append({**result, "status": "error", "error": str(exc)})
+    return results
+
+
+def failed_nodes(results: Sequence[Mapping[str, Any]]) -> int:
+    """How many nodes of a round did not take the job (neither submitted nor skipped)."""
+    return sum(r["status"] == "error" for r in results)
+
+
+class TooManyFailedRounds(Exception):
+    """``max_failures`` rounds in a row had a failed node."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(f"stopping after {failures} rounds in a row with a failed node")
+        self.failures = failures
+
+
+def run_schedule(
+    submission: Submission,
+    on_round: Callable[[list[dict[str, Any]]], None],
+    *,
+    every: timedelta | None,
+    cron: str | None,
+    max_runs: int | None = None,
+    max_failures: int = 10,
+) -> None:
+    """Submit rounds at the times of ``every`` and/or ``cron`` (see :func:`next_run`),
+    passing each round's results to ``on_round``; return after ``max_runs`` rounds,
+    raise :class:`TooManyFailedRounds` after ``max_failures`` rounds in a row with a
+    failed node."""
+    last: datetime | None = None
+    rounds = failures = 0
+    while True:
+        now = datetime.now().astimezone()
+        when = next_run(now, every, last, cron)
+        wait = (when - now).total_seconds()
+        if wait > 0:
+            logger.info("Next submission at %s", when.isoformat(timespec="seconds"))
+            time.sleep(wait)
+        results = submit_round(submission)
+        on_round(results)
+        last, rounds = when, rounds + 1
+        failures = failures + 1 if failed_nodes(results) else 0
+        if failures >= max_failures:
+            raise TooManyFailedRounds(failures)
+        if max_runs and rounds >= max_runs:
+            return
+
+
+# --- What the nodes run --------------------------------------------------------------------
+
+
+def _duration(job: Mapping[str, Any]) -> float | None:
+    try:
+        start = datetime.fromisoformat(str(job["start_time"]))
+        end = datetime.fromisoformat(str(job["end_time"]))
+    except (KeyError, ValueError):
+        return None
+    return round((end - start).total_seconds(), 1)
+
+
+def node_jobs(nodes: Sequence[ScrapydNode], project: str, finished: int) -> list[dict[str, Any]]:
+    """Per node: its ``status`` (daemonstatus.json) and the project's ``jobs`` (the latest
+    ``finished`` finished ones, each with its ``duration_s``), or its ``error``."""
+    result: list[dict[str, Any]] = []
+    for node in nodes:
+        entry: dict[str, Any] = {"node": node.url}
+        try:
+            entry["status"] = node.daemon_status()
+            listed = node.list_jobs(project)
+        except NodeError as exc:
+            entry["error"] = str(exc)
+            result.append(entry)
+            continue
+        listed["finished"] = sorted(
+            listed["finished"], key=lambda j: str(j.get("end_time", "")), reverse=True
+        )[:finished]
+        for job in listed["finished"]:
+            job["duration_s"] = _duration(job)
+        entry["jobs"] = listed
+        result.append(entry)
+    return result

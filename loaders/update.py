@@ -27,15 +27,24 @@ if TYPE_CHECKING:
     from colesbarcodes.inbox.claims import Inbox
 
 __all__ = [
+    "RECOVERABLE",
+    "CycleInterrupted",
     "CycleReport",
     "ImportRunLog",
     "PostProcessReport",
+    "TooManyFailedCycles",
     "post_process",
     "recorded_import_run",
     "run_cycle",
+    "run_cycles",
 ]
 
 logger = logging.getLogger(__name__)
+# The cycle loop logs as the command that runs it.
+loop_logger = logging.getLogger("coles-loader")
+
+# A cycle failing with one of these is retried after --pause (up to --max-failures in a row).
+RECOVERABLE: tuple[type[Exception], ...] = (*DATABASE_ERRORS, OSError)
 
 
 @dataclass
@@ -273,3 +282,70 @@ def recorded_import_run(engine: Engine, inbox: Path) -> Iterator[ImportRunLog]:
         raise
     if log.files:
         _write_import_run(engine, log)
+
+
+class CycleInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a cycle ran: the file in progress resumes on the next run."""
+
+
+class TooManyFailedCycles(Exception):
+    """``max_failures`` cycles failed in a row; ``str()`` names the last error."""
+
+    def __init__(self, failures: int, detail: str) -> None:
+        super().__init__(f"stopping after {failures} failed cycles in a row; last error: {detail}")
+        self.failures = failures
+        self.detail = detail
+
+
+def run_cycles(
+    engine: Engine,
+    inbox: Inbox,
+    options: ImportOptions,
+    progress: Callable[[], Progress],
+    on_cycle: Callable[[CycleReport, bool], None],
+    *,
+    post: bool = True,
+    once: bool = False,
+    watch: bool = False,
+    pause: float = 30.0,
+    max_failures: int = 10,
+) -> None:
+    """Cycles while the inbox has files, each recorded in the run ledger; with ``watch``,
+    forever (polling the inbox every ``pause`` seconds), with ``once``, one cycle.
+
+    ``on_cycle(report, had_work)`` gets every cycle that ran (``had_work``: the inbox had
+    files when it started). A cycle failing with a :data:`RECOVERABLE` error is logged
+    and tried again after ``pause`` seconds; :class:`TooManyFailedCycles` after
+    ``max_failures`` in a row. Ctrl-C during a cycle raises :class:`CycleInterrupted`.
+    """
+    failures = 0
+    while True:
+        has_work = inbox.has_work()
+        if has_work or not watch:
+            try:
+                with recorded_import_run(engine, inbox.root) as run:
+                    report = run_cycle(
+                        engine, inbox, options, progress(), post=post, on_file=run.file_done
+                    )
+                    run.finish(report)
+            except KeyboardInterrupt:
+                raise CycleInterrupted from None
+            except RECOVERABLE as exc:
+                failures += 1
+                detail = error_detail(exc)
+                loop_logger.error(
+                    "Cycle failed (%d/%d in a row): %s", failures, max_failures, detail
+                )
+                loop_logger.debug("Cycle failure", exc_info=True)
+                if failures >= max_failures:
+                    raise TooManyFailedCycles(failures, detail) from None
+                time.sleep(pause)
+                continue
+            failures = 0
+            on_cycle(report, has_work)
+        if once:
+            return
+        if inbox.has_work() or watch:
+            time.sleep(pause)
+        else:
+            return

@@ -68,12 +68,12 @@ def test_an_import_cycle_records_its_node_files_and_counts(engine: Engine, inbox
 def test_a_failed_cycle_is_recorded_as_failed(
     engine: Engine, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import loaders.cli
+    import loaders.update
 
     def broken_cycle(*_args: object, **_kwargs: object) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(loaders.cli, "run_cycle", broken_cycle)
+    monkeypatch.setattr(loaders.update, "run_cycle", broken_cycle)
     write_jsonl(inbox.root / "a.jsonl", [{"sku": 1}])
     result = run_loader(
         url_of(engine),

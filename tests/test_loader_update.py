@@ -293,12 +293,12 @@ def test_an_unreachable_database_gives_a_clear_error_not_a_traceback(tmp_path: P
 def test_failed_cycles_stop_after_max_failures_with_a_message(
     engine: Engine, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import loaders.cli
+    import loaders.update
 
     def broken_cycle(*_args: object, **_kwargs: object) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(loaders.cli, "run_cycle", broken_cycle)
+    monkeypatch.setattr(loaders.update, "run_cycle", broken_cycle)
     write_jsonl(inbox.root / "a.jsonl", [{"sku": 1}])
     url = engine.url.render_as_string(hide_password=False)
     result = run_loader(

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from colesbarcodes.frontier import DEFAULT_KEY
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
@@ -48,7 +50,6 @@ __all__ = [
     "redact_url",
 ]
 
-DEFAULT_KEY = "colesbarcodes:frontier:coles"
 GROUP = "workers"
 # What an unreachable or misconfigured Redis raises (bad URL, refused, auth, timeout).
 FRONTIER_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, ValueError, OSError)

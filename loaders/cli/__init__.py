@@ -1,0 +1,174 @@
+"""``coles-loader``: import product files, post-process, and look into the database.
+
+Every command reads the database URL from ``--database-url`` or ``DATABASE_URL`` (default:
+an SQLite file under ``var/``) and brings the schema up to date before it starts.
+
+The commands only parse their arguments, call the functions that do the work and print
+what they return, one module per group of commands: ``update`` (update, migrate),
+``diagnostics``, ``report`` (report, runs), ``scrapyd`` (schedule, jobs), ``frontier``
+and ``replica``. What a command needs beyond that is imported when it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from colesbarcodes.inbox.lines import DEFAULT_COMPANY
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+__all__ = [
+    "CONTEXT",
+    "App",
+    "cli",
+    "diagnostics",
+    "frontier",
+    "main",
+    "replica",
+    "report",
+    "scrapyd",
+    "update",
+]
+
+DEFAULT_PRODUCT_INBOX = "inboxes/product_inbox"
+DEFAULT_ENRICHMENT_INBOX = "inboxes/barcode_enrichment_inbox"
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@dataclass
+class App:
+    url: str
+    _engine: Engine | None = None
+
+    def engine(self) -> Engine:
+        """The engine, with the schema migrated; a clear error if the database is unreachable."""
+        from sqlalchemy.exc import OperationalError
+
+        from colesbarcodes.db.engine import make_engine, migrate
+
+        if self._engine is None:
+            engine = make_engine(self.url)
+            try:
+                migrate(engine)  # retries a connection cut meanwhile
+            except OperationalError as exc:
+                fail_database(self.url, exc)
+            self._engine = engine
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def fail_database(url: str, exc: BaseException) -> NoReturn:
+    from colesbarcodes.db.engine import error_detail, redact
+
+    detail = error_detail(exc)
+    raise click.ClickException(f"cannot use the database {redact(url)}: {detail}")
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if verbose < 2:
+        logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    else:  # -vv: the SQL too (SQLAlchemy keeps its engine logger at WARNING otherwise)
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+
+
+@click.group(context_settings=CONTEXT)
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    metavar="URL",
+    help="SQLAlchemy URL of the product database, e.g. postgresql://user@host/db "
+    "(env DATABASE_URL; default: sqlite:///var/colesbarcodes.sqlite3).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for SQL and debug).")
+@click.version_option(package_name="colesbarcodes")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
+    """Keep a grocery product database complete: import product files from the inbox,
+    reconcile products and barcodes, and inspect what is in the database.
+
+    \b
+    Typical use:
+      coles-loader update --products        import every file in inboxes/product_inbox
+      coles-loader data-quality             barcode coverage per company and store
+      coles-loader report                   the same and more as an HTML page
+      coles-loader inspect-product 42       everything known about one product
+      coles-loader runs [--imports]         what ran: crawls, or import cycles
+    \b
+    Unattended and distributed crawls:
+      coles-loader frontier feed            the enrichment inbox into the Redis frontier
+      coles-loader schedule --every 30m     submit the crawl to scrapyd nodes
+      coles-loader jobs                     what the scrapyd nodes run
+
+    Run any command with --help for its options.
+    """
+    from colesbarcodes.db.engine import database_url as resolve_url
+
+    _configure_logging(verbose)
+    ctx.obj = App(resolve_url(database_url))
+    ctx.call_on_close(ctx.obj.close)
+
+
+def app_of(ctx: click.Context) -> App:
+    app = ctx.find_object(App)
+    if app is None:
+        raise RuntimeError("no command context")
+    return app
+
+
+def company_option() -> Any:
+    return click.option(
+        "--company",
+        default=DEFAULT_COMPANY,
+        show_default=True,
+        help="Company (retailer) of the SKU or store.",
+    )
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
+)
+
+
+def store_id(company: str, value: str) -> str:
+    """A STORE_ID argument in its canonical form, or a usage error."""
+    from colesbarcodes.inbox.lines import LineError, normalize_store_id
+
+    try:
+        store = normalize_store_id(company, value)
+    except LineError as exc:
+        raise click.BadParameter(exc.reason, param_hint="STORE_ID") from None
+    if store is None:
+        raise click.BadParameter("empty store id", param_hint="STORE_ID")
+    return store
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    cli(prog_name="coles-loader")
+
+
+# The commands, in the order `coles-loader --help` lists them (alphabetical either way).
+from loaders.cli import (  # noqa: E402
+    diagnostics,
+    frontier,
+    replica,
+    report,
+    scrapyd,
+    update,
+)
