@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from colesbarcodes.db.catalog import apply_lines
+from colesbarcodes.db.diagnostics import company_skus
 from colesbarcodes.db.engine import session_factory
 from colesbarcodes.db.models import (
     BarcodeConflict,
@@ -16,7 +17,6 @@ from colesbarcodes.db.models import (
     ProductMerge,
     StorePrice,
 )
-from colesbarcodes.db.reports import company_skus
 from colesbarcodes.inbox.lines import parse_object
 
 if TYPE_CHECKING:

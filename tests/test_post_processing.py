@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, insert, select, update
 
+from colesbarcodes.db.diagnostics import company_skus
 from colesbarcodes.db.engine import session_factory
 from colesbarcodes.db.maintenance import group_key, maintain_groups, reconcile
 from colesbarcodes.db.models import (
@@ -17,7 +18,6 @@ from colesbarcodes.db.models import (
     Store,
     StorePrice,
 )
-from colesbarcodes.db.reports import company_skus
 from tests.helpers import dump, run_loader
 
 if TYPE_CHECKING:

@@ -1,6 +1,5 @@
-"""Read-only queries behind the diagnostics: plain dicts and lists, ready for JSON.
-
-The data-quality report's parts are typed in :mod:`colesbarcodes.db.report_data`."""
+"""Read-only queries behind the data-quality report and the run lists: its parts are typed
+in :mod:`colesbarcodes.db.report_data`."""
 
 from __future__ import annotations
 
@@ -17,10 +16,7 @@ from colesbarcodes.db.models import (
     ImportedFile,
     ImportRun,
     Lookup,
-    PriceHistory,
     Product,
-    ProductGroup,
-    ProductGroupMember,
     ProductMerge,
     Store,
     StorePrice,
@@ -50,42 +46,26 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "analyze_store",
-    "company_skus",
-    "compare_store_skus",
     "coverage_timeline",
     "crawl_runs",
     "data_quality",
-    "find_sku",
     "import_runs",
-    "inspect_product",
     "open_conflicts",
+    "pct",
     "product_cards",
     "quality_report",
     "recent_merges",
     "repeated_failures",
-    "store_skus",
+    "sku_value",
 ]
 
 
-def _pct(part: int, whole: int) -> float:
+def pct(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 2) if whole else 0.0
 
 
-def _sku_value(company: str, sku: str) -> int | str:
+def sku_value(company: str, sku: str) -> int | str:
     return int(sku) if company == "coles" and sku.isdigit() else sku
-
-
-def company_skus(session: Session, product_id: int) -> dict[str, list[int | str]]:
-    """The ``{"coles": [122234]}`` view of a product's SKUs."""
-    view: dict[str, list[int | str]] = {}
-    for company, sku in session.execute(
-        select(CompanySku.company, CompanySku.sku)
-        .where(CompanySku.product_id == product_id)
-        .order_by(CompanySku.company, CompanySku.sku)
-    ):
-        view.setdefault(company, []).append(_sku_value(company, sku))
-    return view
 
 
 def data_quality(session: Session) -> DataQuality:
@@ -109,7 +89,7 @@ def data_quality(session: Session) -> DataQuality:
                 "products": products,
                 "with_sku": products,
                 "with_barcode": int(barcoded or 0),
-                "barcode_pct": _pct(int(barcoded or 0), products),
+                "barcode_pct": pct(int(barcoded or 0), products),
             }
         )
     per_store: list[StoreCoverage] = []
@@ -134,7 +114,7 @@ def data_quality(session: Session) -> DataQuality:
                 "products": products,
                 "with_sku": products,
                 "with_barcode": int(barcoded or 0),
-                "barcode_pct": _pct(int(barcoded or 0), products),
+                "barcode_pct": pct(int(barcoded or 0), products),
             }
         )
     return {
@@ -142,8 +122,8 @@ def data_quality(session: Session) -> DataQuality:
             "products": total,
             "with_sku": with_sku,
             "with_barcode": int(with_barcode),
-            "sku_pct": _pct(with_sku, total),
-            "barcode_pct": _pct(int(with_barcode), total),
+            "sku_pct": pct(with_sku, total),
+            "barcode_pct": pct(int(with_barcode), total),
             "open_conflicts": session.scalar(
                 select(func.count()).where(BarcodeConflict.resolved_at.is_(None))
             )
@@ -153,244 +133,6 @@ def data_quality(session: Session) -> DataQuality:
         "companies": per_company,
         "stores": per_store,
     }
-
-
-def _store_pk(session: Session, company: str, store_id: str) -> int | None:
-    return session.scalar(
-        select(Store.id).where(Store.company == company, Store.store_id == store_id)
-    )
-
-
-def analyze_store(session: Session, company: str, store_id: str) -> dict[str, Any] | None:
-    """Field presence for the products priced at one store."""
-    store_pk = _store_pk(session, company, store_id)
-    if store_pk is None:
-        return None
-
-    def present(column: Any) -> Any:
-        return func.sum(case((column.is_not(None), 1), else_=0))
-
-    row = session.execute(
-        select(
-            func.count(),
-            present(Product.name),
-            present(Product.brand),
-            present(Product.size),
-            present(Product.barcode),
-            present(StorePrice.price),
-            present(StorePrice.was_price),
-            present(StorePrice.unit_price),
-            present(StorePrice.available),
-            present(StorePrice.url),
-            func.min(StorePrice.last_seen),
-            func.max(StorePrice.last_seen),
-        )
-        .select_from(StorePrice)
-        .join(CompanySku, CompanySku.id == StorePrice.sku_pk)
-        .join(Product, Product.id == CompanySku.product_id)
-        .where(StorePrice.store_pk == store_pk)
-    ).one()
-    total = row[0]
-    names = [
-        "name",
-        "brand",
-        "size",
-        "barcode",
-        "price",
-        "was_price",
-        "unit_price",
-        "available",
-        "url",
-    ]
-    fields = {
-        name: {"present": int(row[i + 1] or 0), "pct": _pct(int(row[i + 1] or 0), total)}
-        for i, name in enumerate(names)
-    }
-    return {
-        "company": company,
-        "store_id": store_id,
-        "products": total,
-        "fields": fields,
-        "first_seen": row[10].isoformat() if row[10] else None,
-        "last_seen": row[11].isoformat() if row[11] else None,
-    }
-
-
-def find_sku(session: Session, company: str, sku: str) -> dict[str, Any] | None:
-    row = session.execute(
-        select(Product.id, Product.name, Product.brand, Product.size, Product.barcode)
-        .join(CompanySku, CompanySku.product_id == Product.id)
-        .where(CompanySku.company == company, CompanySku.sku == sku)
-    ).first()
-    if row is None:
-        return None
-    stores = session.scalar(
-        select(func.count())
-        .select_from(StorePrice)
-        .join(CompanySku, CompanySku.id == StorePrice.sku_pk)
-        .where(CompanySku.company == company, CompanySku.sku == sku)
-    )
-    return {
-        "company": company,
-        "sku": _sku_value(company, sku),
-        "product_id": row.id,
-        "name": row.name,
-        "brand": row.brand,
-        "size": row.size,
-        "barcode": row.barcode,
-        "stores_priced": stores,
-        "company_skus": company_skus(session, row.id),
-    }
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def inspect_product(session: Session, product_id: int) -> dict[str, Any] | None:
-    """Every field of a product with its SKUs, prices, merges, conflicts and group.
-
-    For a product that was merged away, the record says so and names the survivor.
-    """
-    product = session.get(Product, product_id)
-    if product is None:
-        merge = session.scalar(select(ProductMerge).where(ProductMerge.merged_id == product_id))
-        if merge is None:
-            return None
-        return {
-            "id": product_id,
-            "merged_into": merge.survivor_id,
-            "merge": {
-                "reason": merge.reason,
-                "at": _iso(merge.merged_at),
-                "snapshot": merge.snapshot,
-            },
-        }
-    prices = [
-        {
-            "company": company,
-            "store_id": store_id,
-            "sku": _sku_value(company, sku),
-            "price": price,
-            "was_price": was,
-            "unit_price": unit,
-            "available": available,
-            "url": url,
-            "last_seen": _iso(seen),
-        }
-        for company, store_id, sku, price, was, unit, available, url, seen in session.execute(
-            select(
-                Store.company,
-                Store.store_id,
-                CompanySku.sku,
-                StorePrice.price,
-                StorePrice.was_price,
-                StorePrice.unit_price,
-                StorePrice.available,
-                StorePrice.url,
-                StorePrice.last_seen,
-            )
-            .join(Store, Store.id == StorePrice.store_pk)
-            .join(CompanySku, CompanySku.id == StorePrice.sku_pk)
-            .where(CompanySku.product_id == product_id)
-            .order_by(Store.company, Store.store_id)
-        )
-    ]
-    history = session.scalar(
-        select(func.count())
-        .select_from(PriceHistory)
-        .join(CompanySku, CompanySku.id == PriceHistory.sku_pk)
-        .where(CompanySku.product_id == product_id)
-    )
-    merges = [
-        {
-            "merged_id": m.merged_id,
-            "reason": m.reason,
-            "source": m.source,
-            "at": _iso(m.merged_at),
-            "snapshot": m.snapshot,
-        }
-        for m in session.scalars(
-            select(ProductMerge)
-            .where(ProductMerge.survivor_id == product_id)
-            .order_by(ProductMerge.id)
-        )
-    ]
-    conflicts = [
-        {
-            "company": c.company,
-            "sku": _sku_value(c.company, c.sku),
-            "existing_barcode": c.existing_barcode or None,
-            "offered_barcode": c.offered_barcode,
-            "reason": c.reason,
-            "source": c.source,
-            "detected_at": _iso(c.detected_at),
-            "resolved_at": _iso(c.resolved_at),
-        }
-        for c in session.scalars(
-            select(BarcodeConflict)
-            .where(BarcodeConflict.product_id == product_id)
-            .order_by(BarcodeConflict.id)
-        )
-    ]
-    group = session.execute(
-        select(ProductGroup.id, ProductGroup.key)
-        .join(ProductGroupMember, ProductGroupMember.group_id == ProductGroup.id)
-        .where(ProductGroupMember.product_id == product_id)
-    ).first()
-    return {
-        "id": product.id,
-        "name": product.name,
-        "brand": product.brand,
-        "size": product.size,
-        "barcode": product.barcode,
-        "barcode_scope": product.barcode_scope,
-        "created_at": _iso(product.created_at),
-        "updated_at": _iso(product.updated_at),
-        "company_skus": company_skus(session, product.id),
-        "prices": prices,
-        "price_history_rows": history,
-        "merges": merges,
-        "conflicts": conflicts,
-        "group": None if group is None else {"id": group.id, "key": group.key},
-    }
-
-
-def store_skus(session: Session, company: str, store_id: str) -> set[str]:
-    return set(
-        session.scalars(
-            select(CompanySku.sku)
-            .join(StorePrice, StorePrice.sku_pk == CompanySku.id)
-            .join(Store, Store.id == StorePrice.store_pk)
-            .where(Store.company == company, Store.store_id == store_id)
-        )
-    )
-
-
-def compare_store_skus(
-    session: Session, company: str, store_id: str, file_skus: Iterable[str], sample: int = 20
-) -> dict[str, Any]:
-    """SKUs in both a file and the database's prices for a store, only in one, only in the other."""
-    in_file = set(file_skus)
-    in_db = store_skus(session, company, store_id)
-
-    def listing(values: set[str]) -> list[int | str]:
-        ordered = sorted(values, key=lambda s: (len(s), s))
-        return [_sku_value(company, s) for s in ordered[:sample]]
-
-    both, only_file, only_db = in_file & in_db, in_file - in_db, in_db - in_file
-    return {
-        "company": company,
-        "store_id": store_id,
-        "in_both": len(both),
-        "only_in_file": len(only_file),
-        "only_in_database": len(only_db),
-        "only_in_file_sample": listing(only_file),
-        "only_in_database_sample": listing(only_db),
-    }
-
-
-# --- The data-quality report and the run ledger -------------------------------------------
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -548,7 +290,7 @@ def coverage_timeline(session: Session) -> list[TimelineDay]:
                 "day": day,
                 "products": products,
                 "with_barcode": barcodes,
-                "barcode_pct": _pct(barcodes, products),
+                "barcode_pct": pct(barcodes, products),
                 "new_products": row["new_products"],
                 "new_barcodes": row["new_barcodes"],
                 "files_imported": row["files_imported"],
@@ -568,7 +310,7 @@ def open_conflicts(session: Session, limit: int = 200) -> Conflicts:
             "id": c.id,
             "product_id": c.product_id,
             "company": c.company,
-            "sku": _sku_value(c.company, c.sku),
+            "sku": sku_value(c.company, c.sku),
             "existing_barcode": c.existing_barcode or None,
             "offered_barcode": c.offered_barcode,
             "reason": c.reason,
@@ -655,7 +397,7 @@ def repeated_failures(session: Session, min_failures: int = 2, limit: int = 200)
         rows.append(
             {
                 "company": row.company,
-                "sku": _sku_value(row.company, row.sku),
+                "sku": sku_value(row.company, row.sku),
                 "product_id": products.get(key),
                 "failures": row.failures,
                 "first_failed_at": _utc_iso(row.first),
@@ -703,7 +445,7 @@ def product_cards(
             .order_by(CompanySku.company, CompanySku.sku)
         ):
             found[product_id]["company_skus"].setdefault(company, []).append(
-                _sku_value(company, sku)
+                sku_value(company, sku)
             )
         cards.update(found)
         for merged_id, survivor_id, reason, snapshot in session.execute(

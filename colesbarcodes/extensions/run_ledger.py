@@ -110,10 +110,9 @@ class CrawlRunLedger:
             raise RuntimeError("the crawler has no stats collector")
         stats = dict(self.crawler.stats.get_stats())
         now = datetime.now(UTC)
-        spider = self.crawler.spider
         prefix = "coles/outcome/"
         return RunRecord(
-            spider=getattr(spider, "name", None) or "unknown",
+            spider=getattr(self.crawler.spidercls, "name", None) or "unknown",
             job=self.config.job,
             started_at=_utc(stats.get("start_time"), now),
             finished_at=_utc(stats.get("finish_time"), now),

@@ -77,12 +77,12 @@ def analyze_jsonl(file: Path, as_json: bool) -> None:
 @click.pass_context
 def analyze_store(ctx: click.Context, store_id: str, company: str, as_json: bool) -> None:
     """Field presence for the products of STORE_ID in the database."""
-    from colesbarcodes.db import reports
+    from colesbarcodes.db import diagnostics as queries
     from colesbarcodes.db.engine import session_factory
 
     store = canonical_store_id(company, store_id)
     with session_factory(app_of(ctx).engine())() as session:
-        result = reports.analyze_store(session, company, store)
+        result = queries.analyze_store(session, company, store)
     if result is None:
         raise click.ClickException(f"no store {store!r} of {company} in the database")
     if as_json:
@@ -103,7 +103,7 @@ def analyze_store(ctx: click.Context, store_id: str, company: str, as_json: bool
 @click.pass_context
 def find_sku(ctx: click.Context, sku: str, company: str, as_json: bool) -> None:
     """The product a company SKU belongs to."""
-    from colesbarcodes.db import reports
+    from colesbarcodes.db import diagnostics as queries
     from colesbarcodes.db.engine import session_factory
     from colesbarcodes.inbox.lines import LineError, normalize_sku
 
@@ -112,7 +112,7 @@ def find_sku(ctx: click.Context, sku: str, company: str, as_json: bool) -> None:
     except LineError as exc:
         raise click.BadParameter(exc.reason, param_hint="SKU") from None
     with session_factory(app_of(ctx).engine())() as session:
-        result = reports.find_sku(session, company, canonical)
+        result = queries.find_sku(session, company, canonical)
     if result is None:
         if as_json:
             echo_json(None)
@@ -129,11 +129,11 @@ def find_sku(ctx: click.Context, sku: str, company: str, as_json: bool) -> None:
 @click.pass_context
 def inspect_product(ctx: click.Context, product_id: int, as_json: bool) -> None:
     """Every field of a product: SKUs, prices per store, merges, conflicts, group."""
-    from colesbarcodes.db import reports
+    from colesbarcodes.db import diagnostics as queries
     from colesbarcodes.db.engine import session_factory
 
     with session_factory(app_of(ctx).engine())() as session:
-        result = reports.inspect_product(session, product_id)
+        result = queries.inspect_product(session, product_id)
     if result is None:
         raise click.ClickException(f"no product {product_id}")
     if as_json:
@@ -165,14 +165,14 @@ def compare_store_skus(
     ctx: click.Context, store_id: str, file: Path, company: str, as_json: bool
 ) -> None:
     """SKUs of STORE_ID in both FILE and the database, only in the file, only in the database."""
-    from colesbarcodes.db import reports
+    from colesbarcodes.db import diagnostics as queries
     from colesbarcodes.db.engine import session_factory
     from loaders import diagnostics
 
     store = canonical_store_id(company, store_id)
     skus, unreadable = diagnostics.file_skus(file, company)
     with session_factory(app_of(ctx).engine())() as session:
-        result = reports.compare_store_skus(session, company, store, skus)
+        result = queries.compare_store_skus(session, company, store, skus)
     result["file"] = str(file)
     result["unreadable_lines"] = unreadable
     if as_json:
