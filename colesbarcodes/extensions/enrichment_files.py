@@ -11,7 +11,7 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
 from colesbarcodes.config import setting_bool, setting_str
-from colesbarcodes.inbox.enrichment import EnrichmentFile, EnrichmentInbox, spill_file
+from colesbarcodes.inbox.enrichment import EnrichmentFile, EnrichmentInbox, sku_value, spill_file
 from colesbarcodes.items import Outcome
 from colesbarcodes.signals import lookups_stored, lookups_unstored, work_unit_taken
 
@@ -126,7 +126,7 @@ class EnrichmentFiles:
         (found barcodes included, so nothing scraped is lost)."""
         rows: list[dict[str, Any]] = [
             {
-                "sku": int(i.sku) if i.sku.isdigit() else i.sku,
+                "sku": sku_value(i.sku),
                 "store_id": i.store_id,
                 "barcode": i.barcode,
                 "name": i.name,
