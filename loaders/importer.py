@@ -36,11 +36,12 @@ from colesbarcodes.inbox.lines import LineError, ProductLine, parse_line, store_
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+    from typing import BinaryIO
 
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-__all__ = ["FileReport", "ImportOptions", "count_lines", "import_file"]
+__all__ = ["CycleFiles", "FileReport", "ImportOptions", "count_lines", "import_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ class _Batch:
 # Lines parsed between two reads ahead of the database (see BatchReader), and at most
 # this many bytes of them: a part of long lines is read in fewer lines.
 _PARSE_CHUNK = 1000
+# Lines parsed ahead at a time while the database stores a batch (about a millisecond's
+# work: the client looks again soon after the database is done).
+_PARSE_AHEAD_STEP = 100
 _PARSE_CHUNK_BYTES = 16 << 20
 # The start of a bad line kept for the quarantine (as much as the record keeps), and how
 # many such bytes a batch gathers before it is committed early: a file of long bad lines
@@ -206,8 +210,14 @@ def _collector_tuned_for(batch_size: int) -> Iterator[None]:
 
 class _FileImport:
     def __init__(
-        self, engine: Engine, claimed: ClaimedFile, options: ImportOptions, progress: LinesDone
+        self,
+        engine: Engine,
+        claimed: ClaimedFile,
+        options: ImportOptions,
+        progress: LinesDone,
+        files: CycleFiles | None = None,
     ) -> None:
+        self.files = files
         self.engine = engine
         self.claimed = claimed
         self.options = options
@@ -216,6 +226,7 @@ class _FileImport:
         self.parser = _Parser(store_from_filename(claimed.original_name), options)
         self.default_seen = claimed.mtime
         self.file_id = 0
+        self._next: _Batch | None = None  # the batch after the one being applied
 
     def run(self, inbox: Inbox) -> FileReport:
         started = time.monotonic()
@@ -257,12 +268,21 @@ class _FileImport:
     def _import_lines(self, lines_done: int) -> None:
         """Import the lines after ``lines_done``, batch by batch. (A method of its own so
         that the batches are gone when the collector is set back.)"""
-        with self.claimed.open() as stream:
+        started = self.files.started(self.claimed) if self.files is not None else None
+        if started is not None and lines_done:  # not where it was parsed from: start over
+            started.close()
+            started = None
+        if started is not None:
+            stream, source, batch = started.stream, started.source, started.batch
+        else:
+            stream = self.claimed.open()
             source = _Source(iter_lines(stream, self.options.max_line_bytes), lines_done)
-            while True:  # the last batch may be empty: it records the end of the file
-                self._commit(_Batch(last_line=source.position), source)
-                if source.exhausted:
-                    break
+            batch = _Batch(last_line=source.position)
+        with stream:
+            upcoming: _Batch | None = batch
+            while upcoming is not None:  # the last batch may be empty: it records the end
+                self._commit(upcoming, source)
+                upcoming, self._next = self._next, None
 
     def _commit(self, batch: _Batch, source: _Source) -> None:
         """Read the next batch of lines from ``source`` and apply it, with the file's record.
@@ -274,6 +294,17 @@ class _FileImport:
         name = self.claimed.original_name
         stats = BatchStats()
 
+        def parse_ahead() -> bool:
+            """Parse a few of the next batch's lines (while the database stores this one's):
+            of this file, or after its last batch, of the cycle's next file."""
+            upcoming = self._next
+            if upcoming is None:
+                return self.files.parse_ahead() if self.files is not None else False
+            if upcoming.filled:
+                return False
+            self.parser.fill(upcoming, source, _PARSE_AHEAD_STEP)
+            return not upcoming.filled
+
         def work(session: Session) -> None:
             nonlocal stats
             reader = BatchReader(session, self.default_seen)
@@ -281,7 +312,11 @@ class _FileImport:
                 reader.read(batch.lines)
                 while not batch.filled:
                     reader.read(self.parser.fill(batch, source, _PARSE_CHUNK))
-            stats = apply_lines(session, batch.lines, source=name, reader=reader)
+            if self._next is None and not source.exhausted:
+                self._next = _Batch(last_line=source.position)
+            stats = apply_lines(
+                session, batch.lines, source=name, reader=reader, side_work=parse_ahead
+            )
             imported_files.record_batch(
                 session,
                 self.file_id,
@@ -334,11 +369,105 @@ def import_file(
     claimed: ClaimedFile,
     options: ImportOptions | None = None,
     progress: LinesDone | None = None,
+    files: CycleFiles | None = None,
 ) -> FileReport:
-    """Import one claimed file to the end, resuming after its last committed batch."""
+    """Import one claimed file to the end, resuming after its last committed batch.
+
+    ``files``, the cycle the file was claimed from, lets the file's last batch parse the
+    start of the cycle's next file while the database stores it.
+    """
     try:
         return _FileImport(
-            engine, claimed, options or ImportOptions(), progress or (lambda _: None)
+            engine, claimed, options or ImportOptions(), progress or (lambda _: None), files
         ).run(inbox)
     finally:
         claimed.release()
+
+
+@dataclass
+class _StartedFile:
+    """A file claimed ahead of its turn, with its first lines parsed."""
+
+    claimed: ClaimedFile
+    stream: BinaryIO
+    source: _Source
+    parser: _Parser
+    batch: _Batch
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class CycleFiles:
+    """The files of one cycle, claimed one after the other.
+
+    While the database stores a file's last batch, the loader has nothing else to do:
+    :meth:`parse_ahead` (the batch's side work) claims the next file then and parses its
+    first lines, which its import then starts from. A claim made ahead is an ordinary
+    claim: should the loader stop before importing the file, the file stays in
+    ``processing/`` and the next run resumes it from its first line. A file resumed from
+    an earlier run is claimed ahead but not parsed (where it resumes is in the database).
+    """
+
+    def __init__(self, inbox: Inbox, names: set[str], options: ImportOptions) -> None:
+        self.inbox = inbox
+        self.options = options
+        self._names = names  # the files the cycle may claim (its snapshot of the inbox)
+        self._ahead: ClaimedFile | None = None
+        self._started: _StartedFile | None = None
+        self._no_more = False
+
+    def claim_next(self) -> ClaimedFile | None:
+        """The next file, claimed ahead already or now; ``None`` when none is left."""
+        if self._ahead is None and self._started is not None:  # handed out, never begun
+            self._started.close()
+            self._started = None
+        claimed, self._ahead = self._ahead, None
+        return claimed if claimed is not None else self._claim()
+
+    def _claim(self) -> ClaimedFile | None:
+        claimed = self.inbox.claim_next(only=self._names)
+        if claimed is None:
+            self._no_more = True
+        else:
+            self._names.discard(claimed.path.name)
+            self._names.discard(claimed.original_name)
+        return claimed
+
+    def parse_ahead(self) -> bool:
+        """Side work: claim the next file and parse a few of its first lines."""
+        if self._ahead is None:
+            if self._no_more or self._started is not None:
+                return False
+            claimed = self._claim()
+            if claimed is None:
+                return False
+            self._ahead = claimed
+            if claimed.resumed:
+                return False
+            stream = claimed.open()
+            parser = _Parser(store_from_filename(claimed.original_name), self.options)
+            source = _Source(iter_lines(stream, self.options.max_line_bytes), 0)
+            self._started = _StartedFile(claimed, stream, source, parser, _Batch())
+        started = self._started
+        if started is None or started.batch.filled:
+            return False
+        started.parser.fill(started.batch, started.source, _PARSE_AHEAD_STEP)
+        return not started.batch.filled
+
+    def started(self, claimed: ClaimedFile) -> _StartedFile | None:
+        """The file's import as begun ahead (taken: its stream is the caller's to close)."""
+        started = self._started
+        if started is None or started.claimed is not claimed:
+            return None
+        self._started = None
+        return started
+
+    def close(self) -> None:
+        """Let go of a file claimed ahead and never imported (the cycle failed)."""
+        if self._started is not None:
+            self._started.close()
+            self._started = None
+        if self._ahead is not None:
+            self._ahead.release()
+            self._ahead = None

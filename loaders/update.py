@@ -16,7 +16,7 @@ from colesbarcodes.db.catalog import BatchStats
 from colesbarcodes.db.engine import DATABASE_ERRORS, error_detail, session_factory, with_retries
 from colesbarcodes.db.maintenance import GroupStats, ReconcileStats, maintain_groups, reconcile
 from colesbarcodes.db.runs import ImportRunRecord, record_import_run
-from loaders.importer import FileReport, ImportOptions, count_lines, import_file
+from loaders.importer import CycleFiles, FileReport, ImportOptions, count_lines, import_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -179,20 +179,16 @@ def run_cycle(
     report = CycleReport()
     todo = inbox.abandoned() + inbox.pending()
     progress.start(sum(count_lines(p) for p in todo), len(todo))
+    files = CycleFiles(inbox, {p.name for p in todo}, options)
     try:
-        taken = {p.name for p in todo}
-        while True:
-            claimed = inbox.claim_next(only=taken)
-            if claimed is None:
-                break
-            taken.discard(claimed.path.name)
-            taken.discard(claimed.original_name)
-            file_report = import_file(engine, inbox, claimed, options, progress.advance)
+        while (claimed := files.claim_next()) is not None:
+            file_report = import_file(engine, inbox, claimed, options, progress.advance, files)
             report.files.append(file_report)
             progress.file_done(file_report)
             if on_file is not None:
                 on_file(file_report)
     finally:
+        files.close()
         progress.close()
     if post:
         report.post_process = post_process(engine)

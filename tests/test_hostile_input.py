@@ -634,12 +634,14 @@ def test_a_file_removed_after_the_inbox_was_listed_is_passed_over(
     for number, name in enumerate(["a.jsonl", "b.jsonl", "c.jsonl"]):
         write_lines(inbox.root / name, [line(sku=10 * (number + 1))], mtime=1_700_000_000 + number)
 
-    def another_loader_takes_b(report: object) -> None:
-        (inbox.root / "b.jsonl").unlink(missing_ok=True)
+    class AnotherLoaderTakesB(LogProgress):
+        """Between the cycle's listing of the inbox and its first claim."""
 
-    report = run_cycle(
-        engine, inbox, ImportOptions(), LogProgress(), on_file=another_loader_takes_b
-    )
+        def start(self, total_lines: int, files: int) -> None:
+            super().start(total_lines, files)
+            (inbox.root / "b.jsonl").unlink()
+
+    report = run_cycle(engine, inbox, ImportOptions(), AnotherLoaderTakesB())
 
     assert [f.name for f in report.files] == ["a.jsonl", "c.jsonl"]
     assert skus(engine) == ["10", "30"]

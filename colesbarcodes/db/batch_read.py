@@ -56,6 +56,9 @@ _PG_SKU_STATE = """
 
 # The same for SKUs whose products an earlier query of the batch asked for already (a
 # listing file names each SKU once per store): their stored prices at the store only.
+# A store without any price yet (a first import) is seen once, by the condition outside
+# the join, which the database evaluates before the join (a one-time filter), instead of
+# once per SKU.
 _PG_PRICE_STATE = """
     SELECT k.sku, s.*
     FROM unnest(%(skus)s::text[]) AS k(sku)
@@ -69,6 +72,9 @@ _PG_PRICE_STATE = """
         WHERE c.company = %(company)s AND c.sku = k.sku
         OFFSET 0
     ) s
+    WHERE EXISTS (
+        SELECT FROM store_prices WHERE store_pk = (
+            SELECT id FROM stores WHERE company = %(company)s AND store_id = %(store)s))
 """
 
 

@@ -30,6 +30,7 @@ from colesbarcodes.db.copy_text import (
     products_text,
     skus_text,
 )
+from colesbarcodes.db.copy_writer import OverlappingCopyWriter
 from colesbarcodes.db.models import (
     BarcodeConflict,
     CompanySku,
@@ -47,7 +48,7 @@ from colesbarcodes.db.sqlutil import sql_in
 from colesbarcodes.db.upsert import upsert
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from datetime import datetime
 
     from sqlalchemy.orm import Session
@@ -159,9 +160,19 @@ _PG_RESERVE_IDS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
 
 
 class BatchWriter:
-    def __init__(self, session: Session) -> None:
+    """Writes a batch. ``side_work``, if given, is run while the database stores COPYed
+    rows (see :class:`~colesbarcodes.db.copy_writer.OverlappingCopyWriter`)."""
+
+    def __init__(self, session: Session, side_work: Callable[[], bool] | None = None) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect
+        self.side_work = side_work
+
+    def _copy_from(self, cursor: Any, statement: str) -> Any:
+        """``cursor.copy(statement)``, with the side work while the database works."""
+        if self.side_work is None:
+            return cursor.copy(statement)
+        return cursor.copy(statement, writer=OverlappingCopyWriter(cursor, self.side_work))
 
     def store_ids(
         self, wanted: dict[tuple[str, str], dict[str, Any]]
@@ -334,7 +345,7 @@ class BatchWriter:
             return
         cursor = self.session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
         statement = f"COPY {StorePrice.__tablename__} ({', '.join(PRICE_COLUMNS)}) FROM STDIN"
-        with cursor, cursor.copy(statement) as copy:
+        with cursor, self._copy_from(cursor, statement) as copy:
             for part in itertools.chain.from_iterable(parts):
                 copy.write(part.encode())
             yield
@@ -454,7 +465,8 @@ class BatchWriter:
         is sent as soon as it is made, so the database stores it while the next is made."""
         conn = self.session.connection()
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        with cursor, self._copy_from(cursor, statement) as copy:
             for part in parts:
                 copy.write(part.encode())
 

@@ -27,7 +27,7 @@ from colesbarcodes.db.batch_state import BatchStats
 from colesbarcodes.db.batch_write import BatchWriter, merge_products
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from datetime import datetime
 
     from sqlalchemy.orm import Session
@@ -44,13 +44,15 @@ def apply_lines(
     source: str,
     default_seen: datetime | None = None,
     reader: BatchReader | None = None,
+    side_work: Callable[[], bool] | None = None,
 ) -> BatchStats:
     """Apply numbered product lines, in order, inside the caller's transaction.
 
     ``source`` (e.g. the file name) is recorded with each merge and conflict, with the
     line number; ``default_seen`` is the observation time of lines without ``scraped_at``.
     ``reader``, if given, has read exactly these lines already (and ``default_seen`` is
-    its own).
+    its own). ``side_work``, if given, runs while the database stores COPYed rows: steps
+    of CPU work that need no database (see :class:`BatchWriter`).
     """
     stats = BatchStats(lines=len(lines))
     if not lines:
@@ -60,7 +62,7 @@ def apply_lines(
         reader.read(lines)
     reader.finish(lines)
     state = reader.state
-    writer = BatchWriter(session)
+    writer = BatchWriter(session, side_work)
     prices = reader.observations.prices
     stores = writer.store_ids(reader.observations.stores)
     with writer.new_prices_copied(prices, stores, state.sku_pk):
