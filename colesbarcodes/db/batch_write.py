@@ -30,7 +30,6 @@ from colesbarcodes.db.copy_text import (
     products_text,
     skus_text,
 )
-from colesbarcodes.db.copy_writer import OverlappingCopyWriter
 from colesbarcodes.db.models import (
     BarcodeConflict,
     CompanySku,
@@ -44,6 +43,7 @@ from colesbarcodes.db.models import (
     StorePrice,
     utcnow,
 )
+from colesbarcodes.db.side_work import OverlappingCopyWriter, execute_with_side_work
 from colesbarcodes.db.sqlutil import sql_in
 from colesbarcodes.db.upsert import upsert
 
@@ -161,7 +161,7 @@ _PG_RESERVE_IDS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
 
 class BatchWriter:
     """Writes a batch. ``side_work``, if given, is run while the database stores COPYed
-    rows (see :class:`~colesbarcodes.db.copy_writer.OverlappingCopyWriter`)."""
+    rows and upserts prices (see :mod:`colesbarcodes.db.side_work`)."""
 
     def __init__(self, session: Session, side_work: Callable[[], bool] | None = None) -> None:
         self.session = session
@@ -423,7 +423,11 @@ class BatchWriter:
             # Empty already (emptied at commit) unless this transaction staged before.
             conn.execute(delete(stage_prices))
             self._copy_text(stage_prices, PRICE_COLUMNS, prices_text(store_pk, known))
-            conn.execute(_PG_UPSERT)
+            if self.side_work is None:
+                conn.execute(_PG_UPSERT)
+            else:
+                driver = conn.connection.driver_connection
+                execute_with_side_work(driver, _PG_UPSERT.text, self.side_work)  # type: ignore[arg-type]
         return history
 
     def _write_prices_staged(

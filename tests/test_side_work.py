@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 
-from colesbarcodes.db.copy_writer import OverlappingCopyWriter
+from colesbarcodes.db.side_work import OverlappingCopyWriter, execute_with_side_work
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -104,3 +104,19 @@ def test_side_work_that_fails_finishes_the_copy_first_then_raises(
     assert _count(connection) == 40
     connection.commit()
     assert steps.done == 2  # not called again after it failed
+
+
+def test_a_statement_runs_with_side_work_while_the_server_works_and_its_errors_are_raised(
+    connection: psycopg.Connection,
+) -> None:
+    steps = _Steps(limit=1_000_000)
+    execute_with_side_work(
+        connection, "INSERT INTO slow_rows SELECT i, 'row' FROM generate_series(1, 80) i", steps
+    )
+    assert _count(connection) == 80
+    assert steps.done > 10
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        execute_with_side_work(connection, "INSERT INTO slow_rows VALUES (80, 'again')", steps)
+    connection.rollback()
+    assert connection.execute("SELECT 1").fetchone() == (1,)
