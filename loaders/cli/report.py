@@ -78,7 +78,12 @@ def report(ctx: click.Context, out: Path, run_count: int, rows: int, as_json: bo
     from loaders.report import write_report
 
     app = app_of(ctx)
-    result = write_report(app.engine(), out, source=redact(app.url), runs=run_count, rows=rows)
+    try:
+        result = write_report(app.engine(), out, source=redact(app.url), runs=run_count, rows=rows)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write the report to {out}: {exc.strerror or exc}; choose another --out"
+        ) from None
     if as_json:
         echo_json({"out": str(out), **result})
         return
