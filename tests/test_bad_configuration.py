@@ -273,7 +273,7 @@ CASES: list[Case] = [
         "report-out-under-a-file",
         f"report --out {FILE}/report.html",
         1,
-        "cannot write the report to",
+        "products-store-0584.jsonl is a file, not a folder; choose another --out",
         database=True,
     ),
     case("report-runs-zero", "report --runs 0", 2, "0 is not in the range x>=1", database=True),
