@@ -120,9 +120,11 @@ class ScrapydNode:
                 raise NodeError(f"{self.url}: credentials refused (HTTP 401): {hint}") from None
             raise NodeError(f"{self.url}: {endpoint} answered HTTP {exc.code}") from None
         except urllib.error.URLError as exc:
-            raise NodeError(f"{self.url}: unreachable ({_reason(exc.reason)})") from None
+            raise NodeError(
+                f"{self.url}: unreachable ({_reason(exc.reason)}){_UNREACHABLE}"
+            ) from None
         except OSError as exc:  # timeouts and refused connections included
-            raise NodeError(f"{self.url}: unreachable ({_reason(exc)})") from None
+            raise NodeError(f"{self.url}: unreachable ({_reason(exc)}){_UNREACHABLE}") from None
         try:
             answer = json.loads(raw)
         except ValueError:
@@ -170,6 +172,9 @@ class ScrapydNode:
         return str(answer.get("jobid", ""))
 
 
+_UNREACHABLE = ": is scrapyd running there? Check --node or SCRAPYD_URL"
+
+
 def _reason(reason: Any) -> str:
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
@@ -199,15 +204,28 @@ def parse_every(text: str) -> timedelta:
     seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds <= 0:
         raise ValueError("the interval must be longer than 0")
+    if seconds > MAX_EVERY.total_seconds():
+        raise ValueError(
+            f"{text!r} is longer than {MAX_EVERY.days}d: use --cron for rarer submissions"
+        )
     return timedelta(seconds=seconds)
 
 
+# The longest --every: a year and a day (--cron takes rarer times, such as '0 2 1 1 *').
+MAX_EVERY = timedelta(days=366)
+
+
 def check_cron(expression: str) -> str:
-    """The expression if croniter understands it (5 fields, or 6 with seconds)."""
-    from croniter import croniter
+    """The expression if croniter understands it (5 fields, or 6 with seconds) and it has a
+    next time (``0 0 30 2 *``, the 30th of February, has none)."""
+    from croniter import CroniterError, croniter
 
     if not croniter.is_valid(expression):
         raise ValueError(f"{expression!r} is not a cron expression like '*/30 * * * *'")
+    try:
+        croniter(expression, datetime.now()).get_next(datetime)
+    except CroniterError:
+        raise ValueError(f"{expression!r} never comes: check its day and month") from None
     return expression
 
 

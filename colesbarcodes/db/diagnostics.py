@@ -32,6 +32,7 @@ __all__ = [
     "compare_store_skus",
     "find_sku",
     "inspect_product",
+    "store_exists",
     "store_skus",
 ]
 
@@ -52,6 +53,11 @@ def _store_pk(session: Session, company: str, store_id: str) -> int | None:
     return session.scalar(
         select(Store.id).where(Store.company == company, Store.store_id == store_id)
     )
+
+
+def store_exists(session: Session, company: str, store_id: str) -> bool:
+    """Whether the database knows this store of the company."""
+    return _store_pk(session, company, store_id) is not None
 
 
 def analyze_store(session: Session, company: str, store_id: str) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DATABASE_ERRORS",
     "DEFAULT_DATABASE_URL",
+    "SUPPORTED_URLS",
+    "DatabaseUrlError",
+    "check_database_url",
     "database_url",
     "make_engine",
     "migrate",
@@ -58,15 +62,95 @@ def database_url(explicit: str | None = None) -> str:
 
 
 def redact(url: str | URL) -> str:
-    """A URL fit for logs and messages: the password is never shown."""
-    return make_url(url).render_as_string(hide_password=True)
+    """A URL fit for logs and messages: the password is never shown, even in a URL that
+    does not parse."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return _PASSWORD.sub(r"\1***@", str(url))
 
 
-def _normalize(url: str | URL) -> URL:
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
+# The password of ``scheme://user:password@host``, for URLs SQLAlchemy cannot parse.
+_PASSWORD = re.compile(r"^([^:/?#]*://[^:@/?#]*:)[^@/?#]*@")
+SUPPORTED_URLS = "sqlite:///PATH or postgresql://USER@HOST/DB"
+# Scheme (dialect[+driver]) → the driver used; what the project installs and tests.
+_SCHEMES = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL that cannot be used, found before connecting. ``str()`` is one line:
+    the URL (password masked), what is wrong and what to use instead."""
+
+    def __init__(self, url: str | URL, reason: str) -> None:
+        self.url = redact(url)
+        self.reason = reason
+        super().__init__(f"{self.url}: {reason}")
+
+
+def check_database_url(url: str | URL) -> URL:
+    """``url`` parsed, on a database the project supports (SQLite through the standard
+    library, PostgreSQL through psycopg 3), or :class:`DatabaseUrlError`.
+
+    Every engine is made through this check, the crawls' included: a MySQL or MariaDB URL
+    (what users of the old system try first) would otherwise end in SQLAlchemy's
+    ``No module named 'MySQLdb'``. An SQLite file's folder must exist (only the default
+    database's ``var/`` is created), so a typo in a path is an error, not a new database.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUrlError(url, f"not a database URL; use {SUPPORTED_URLS}") from None
+    except ValueError:  # SQLAlchemy's int() of the port
+        raise DatabaseUrlError(
+            url, "its port is not a number; give HOST:PORT, e.g. :5432"
+        ) from None
+    scheme = parsed.drivername
+    if scheme not in _SCHEMES:
+        dialect, _, driver = scheme.partition("+")
+        if dialect in ("sqlite", "postgresql", "postgres"):
+            reason = f"the {driver} driver is not supported (drop +{driver} from the scheme)"
+        else:
+            reason = f"the {scheme} scheme is not supported"
+            if dialect in ("mysql", "mariadb"):
+                reason += " (MySQL and MariaDB are not)"
+        raise DatabaseUrlError(url, f"{reason}; use {SUPPORTED_URLS}")
+    parsed = parsed.set(drivername=_SCHEMES[scheme])
+    if parsed.drivername == "sqlite" and parsed.database and parsed.database != ":memory:":
+        _check_sqlite_path(url, Path(parsed.database))
     return parsed
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_path(url: str | URL, path: Path) -> None:
+    if path.is_dir():
+        raise DatabaseUrlError(url, f"{path} is a folder; name a database file inside it")
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError:
+        header = None  # not there yet (SQLite creates it), or not readable (SQLite says so)
+    if header and header != _SQLITE_HEADER:
+        raise DatabaseUrlError(
+            url, f"{path} is not an SQLite database; name a new file or an existing database"
+        )
+    folder = path.parent
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise DatabaseUrlError(url, f"{folder} is not a folder; give another path")
+    if path == Path(make_url(DEFAULT_DATABASE_URL).database or ""):
+        return  # the default: its folder is made by make_engine
+    raise DatabaseUrlError(
+        url, f"the folder {folder} does not exist; create it, or give another path"
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -79,8 +163,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
-    """An engine for ``url`` (see :func:`database_url`), with SQLite tuned for concurrency."""
-    parsed = _normalize(database_url(url) if not isinstance(url, URL) else url)
+    """An engine for ``url`` (see :func:`database_url`), with SQLite tuned for concurrency;
+    :class:`DatabaseUrlError` for a URL :func:`check_database_url` refuses."""
+    parsed = check_database_url(database_url(url) if not isinstance(url, URL) else url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +226,15 @@ def unreachable(exc: BaseException) -> bool:
     """The server refuses, is not there or has no such database: asking again at once
     will not help (unlike a connection cut or a deadlock, which a retry gets past)."""
     text = str(getattr(exc, "orig", exc)).lower()
-    signs = ("connection refused", "could not translate host", "does not exist", "timeout")
+    signs = (
+        "connection refused",
+        "could not translate host",
+        "failed to resolve host",
+        "does not exist",
+        "timeout",
+        "password authentication failed",
+        "invalid response to ssl negotiation",  # not a PostgreSQL server on that port
+    )
     return any(sign in text for sign in signs) or "unable to open database" in text
 
 

@@ -83,6 +83,22 @@ def run(
     asyncio.run(serve(catalogue, config, host, port, ready=announce))
 
 
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` (to ``high``), or a usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            limits = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {limits}")
+        return value
+
+    return parse
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Wraps help as usual but keeps explicit line breaks (``--break``: one line per mode)."""
 
@@ -109,14 +125,25 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    add("--port", type=int, default=0, help="port; 0 picks a free one (default: %(default)s)")
+    add(
+        "--port",
+        type=_whole_number(0, 65535),
+        default=0,
+        help="port; 0 picks a free one (default: %(default)s)",
+    )
     source = parser.add_argument_group("catalogue")
     source.add_argument(
-        "--products", type=int, default=1000, help="generate N products (default: %(default)s)"
+        "--products",
+        type=_whole_number(0),
+        default=1000,
+        help="generate N products (default: %(default)s)",
     )
     source.add_argument("--seed", type=int, default=1, help="generator seed (default: %(default)s)")
     source.add_argument(
-        "--start-sku", type=int, default=1_000_000, help="first SKU (default: %(default)s)"
+        "--start-sku",
+        type=_whole_number(1),
+        default=1_000_000,
+        help="first SKU (default: %(default)s)",
     )
     source.add_argument(
         "--catalogue",
@@ -269,7 +296,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except (OSError, ValueError) as exc:
         parser.error(str(exc))
     if args.export:
-        catalogue.to_jsonl(args.export)
+        try:
+            catalogue.to_jsonl(args.export)
+        except OSError as exc:
+            print(f"replica: cannot write {args.export}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         print(f"wrote {len(catalogue)} products to {args.export}", file=sys.stderr)
         return 0
     try:

@@ -22,6 +22,8 @@ import click
 from colesbarcodes.inbox.lines import DEFAULT_COMPANY
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlalchemy.engine import Engine
 
 __all__ = [
@@ -48,16 +50,24 @@ class App:
     _engine: Engine | None = None
 
     def engine(self) -> Engine:
-        """The engine, with the schema migrated; a clear error if the database is unreachable."""
-        from sqlalchemy.exc import OperationalError
-
-        from colesbarcodes.db.engine import make_engine, migrate
+        """The engine, with the schema migrated; a one-line error if the URL is not one the
+        project supports, or the database cannot be reached or used."""
+        from colesbarcodes.db.engine import (
+            DATABASE_ERRORS,
+            DatabaseUrlError,
+            make_engine,
+            migrate,
+        )
 
         if self._engine is None:
-            engine = make_engine(self.url)
+            try:
+                engine = make_engine(self.url)
+            except DatabaseUrlError as exc:
+                raise click.ClickException(f"cannot use the database {exc}") from None
             try:
                 migrate(engine)  # retries a connection cut meanwhile
-            except OperationalError as exc:
+            except DATABASE_ERRORS as exc:
+                engine.dispose()
                 fail_database(self.url, exc)
             self._engine = engine
         return self._engine
@@ -72,7 +82,10 @@ def fail_database(url: str, exc: BaseException) -> NoReturn:
     from colesbarcodes.db.engine import error_detail, redact
 
     detail = error_detail(exc)
-    raise click.ClickException(f"cannot use the database {redact(url)}: {detail}")
+    hint = "check --database-url or DATABASE_URL"
+    if not url.startswith("sqlite"):
+        hint += ", and that the database server is running"
+    raise click.ClickException(f"cannot use the database {redact(url)}: {detail} ({hint})")
 
 
 def _configure_logging(verbose: int) -> None:
@@ -119,6 +132,11 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
     """
     from colesbarcodes.db.engine import database_url as resolve_url
 
+    if database_url is not None and not database_url.strip():
+        raise click.BadParameter(
+            "is empty: give a database URL, or leave the option out for the default",
+            param_hint="'--database-url'",
+        )
     _configure_logging(verbose)
     ctx.obj = App(resolve_url(database_url))
     ctx.call_on_close(ctx.obj.close)
@@ -145,17 +163,48 @@ json_option = click.option(
 )
 
 
-def store_id(company: str, value: str) -> str:
-    """A STORE_ID argument in its canonical form, or a usage error."""
+def store_id(company: str, value: str, hint: str = "STORE_ID") -> str:
+    """A store id argument or option in its canonical form, or a usage error."""
     from colesbarcodes.inbox.lines import LineError, normalize_store_id
 
     try:
         store = normalize_store_id(company, value)
     except LineError as exc:
-        raise click.BadParameter(exc.reason, param_hint="STORE_ID") from None
+        raise click.BadParameter(exc.reason, param_hint=hint) from None
     if store is None:
-        raise click.BadParameter("empty store id", param_hint="STORE_ID")
+        raise click.BadParameter("empty store id", param_hint=hint)
     return store
+
+
+def existing_folder(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """An inbox folder option: the folder must exist and be usable. Commands never create
+    an inbox (only its processing/, archive/ and quarantine/ folders): a typo in a path
+    would otherwise look like an empty inbox."""
+    names = [f"--{param.name}"] + [f"env {e}" for e in _envvars(param)]
+    where = " or ".join(names)
+    if not value.exists():
+        message = f"the folder {value} does not exist: create it, or give the right one ({where})"
+    elif not value.is_dir():
+        message = f"{value} is a file, not a folder: give the inbox folder ({where})"
+    elif not os.access(value, os.R_OK | os.W_OK | os.X_OK):
+        message = f"the folder {value} cannot be read and written by this user: fix its permissions"
+    else:
+        return value
+    raise click.BadParameter(message, ctx=ctx, param=param)
+
+
+def _envvars(param: click.Parameter) -> list[str]:
+    envvar = getattr(param, "envvar", None)
+    if envvar is None:
+        return []
+    return [envvar] if isinstance(envvar, str) else list(envvar)
+
+
+def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A text option that may be left out but not given empty."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty: give a value, or leave it out", ctx=ctx, param=param)
+    return value
 
 
 def main() -> None:

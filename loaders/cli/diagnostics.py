@@ -13,6 +13,7 @@ from loaders.cli import (
     app_of,
     cli,
     company_option,
+    existing_folder,
     json_option,
 )
 from loaders.cli import (
@@ -44,6 +45,13 @@ PRICE_COLUMNS = (
 MERGE_COLUMNS = ("merged_id", "reason", "source", "at")
 CONFLICT_COLUMNS = ("company", "sku", "existing_barcode", "offered_barcode", "reason", "source")
 COVERAGE_COLUMNS = ("products", "with_sku", "with_barcode", "barcode_pct")
+
+
+def _no_store(company: str, store: str) -> str:
+    return (
+        f"no store {store!r} of {company} in the database "
+        "(coles-loader data-quality lists the stores; --company for another retailer)"
+    )
 
 
 @cli.command("analyze-jsonl", context_settings=CONTEXT)
@@ -84,7 +92,7 @@ def analyze_store(ctx: click.Context, store_id: str, company: str, as_json: bool
     with session_factory(app_of(ctx).engine())() as session:
         result = queries.analyze_store(session, company, store)
     if result is None:
-        raise click.ClickException(f"no store {store!r} of {company} in the database")
+        raise click.ClickException(_no_store(company, store))
     if as_json:
         echo_json(result)
         return
@@ -124,7 +132,7 @@ def find_sku(ctx: click.Context, sku: str, company: str, as_json: bool) -> None:
 
 
 @cli.command("inspect-product", context_settings=CONTEXT)
-@click.argument("product_id", type=int)
+@click.argument("product_id", type=click.IntRange(min=1))
 @json_option
 @click.pass_context
 def inspect_product(ctx: click.Context, product_id: int, as_json: bool) -> None:
@@ -135,7 +143,9 @@ def inspect_product(ctx: click.Context, product_id: int, as_json: bool) -> None:
     with session_factory(app_of(ctx).engine())() as session:
         result = queries.inspect_product(session, product_id)
     if result is None:
-        raise click.ClickException(f"no product {product_id}")
+        raise click.ClickException(
+            f"no product {product_id} in the database (find-sku gives a SKU's product id)"
+        )
     if as_json:
         echo_json(result)
         return
@@ -172,6 +182,8 @@ def compare_store_skus(
     store = canonical_store_id(company, store_id)
     skus, unreadable = diagnostics.file_skus(file, company)
     with session_factory(app_of(ctx).engine())() as session:
+        if not queries.store_exists(session, company, store):
+            raise click.ClickException(_no_store(company, store))
         result = queries.compare_store_skus(session, company, store, skus)
     result["file"] = str(file)
     result["unreadable_lines"] = unreadable
@@ -210,7 +222,8 @@ def data_quality(ctx: click.Context, as_json: bool) -> None:
 @click.option("--store", "store_id", help="Only SKUs sold at this store.")
 @click.option(
     "--inbox",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
+    callback=existing_folder,
     default=DEFAULT_ENRICHMENT_INBOX,
     envvar="COLES_ENRICHMENT_INBOX",
     show_default=True,
@@ -223,10 +236,22 @@ def queue_missing_barcodes(
 ) -> None:
     """Write the SKUs whose products have no barcode into the barcode-enrichment inbox,
     as one file for `scrapy crawl coles_barcodes` to take."""
+    from colesbarcodes.db import diagnostics as queries
+    from colesbarcodes.db.engine import session_factory
     from loaders.enrichment import queue_missing_barcodes as queue
 
-    store = canonical_store_id(company, store_id) if store_id else None
-    queued, target = queue(app_of(ctx).engine(), inbox, company, store, limit)
+    store = canonical_store_id(company, store_id, "'--store'") if store_id is not None else None
+    engine = app_of(ctx).engine()
+    if store is not None:
+        with session_factory(engine)() as session:
+            if not queries.store_exists(session, company, store):
+                raise click.ClickException(_no_store(company, store))
+    try:
+        queued, target = queue(engine, inbox, company, store, limit)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write to the inbox {inbox}: {exc.strerror or exc}"
+        ) from None
     if target is None:
         click.echo(f"Every {company} SKU has a barcode: nothing to queue.")
         return

@@ -9,17 +9,60 @@ from typing import TYPE_CHECKING
 import click
 
 from colesbarcodes.frontier import DEFAULT_KEY as DEFAULT_FRONTIER_KEY
-from loaders.cli import CONTEXT, DEFAULT_ENRICHMENT_INBOX, cli, json_option
+from loaders.cli import (
+    CONTEXT,
+    DEFAULT_ENRICHMENT_INBOX,
+    cli,
+    existing_folder,
+    json_option,
+    not_empty,
+)
 from loaders.output import echo_json, echo_mapping, echo_table
 
 if TYPE_CHECKING:
     from colesbarcodes.frontier.stream import Frontier
+
+REDIS_URL_FORM = "redis://[:PASSWORD@]HOST:6379/0"
+
+
+def _redis_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A Redis URL redis-py can use as given (it reads ``redis://host/abc`` as database 0,
+    and ``nonsense`` fails only when connecting); the password masked in the message."""
+    from urllib.parse import urlsplit
+
+    from colesbarcodes.frontier.stream import redact_url
+
+    shown = redact_url(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        problem = "its port is not a number from 0 to 65535"
+    else:
+        database = parts.path.lstrip("/")
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            problem = "not a Redis URL"
+        elif parts.scheme == "unix":
+            problem = "" if parts.path else "no socket path"
+        elif not parts.hostname:
+            problem = "no host"
+        elif database and not database.isdigit():
+            problem = f"the database number {database!r} is not a whole number"
+        else:
+            problem = ""
+    if problem:
+        raise click.BadParameter(f"{shown}: {problem}; use {REDIS_URL_FORM}", ctx=ctx, param=param)
+    return value
+
+
+_UNREACHABLE = "(is Redis running there? Check --redis or COLES_FRONTIER_URL)"
 
 redis_option = click.option(
     "--redis",
     "redis_url",
     envvar="COLES_FRONTIER_URL",
     required=True,
+    callback=_redis_url,
     metavar="URL",
     help="The frontier's Redis: redis://[:password@]host:6379/0 (env COLES_FRONTIER_URL).",
 )
@@ -28,6 +71,7 @@ key_option = click.option(
     envvar="COLES_FRONTIER_KEY",
     default=DEFAULT_FRONTIER_KEY,
     show_default=True,
+    callback=not_empty,
     help="Prefix of the frontier's Redis keys (env COLES_FRONTIER_KEY).",
 )
 
@@ -41,7 +85,9 @@ def _frontier(url: str, key: str) -> Frontier:
         frontier = Frontier.from_url(url, key)
         frontier.ensure_group()
     except FRONTIER_ERRORS as exc:
-        raise click.ClickException(f"cannot use the frontier at {redact_url(url)}: {exc}") from None
+        raise click.ClickException(
+            f"cannot use the frontier at {redact_url(url)}: {exc} {_UNREACHABLE}"
+        ) from None
     return frontier
 
 
@@ -69,7 +115,8 @@ def frontier_group() -> None:
 @key_option
 @click.option(
     "--inbox",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
+    callback=existing_folder,
     default=DEFAULT_ENRICHMENT_INBOX,
     envvar="COLES_ENRICHMENT_INBOX",
     show_default=True,

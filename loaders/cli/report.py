@@ -77,8 +77,21 @@ def report(ctx: click.Context, out: Path, run_count: int, rows: int, as_json: bo
     from colesbarcodes.db.engine import redact
     from loaders.report import write_report
 
+    folder = out.parent  # made if missing; a file in the way is said before any work
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise click.ClickException(
+            f"cannot write the report to {out}: {folder} is a file, not a folder; "
+            "choose another --out"
+        )
     app = app_of(ctx)
-    result = write_report(app.engine(), out, source=redact(app.url), runs=run_count, rows=rows)
+    try:
+        result = write_report(app.engine(), out, source=redact(app.url), runs=run_count, rows=rows)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write the report to {out}: {exc.strerror or exc}; choose another --out"
+        ) from None
     if as_json:
         echo_json({"out": str(out), **result})
         return

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from loaders.cli import CONTEXT, cli, json_option
+from loaders.cli import CONTEXT, cli, json_option, not_empty
 from loaders.output import echo_json, echo_table
 from loaders.scrapyd_nodes import DEFAULT_NODE
 
@@ -31,6 +31,7 @@ project_option = click.option(
     default="colesbarcodes",
     envvar="SCRAPYD_PROJECT",
     show_default=True,
+    callback=not_empty,
     help="The scrapyd project (env SCRAPYD_PROJECT).",
 )
 
@@ -78,7 +79,13 @@ def _echo_round(results: list[dict[str, Any]], as_json: bool, *, stream: bool = 
 @cli.command("schedule", context_settings=CONTEXT)
 @node_option
 @project_option
-@click.option("--spider", default="coles_barcodes", show_default=True, help="The spider to run.")
+@click.option(
+    "--spider",
+    default="coles_barcodes",
+    show_default=True,
+    callback=not_empty,
+    help="The spider to run.",
+)
 @click.option(
     "-s",
     "--setting",
@@ -98,6 +105,7 @@ def _echo_round(results: list[dict[str, Any]], as_json: bool, *, stream: bool = 
 @click.option(
     "--egg-version",
     metavar="VERSION",
+    callback=not_empty,
     help="Run this deployed version of the project (default: the latest).",
 )
 @click.option(
@@ -108,11 +116,13 @@ def _echo_round(results: list[dict[str, Any]], as_json: bool, *, stream: bool = 
 @click.option(
     "--every",
     metavar="INTERVAL",
+    callback=not_empty,
     help="Submit now, then every INTERVAL: 90s, 30m, 2h, 1d.",
 )
 @click.option(
     "--cron",
     metavar="EXPRESSION",
+    callback=not_empty,
     help="Submit at the times of a cron expression, local time: '*/30 * * * *'. "
     "With --every too: whichever comes first.",
 )
@@ -197,8 +207,8 @@ def schedule(
     if once and (every or cron):
         raise click.UsageError("--once excludes --every and --cron")
     try:
-        interval = parse_every(every) if every else None
-        expression = check_cron(cron) if cron else None
+        interval = parse_every(every) if every is not None else None
+        expression = check_cron(cron) if cron is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--every/--cron") from None
     submission = Submission(
@@ -212,12 +222,14 @@ def schedule(
     )
     if interval is None and expression is None:
         results = submit_round(submission)
-        _echo_round(results, as_json)
+        _echo_round(results, as_json)  # a table: a failed node is one "Error: ..." line
         failed = failed_nodes(results)
-        if failed:
-            raise click.ClickException(
-                f"{failed} of {len(submission.nodes)} nodes did not take the job"
+        if failed and as_json:
+            click.echo(
+                f"Error: {failed} of {len(submission.nodes)} nodes did not take the job", err=True
             )
+        if failed:
+            ctx.exit(1)
         return
     try:
         run_schedule(

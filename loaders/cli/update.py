@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from loaders.cli import CONTEXT, DEFAULT_PRODUCT_INBOX, app_of, cli
+from loaders.cli import CONTEXT, DEFAULT_PRODUCT_INBOX, app_of, cli, existing_folder
 
 if TYPE_CHECKING:
     from loaders.update import CycleReport, PostProcessReport
@@ -54,7 +54,8 @@ def _echo_cycle(report: CycleReport, had_work: bool) -> None:
 )
 @click.option(
     "--inbox",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
+    callback=existing_folder,
     default=DEFAULT_PRODUCT_INBOX,
     envvar="COLES_PRODUCT_INBOX",
     show_default=True,
