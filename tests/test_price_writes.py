@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
 from sqlalchemy import select, text
 
+from colesbarcodes.db import batch_read
 from colesbarcodes.db.engine import make_engine, migrate
-from colesbarcodes.db.models import STORE_PRICES_FILLFACTOR, StorePrice
+from colesbarcodes.db.models import STORE_PRICES_FILLFACTOR, PriceHistory, StorePrice
 from colesbarcodes.inbox.claims import Inbox
 from loaders.importer import ImportOptions
 from loaders.update import LogProgress, run_cycle
@@ -22,6 +24,16 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from sqlalchemy.engine import Engine
+
+
+@pytest.fixture(autouse=True, params=["per SKU", "by store"])
+def stored_price_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A batch reads the stored prices it compares with per SKU, or all of a store's at once
+    when it names many of the store's SKUs (PostgreSQL, ``STORE_PRICES_READ_FROM``): every
+    test here runs both ways."""
+    if request.param == "by store":
+        monkeypatch.setattr(batch_read, "STORE_PRICES_READ_FROM", 1)
+    return str(request.param)
 
 
 def _import(engine: Engine, inbox: Inbox, name: str, rows: list[dict[str, object]]) -> None:
@@ -93,3 +105,32 @@ def test_availability_and_url_seen_at_the_same_time_are_still_stored(
     ]
     assert [row.price for row in stored[5:8]] == [99.5, 99.5, 99.5]
     assert [(row.available, row.url) for row in stored[8:]] == [(None, None)] * 32
+
+
+def test_a_next_day_records_each_changed_price_once_and_moves_every_row_on(
+    engine: Engine, tmp_path: Path
+) -> None:
+    inbox = Inbox(tmp_path / "product_inbox")
+    inbox.ensure()
+    day1 = canonical_rows("0584", range(1, 61)) + canonical_rows("0601", range(1, 61))
+    _import(engine, inbox, "day1.jsonl", day1)
+    day2 = [
+        {**row, "scraped_at": "2026-11-24T06:00:00Z"}
+        for store in ("0584", "0601")
+        for row in canonical_rows(store, range(1, 11), price=2.0)
+        + canonical_rows(store, range(11, 61))
+    ]
+    _import(engine, inbox, "day2.jsonl", day2)
+    with engine.connect() as conn:
+        history = conn.execute(
+            select(PriceHistory.previous_price, PriceHistory.price).order_by(PriceHistory.id)
+        ).all()
+        seen = set(conn.scalars(select(StorePrice.last_seen)))
+        prices = sorted(p for p in conn.scalars(select(StorePrice.price)) if p is not None)
+    assert sorted((a, b) for a, b in history) == sorted(
+        (1.0 + sku % 7, 2.0 + sku % 7) for sku in range(1, 11) for _store in range(2)
+    )
+    assert len(seen) == 1  # every row moved on to the later day
+    assert prices == sorted(
+        (2.0 if sku <= 10 else 1.0) + sku % 7 for sku in range(1, 61) for _store in range(2)
+    )

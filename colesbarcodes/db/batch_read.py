@@ -78,6 +78,40 @@ _PG_PRICE_STATE = """
 """
 
 
+# The SKUs with their products only: for a store whose stored prices the batch reads in
+# one go (``_PG_STORE_PRICES``).
+_PG_PRODUCT_STATE = """
+    SELECT k.sku, s.*
+    FROM unnest(%(skus)s::text[]) AS k(sku)
+    CROSS JOIN LATERAL (
+        SELECT c.id, p.id, p.barcode, p.barcode_scope, p.name, p.brand, p.size
+        FROM company_skus c
+        JOIN products p ON p.id = c.product_id
+        WHERE c.company = %(company)s AND c.sku = k.sku
+        OFFSET 0
+    ) s
+"""
+
+
+# Every stored price of a store, by SKU id: one range of the primary key, read in order,
+# for a batch that names many of the store's SKUs (a store's file names all of them).
+# Probing the prices one SKU at a time costs a descent of the index and a heap page for
+# each; the range costs a fraction of that per row.
+_PG_STORE_PRICES = """
+    SELECT x.sku_pk, x.price::float8, x.was_price::float8, x.unit_price::float8,
+           x.last_seen, x.available, x.url
+    FROM store_prices x
+    WHERE x.store_pk = (SELECT id FROM stores WHERE company = %(company)s
+                        AND store_id = %(store)s)
+"""
+
+
+# A batch reads a store's prices in one range once it has named this many of the store's
+# SKUs (below that, per SKU, with the SKU look-ups): a small file for one store of many
+# thousand prices is not worth a read of them all.
+STORE_PRICES_READ_FROM = 2_000
+
+
 _PG_BARCODE_STATE = """
     SELECT p.*
     FROM unnest(%s::text[]) AS k(barcode)
@@ -171,8 +205,14 @@ class BatchReader:
         self._asked: dict[tuple[str, str | None], set[str]] = {}  # SKUs per company, store
         self._asked_skus: dict[str, set[str]] = {}  # SKUs per company, at any store
         self._asked_barcodes: set[str] = set()
-        # company, store, cursor, whether it answers for the products too
-        self._answers: list[tuple[str, str | None, Any, bool]] = []
+        # SKUs named per company and store so far, and the stores whose prices are read
+        # in one range (see STORE_PRICES_READ_FROM)
+        self._named: dict[tuple[str, str], int] = {}
+        self._store_read: set[tuple[str, str]] = set()
+        # company, store, cursor, what it answers: "sku" (the products and the prices at
+        # the store), "price" (the prices alone), "product" (the products alone) or
+        # "store" (every price of the store, by SKU id)
+        self._answers: list[tuple[str, str | None, Any, str]] = []
         self._barcode_answers: list[Any] = []
 
     def __enter__(self) -> BatchReader:
@@ -248,18 +288,21 @@ class BatchReader:
             fresh = [sku for sku in new if sku not in products_asked] if known else new
             asked.update(new)
             products_asked.update(fresh)
+            values = {"company": company, "store": store_id}
+            if store_id is not None and self._reads_store((company, store_id), len(new)):
+                known = []  # their prices come with the store's
+                query, answers = _PG_PRODUCT_STATE, "product"
+            else:
+                query, answers = _PG_SKU_STATE, "sku"
             if known:
                 cursor = connection.cursor()
-                values = {"company": company, "store": store_id, "skus": text_array(known)}
-                cursor.execute(_PG_PRICE_STATE, values)
-                self._answers.append((company, store_id, cursor, False))
+                cursor.execute(_PG_PRICE_STATE, {**values, "skus": text_array(known)})
+                self._answers.append((company, store_id, cursor, "price"))
             if not fresh:
                 continue
             cursor = connection.cursor()
-            cursor.execute(
-                _PG_SKU_STATE, {"company": company, "store": store_id, "skus": text_array(fresh)}
-            )
-            self._answers.append((company, store_id, cursor, True))
+            cursor.execute(query, {**values, "skus": text_array(fresh)})
+            self._answers.append((company, store_id, cursor, answers))
         barcodes = [
             b for b in dict.fromkeys(self._pending_barcodes) if b not in self._asked_barcodes
         ]
@@ -272,19 +315,37 @@ class BatchReader:
         self._pending_barcodes.clear()
         self._pending_lines = 0
 
+    def _reads_store(self, store: tuple[str, str], named: int) -> bool:
+        """Whether the store's prices are read in one range (sending that read once the
+        batch has named enough of its SKUs)."""
+        if store in self._store_read:
+            return True
+        count = self._named[store] = self._named.get(store, 0) + named
+        if count < STORE_PRICES_READ_FROM:
+            return False
+        self._store_read.add(store)
+        cursor = self._driver_connection().cursor()
+        cursor.execute(_PG_STORE_PRICES, {"company": store[0], "store": store[1]})
+        self._answers.append((store[0], store[1], cursor, "store"))
+        return True
+
     def _take_answers(self) -> None:
         state, prices = self.state, self.observations.prices
         products, remember = state.products, state.remember
         sku_product, sku_pk = state.sku_product, state.sku_pk
-        for company, store_id, cursor, full in self._answers:
+        store_rows: list[tuple[dict[tuple[str, str], PriceState], list[Any]]] = []
+        for company, store_id, cursor, answers in self._answers:
             at_store = prices.get((company, store_id), {}) if store_id is not None else {}
             with cursor:
                 rows = cursor.fetchall()
-            if not full:  # stored prices of SKUs answered by an earlier query
+            if answers == "price":  # stored prices of SKUs answered by an earlier query
                 for row in rows:
                     observed = at_store.get((company, row[0]))
                     if observed is not None:
                         observed.stored = row[1:]
+                continue
+            if answers == "store":  # matched by SKU id once every SKU is answered
+                store_rows.append((at_store, rows))
                 continue
             for row in rows:
                 sku, pk, product_id = row[0], row[1], row[2]
@@ -293,10 +354,18 @@ class BatchReader:
                 key = (company, sku)
                 sku_product[key] = product_id
                 sku_pk[key] = pk
-                if row[11] is not None:  # a price is stored at the store (it has a last_seen)
+                if answers == "sku" and row[11] is not None:  # a price stored at the store
                     observed = at_store.get(key)
                     if observed is not None:
                         observed.stored = row[8:]
+        for at_store, rows in store_rows:
+            stored = {row[0]: row[1:] for row in rows}
+            if not stored:
+                continue
+            for key, observed in at_store.items():
+                pk = sku_pk.get(key)
+                if pk is not None:
+                    observed.stored = stored.get(pk, observed.stored)
         for cursor in self._barcode_answers:
             with cursor:
                 for row in cursor.fetchall():
