@@ -141,8 +141,10 @@ def _refused(name: str, value: object, rule: Rule | None, default: str) -> Confi
 
 
 def _within(settings: BaseSettings, name: str, value: float) -> None:
+    """Refuse a value given for ``name`` outside its limits (an unset one is the reader's
+    default, not a value anybody chose)."""
     rule = RULES.get(name)
-    if rule is not None and not rule.allows(value):
+    if rule is not None and settings.get(name) is not None and not rule.allows(value):
         raise _refused(name, settings.get(name), rule, "")
 
 

@@ -5,8 +5,8 @@ that names the setting (or the spider argument) and what it expects."""
 from __future__ import annotations
 
 import importlib.util
-import re
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,7 +190,10 @@ def test_spider_arguments_not_given_are_the_settings(project_settings: Settings)
 
 @pytest.mark.parametrize("limit", ["abc", "1.5", "ten", "-1"])
 def test_a_limit_that_is_not_a_whole_number_is_refused_with_a_sentence(limit: str) -> None:
-    crawler = get_crawler(ColesBarcodesSpider)
+    crawler = get_crawler(
+        ColesBarcodesSpider,
+        settings_dict={"COLES_BASE_URL": "http://site.test", "COLES_STORE_ID": "0584"},
+    )
     with pytest.raises(
         ConfigurationError, match=r"^the argument -a limit must be a whole number of SKUs"
     ) as e:
