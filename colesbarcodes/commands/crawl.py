@@ -77,7 +77,7 @@ EXIT_STATUSES: dict[str, int] = {
 # What to do, by exit status, in the last ERROR line of a crawl that did not end well.
 REMEDIES: dict[int, str] = {
     3: "read the monitors' verdict above",
-    4: "check COLES_BASE_URL and COLES_PROXIES, then run scrapy site-check",
+    4: "check COLES_BASE_URL and COLES_PROXIES; scrapy site-check says which point changed",
     5: "set COLES_PROXIES to an exit the site accepts",
     6: "run scrapy site-check: the site's key or its place may have changed",
     7: "check DATABASE_URL and that the database is up; the SKUs stay in the inbox",
