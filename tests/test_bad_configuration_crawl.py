@@ -681,3 +681,43 @@ def test_every_setting_the_readme_documents_for_the_crawls_has_a_case() -> None:
     covered = " ".join(" ".join([*case.args, *case.env]) for case in CASES)
     missing = sorted(name for name in documented - free_text if name not in covered)
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "phrase"),
+    [
+        ([("setting", "COLES_GRAPHQL_BATCH=0")], "COLES_GRAPHQL_BATCH must be a whole number"),
+        ([("stor", "0584")], "unknown argument -a stor for the spider coles_barcodes"),
+    ],
+    ids=["setting", "argument"],
+)
+def test_under_scrapyd_a_wrong_value_ends_the_job_with_one_clear_log_line(
+    site: ReplicaProcess, tmp_path: Path, arguments: list[tuple[str, str]], phrase: str
+) -> None:
+    """scrapyd runs the project's ``crawl`` command: the job's log ends with the one line,
+    with no traceback, and the inbox is left as it was."""
+    pytest.importorskip("scrapyd")
+    from tests.helpers import scrapyd_process
+
+    work = work_folder(tmp_path)
+    before = snapshot(work)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("COLES_")},
+        "DATABASE_URL": seeded(f"sqlite:///{tmp_path / 'crawl.sqlite3'}", tmp_path),
+        "COLES_BASE_URL": site.url,
+        "COLES_ENRICHMENT_INBOX": str(work / "inbox"),
+    }
+    with scrapyd_process(tmp_path / "scrapyd", PROJECT, env) as daemon:
+        job = daemon.call(
+            "/schedule.json",
+            [("project", "colesbarcodes"), ("spider", "coles_barcodes"), *arguments],
+        )["jobid"]
+        daemon.wait_finished(job)
+    logs = list((tmp_path / "scrapyd" / "logs").rglob(f"{job}.log"))
+    assert len(logs) == 1
+    log = logs[0].read_text()
+    assert "Traceback" not in log
+    errors = [line.split(" ERROR: ", 1)[1] for line in log.splitlines() if " ERROR: " in line]
+    assert len(errors) == 1 and errors[0].startswith("Bad configuration: "), errors
+    assert phrase in errors[0]
+    assert snapshot(work) == before
