@@ -161,6 +161,8 @@ ITEM_PIPELINES = {
     "colesbarcodes.pipelines.barcode_upsert.BarcodeUpsertPipeline": 300,
 }
 EXTENSIONS = {
+    # first of all: a wrong setting stops the crawl before anything is built
+    "colesbarcodes.extensions.settings_check.SettingsCheck": -1000,
     "colesbarcodes.extensions.site_session.SiteSession": 0,
     "colesbarcodes.extensions.enrichment_files.EnrichmentFiles": 50,  # the home page's key and build id, batch size
     # spider_closed handlers run in this order, after Scrapy's CoreStats (0): the monitors

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.test import get_crawler
 
 import colesbarcodes.settings
+from colesbarcodes.config import ConfigurationError
 from colesbarcodes.extensions.crawl_monitor import MonitorConfig, Thresholds
 from colesbarcodes.extensions.enrichment_files import EnrichmentFilesConfig
 from colesbarcodes.extensions.run_ledger import LedgerConfig
@@ -118,13 +120,17 @@ def test_settings_given_override_the_defaults(project_settings: Settings) -> Non
 @pytest.mark.parametrize(
     ("config", "setting", "value", "message"),
     [
-        (UpsertConfig, "COLES_UPSERT_BATCH_SIZE", "abc", "must be a whole number, not 'abc'"),
-        (UpsertConfig, "COLES_UPSERT_MAX_DELAY", "soon", "must be a number, not 'soon'"),
+        (UpsertConfig, "COLES_UPSERT_BATCH_SIZE", "abc", "must be a whole number of 1 or more"),
+        (UpsertConfig, "COLES_UPSERT_BATCH_SIZE", "0", "must be a whole number of 1 or more"),
+        (UpsertConfig, "COLES_UPSERT_MAX_DELAY", "soon", "must be a number of 0 or more"),
+        (UpsertConfig, "COLES_UPSERT_MAX_DELAY", "-1", "must be a number of 0 or more"),
         (UpsertConfig, "COLES_DB_WRITE_THREAD", "maybe", "must be true or false"),
-        (PrefillConfig, "COLES_RECHECK_DAYS", "a week", "must be a number, not 'a week'"),
+        (PrefillConfig, "COLES_RECHECK_DAYS", "a week", "must be a number of 0 or more (days)"),
         (BotCheckConfig, "COLES_BOTCHECK_MAX_BROWSER_PAGES", "3.5", "must be a whole number"),
         (ExitPoolConfig, "COLES_EXIT_MAX_FAILURES", "five", "must be a whole number"),
-        (MonitorConfig, "COLES_MONITOR_MAX_FAILED_SHARE", "25%", "must be a number, not '25%'"),
+        (MonitorConfig, "COLES_MONITOR_MAX_FAILED_SHARE", "25%", "must be a number from 0 to 1"),
+        (MonitorConfig, "COLES_MONITOR_MAX_FAILED_SHARE", "25", "must be a number from 0 to 1"),
+        (ExitPoolConfig, "COLES_BLOCK_BACKOFF", "-5", "must be a number of 0 or more"),
         (EnrichmentFilesConfig, "COLES_ARCHIVE_FINISHED_FILES", "yes", "must be true or false"),
     ],
 )
@@ -132,8 +138,11 @@ def test_a_setting_of_the_wrong_type_is_named_in_the_error(
     project_settings: Settings, config: Any, setting: str, value: str, message: str
 ) -> None:
     project_settings.set(setting, value, priority="cmdline")
-    with pytest.raises(ValueError, match=f"^the setting {setting} {message}"):
+    with pytest.raises(
+        ConfigurationError, match=re.escape(f"the setting {setting} {message}")
+    ) as e:
         config.from_settings(project_settings)
+    assert str(e.value).endswith(f"not {value!r}")
 
 
 def test_a_component_refuses_a_wrong_setting_when_it_is_built() -> None:
@@ -159,14 +168,14 @@ def test_a_component_is_built_with_the_config_of_its_settings() -> None:
 
 
 def test_spider_arguments_override_their_settings(project_settings: Settings) -> None:
-    given = {"base_url": "http://site.test/", "store": "0601", "limit": "10", "frontier": ""}
+    given = {"base_url": "http://site.test/", "store": "0601", "limit": "10", "frontier": None}
     arguments = BarcodesArguments.from_settings(project_settings, given)
     assert (arguments.base_url, arguments.default_store, arguments.limit) == (
         "http://site.test",
         "0601",
         10,
     )
-    assert arguments.frontier_url == ""  # an empty argument leaves the setting
+    assert arguments.frontier_url == ""  # an argument not given leaves the setting
     listing = ProductsArguments.from_settings(project_settings, {"stores": "584, 601,0584"})
     assert listing.stores == ("0584", "0601")
     assert listing.inbox == Path("inboxes/product_inbox")
@@ -179,16 +188,26 @@ def test_spider_arguments_not_given_are_the_settings(project_settings: Settings)
     )
 
 
-@pytest.mark.parametrize("limit", ["abc", "1.5", "ten"])
+@pytest.mark.parametrize("limit", ["abc", "1.5", "ten", "-1"])
 def test_a_limit_that_is_not_a_whole_number_is_refused_with_a_sentence(limit: str) -> None:
-    crawler = get_crawler(ColesBarcodesSpider)
+    crawler = get_crawler(
+        ColesBarcodesSpider,
+        settings_dict={"COLES_BASE_URL": "http://site.test", "COLES_STORE_ID": "0584"},
+    )
     with pytest.raises(
-        ValueError, match=r"^the argument limit must be a whole number of SKUs"
+        ConfigurationError, match=r"^the argument -a limit must be a whole number of SKUs"
     ) as e:
         ColesBarcodesSpider.from_crawler(crawler, limit=limit)
     assert str(e.value).endswith(f"not {limit!r}")
 
 
 def test_a_store_id_a_file_name_cannot_carry_is_refused(project_settings: Settings) -> None:
-    with pytest.raises(ValueError, match="bad store id"):
+    with pytest.raises(ConfigurationError, match="is not a Coles store id"):
         ProductsArguments.from_settings(project_settings, {"stores": "0584,../x"})
+
+
+def test_an_argument_given_empty_is_refused_not_taken_for_the_default(
+    project_settings: Settings,
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"^the argument -a frontier= is empty"):
+        BarcodesArguments.from_settings(project_settings, {"frontier": ""})

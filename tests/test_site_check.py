@@ -267,7 +267,7 @@ def test_an_unreachable_site_is_reported_as_such_without_a_traceback() -> None:
     [
         (["--sku", "milk"], "a Coles SKU is a number"),
         (["--save", "/proc/no-such-folder"], "cannot create it"),
-        (["--base-url", "www.coles.com.au"], "give an http:// or https:// URL"),
+        (["--base-url", "www.coles.com.au"], "must be an http:// or https:// URL"),
         (["extra"], "site-check takes no arguments"),
     ],
 )

@@ -21,7 +21,8 @@ section of docs/site.md that names the one place to change.
 
 Exit status: 0 when every required check is ok; else as ``scrapy crawl``: 4 when the site
 changed or is unreachable, 5 when its protection blocks the exit (set ``COLES_PROXIES``);
-1 when the check could not start, 2 for bad usage.
+1 when the check could not start, 2 for bad usage or a value it cannot use (one ERROR
+line says which).
 
 Examples:
   scrapy site-check
@@ -33,14 +34,13 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.settings import SETTINGS_PRIORITIES
 
-from colesbarcodes.commands.crawl import exit_status
+from colesbarcodes.commands.crawl import BAD_CONFIGURATION_EXIT, exit_status, run_crawler
 from colesbarcodes.site.checks import DEFAULT_SKUS, CheckResult, render_table
 from colesbarcodes.spiders.site_check import RESULTS_STAT
 
@@ -100,30 +100,18 @@ class Command(ScrapyCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if args:
             raise UsageError(f"site-check takes no arguments (got {' '.join(args)}); see --help")
-        for sku in opts.sku:
-            if not sku.strip().isdigit():
-                raise UsageError(f"--sku {sku!r}: a Coles SKU is a number, e.g. 1018067")
-        if opts.save:
-            folder = Path(opts.save)
-            if folder.exists() and not folder.is_dir():
-                raise UsageError(f"--save {opts.save}: exists and is not a folder")
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(f"--save {opts.save}: cannot create it ({exc.strerror})") from None
-        if opts.base_url and not opts.base_url.startswith(("http://", "https://")):
-            raise UsageError(f"--base-url {opts.base_url}: give an http:// or https:// URL")
         if self.crawler_process is None:
             raise RuntimeError("scrapy set no crawler process for this command")
+        # The options' values are checked where `scrapy crawl site_check` checks them
+        # (SiteCheckArguments): a wrong one is one ERROR line and status 2.
         crawler = self.crawler_process.create_crawler("site_check")
         spider_args = {"skus": ",".join(s.strip() for s in opts.sku)}
         for name in ("store", "base_url", "save"):
-            if getattr(opts, name):
+            if getattr(opts, name) is not None:
                 spider_args[name] = getattr(opts, name)
-        self.crawler_process.crawl(crawler, **spider_args)
-        self.crawler_process.start()
-        if self.crawler_process.bootstrap_failed or crawler.stats is None:
-            self.exitcode = 1
+        status = run_crawler(self.crawler_process, crawler, spider_args)
+        if status in (1, BAD_CONFIGURATION_EXIT) or crawler.stats is None:
+            self.exitcode = status or 1
             return
         stats = crawler.stats.get_stats()
         rows = stats.get(RESULTS_STAT)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import CloseSpider
 
+from colesbarcodes.config import setting_float, setting_int, setting_str
 from colesbarcodes.frontier.stream import FRONTIER_ERRORS, Frontier, FrontierEntry, redact_url
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.signals import flush_requested, lookups_stored
@@ -121,19 +122,19 @@ class FrontierWorker:
     def from_crawler(cls, crawler: Crawler, url: str, job: str | None) -> FrontierWorker:
         settings = crawler.settings
         # Enough unanswered SKUs to keep every request slot busy with full GraphQL documents.
-        prefetch = settings.getint("COLES_FRONTIER_PREFETCH") or 2 * settings.getint(
-            "CONCURRENT_REQUESTS"
-        ) * max(1, settings.getint("COLES_GRAPHQL_BATCH"))
+        prefetch = setting_int(settings, "COLES_FRONTIER_PREFETCH") or 2 * setting_int(
+            settings, "CONCURRENT_REQUESTS"
+        ) * setting_int(settings, "COLES_GRAPHQL_BATCH")
         worker = cls(
             crawler,
             url,
-            settings.get("COLES_FRONTIER_KEY"),
+            setting_str(settings, "COLES_FRONTIER_KEY"),
             consumer_name(job),
-            batch=settings.getint("COLES_FRONTIER_BATCH"),
+            batch=setting_int(settings, "COLES_FRONTIER_BATCH"),
             prefetch=prefetch,
-            claim_timeout=settings.getfloat("COLES_FRONTIER_CLAIM_TIMEOUT"),
-            poll=settings.getfloat("COLES_FRONTIER_POLL"),
-            max_deliveries=settings.getint("COLES_FRONTIER_MAX_DELIVERIES"),
+            claim_timeout=setting_float(settings, "COLES_FRONTIER_CLAIM_TIMEOUT"),
+            poll=setting_float(settings, "COLES_FRONTIER_POLL"),
+            max_deliveries=setting_int(settings, "COLES_FRONTIER_MAX_DELIVERIES"),
         )
         connect = crawler.signals.connect
         connect(worker.stored, signal=lookups_stored)

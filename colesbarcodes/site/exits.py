@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 from scrapy.exceptions import IgnoreRequest
 
+from colesbarcodes.config import ConfigurationError
+
 __all__ = ["BlockedByProtection", "Exit", "ProxyConfigError", "exits_from_setting", "parse_proxies"]
 
 
@@ -23,7 +25,7 @@ class BlockedByProtection(IgnoreRequest):
     """The site's protection kept answering the block page on every exit tried."""
 
 
-class ProxyConfigError(ValueError):
+class ProxyConfigError(ConfigurationError):
     """``COLES_PROXIES`` names something that is not a usable proxy URL."""
 
 
@@ -83,7 +85,8 @@ def _entries(value: Any) -> list[str]:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
                 raise ProxyConfigError(
-                    f"COLES_PROXIES: cannot read {path}: {exc.strerror}"
+                    f"COLES_PROXIES: cannot read {path} ({exc.strerror}): give a file of "
+                    "proxy URLs, one a line"
                 ) from None
             entries.extend(_entries(text))
         else:
@@ -104,7 +107,8 @@ def parse_proxies(value: Any) -> list[str]:
         if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
             raise ProxyConfigError(
                 f"COLES_PROXIES entry {number} ({parts.scheme}://{parts.hostname or '?'}...) "
-                "is not http://[user:password@]host:port"
+                "is not http://[user:password@]host:port: give forward proxies such as "
+                "http://proxy.example:3128"
             )
         urls.append(parts.geturl())
     return urls

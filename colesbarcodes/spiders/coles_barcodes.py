@@ -23,16 +23,31 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.exceptions import CloseSpider
 
-from colesbarcodes.config import argument_int, setting_bool, setting_int, setting_str
+from colesbarcodes.config import (
+    ConfigurationError,
+    argument_int,
+    setting_bool,
+    setting_int,
+    setting_str,
+)
 from colesbarcodes.extensions.enrichment_files import EnrichmentFiles
 from colesbarcodes.extensions.site_session import SiteUnusable
+from colesbarcodes.frontier.stream import redact_url
 from colesbarcodes.frontier.worker import FrontierBatch, FrontierWorker
-from colesbarcodes.gtin import InvalidGtin, parse_gtin
+from colesbarcodes.gtin import InvalidGtin, parse_gtin, shown
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.signals import work_unit_taken
 from colesbarcodes.site.coles import ProblemKind
 from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey, SourceError
-from colesbarcodes.spiders.arguments import argument_or_setting, arguments_as_settings
+from colesbarcodes.spiders.arguments import (
+    argument_or_setting,
+    arguments_as_settings,
+    folder_value,
+    http_url,
+    named,
+    refuse_unknown_arguments,
+)
+from colesbarcodes.spiders.store_walk import store_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -47,6 +62,9 @@ if TYPE_CHECKING:
     from colesbarcodes.site.coles import GraphQLProblem, ProductRecord
 
 logger = logging.getLogger(__name__)
+
+ARGUMENTS = ("base_url", "frontier", "inbox", "limit", "store")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -72,19 +90,37 @@ class BarcodesArguments:
     def from_settings(
         cls, settings: BaseSettings, given: Mapping[str, object] | None = None
     ) -> Self:
-        """From ``settings``, each overridden by its argument in ``given`` (a value that is
-        not a whole number for ``limit`` raises ValueError)."""
+        """From ``settings``, each overridden by its argument in ``given``; a value the
+        crawl cannot use raises ConfigurationError (the inbox must be an existing folder
+        unless the SKUs come from the frontier)."""
         given = given or {}
         limit = given.get("limit")
+        frontier_url = argument_or_setting(given, "frontier", settings, "COLES_FRONTIER_URL")
+        if frontier_url and not frontier_url.startswith(REDIS_SCHEMES):
+            raise ConfigurationError(
+                f"{named(given, 'frontier', 'COLES_FRONTIER_URL')} must be a Redis URL, "
+                f"redis://[:password@]host:6379/0, not {shown(redact_url(frontier_url))}"
+            )
+        folder_value(
+            f"the inbox ({named(given, 'inbox', 'COLES_ENRICHMENT_INBOX')})",
+            argument_or_setting(given, "inbox", settings, "COLES_ENRICHMENT_INBOX"),
+            must_exist=not frontier_url,
+        )
         return cls(
-            base_url=argument_or_setting(given, "base_url", settings, "COLES_BASE_URL").rstrip("/"),
-            default_store=argument_or_setting(given, "store", settings, "COLES_STORE_ID"),
+            base_url=http_url(
+                named(given, "base_url", "COLES_BASE_URL"),
+                argument_or_setting(given, "base_url", settings, "COLES_BASE_URL"),
+            ),
+            default_store=store_id(
+                argument_or_setting(given, "store", settings, "COLES_STORE_ID"),
+                named(given, "store", "COLES_STORE_ID"),
+            ),
             limit=(
-                argument_int("limit", limit, "a whole number of SKUs (0: no limit)")
-                if limit
+                argument_int("-a limit", limit, "a whole number of SKUs, 0 or more (0: no limit)")
+                if limit is not None
                 else setting_int(settings, "COLES_MAX_SKUS")
             ),
-            frontier_url=argument_or_setting(given, "frontier", settings, "COLES_FRONTIER_URL"),
+            frontier_url=frontier_url,
             fallback_without_gtin=setting_bool(settings, "COLES_PRODUCT_PAGE_FALLBACK"),
             retry_times=setting_int(settings, "RETRY_TIMES"),
             job=setting_str(settings, "COLES_JOB") or None,
@@ -129,7 +165,8 @@ class ColesBarcodesSpider(scrapy.Spider):
         frontier: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)  # scrapyd adds _job and other arguments
+        refuse_unknown_arguments(self.name, kwargs, ARGUMENTS)
+        super().__init__(**kwargs)  # scrapyd adds _job
         self._arguments = {
             "inbox": inbox,
             "base_url": base_url,

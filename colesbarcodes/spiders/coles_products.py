@@ -45,7 +45,14 @@ from colesbarcodes.site.coles import (
     parse_graphql_category_tree,
     parse_listing,
 )
-from colesbarcodes.spiders.arguments import argument_or_setting, arguments_as_settings
+from colesbarcodes.spiders.arguments import (
+    argument_or_setting,
+    arguments_as_settings,
+    folder_value,
+    http_url,
+    named,
+    refuse_unknown_arguments,
+)
 from colesbarcodes.spiders.store_walk import StoreWalk, parse_stores
 
 if TYPE_CHECKING:
@@ -110,24 +117,39 @@ class ProductsArguments:
     def from_settings(
         cls, settings: BaseSettings, given: Mapping[str, object] | None = None
     ) -> Self:
-        """From ``settings``, each overridden by its argument in ``given`` (a store id a
-        file name cannot carry raises ValueError)."""
+        """From ``settings``, each overridden by its argument in ``given``; a value the
+        crawl cannot use raises ConfigurationError. The inboxes are created when missing
+        (the crawl writes into them), but a file in their place is refused."""
         given = given or {}
+        queue_missing = setting_bool(settings, "COLES_LISTING_QUEUE_MISSING_BARCODES")
+        enrichment_inbox = setting_str(settings, "COLES_ENRICHMENT_INBOX")
+        if queue_missing:
+            folder_value("COLES_ENRICHMENT_INBOX", enrichment_inbox, must_exist=False)
         return cls(
             stores=tuple(
-                parse_stores(argument_or_setting(given, "stores", settings, "COLES_STORE_ID"))
+                parse_stores(
+                    argument_or_setting(given, "stores", settings, "COLES_STORE_ID"),
+                    named(given, "stores", "COLES_STORE_ID"),
+                )
             ),
-            base_url=argument_or_setting(given, "base_url", settings, "COLES_BASE_URL").rstrip("/"),
-            inbox=Path(argument_or_setting(given, "inbox", settings, "COLES_PRODUCT_INBOX")),
+            base_url=http_url(
+                named(given, "base_url", "COLES_BASE_URL"),
+                argument_or_setting(given, "base_url", settings, "COLES_BASE_URL"),
+            ),
+            inbox=folder_value(
+                f"the product inbox ({named(given, 'inbox', 'COLES_PRODUCT_INBOX')})",
+                argument_or_setting(given, "inbox", settings, "COLES_PRODUCT_INBOX"),
+                must_exist=False,
+            ),
             skip=frozenset(
                 str(group).strip("/") for group in settings.getlist("COLES_LISTING_SKIP_GROUPS")
             ),
-            page_size=max(1, setting_int(settings, "COLES_LISTING_PAGE_SIZE")),
-            max_pages=max(1, setting_int(settings, "COLES_LISTING_MAX_PAGES")),
+            page_size=setting_int(settings, "COLES_LISTING_PAGE_SIZE"),
+            max_pages=setting_int(settings, "COLES_LISTING_MAX_PAGES"),
             max_failed=setting_int(settings, "COLES_LISTING_MAX_FAILED_PAGES"),
-            queue_missing=setting_bool(settings, "COLES_LISTING_QUEUE_MISSING_BARCODES"),
+            queue_missing=queue_missing,
             database_url=setting_str(settings, "DATABASE_URL"),
-            enrichment_inbox=Path(setting_str(settings, "COLES_ENRICHMENT_INBOX")),
+            enrichment_inbox=Path(enrichment_inbox),
         )
 
 
@@ -165,7 +187,8 @@ class ColesProductsSpider(scrapy.Spider):
         inbox: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)  # scrapyd adds _job and other arguments
+        refuse_unknown_arguments(self.name, kwargs, ("base_url", "inbox", "stores"))
+        super().__init__(**kwargs)  # scrapyd adds _job
         self._arguments = {"stores": stores, "base_url": base_url, "inbox": inbox}
         self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")  # names this run's files
         self.build_id = ""

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import scrapy
 from scrapy.exceptions import CloseSpider
 
+from colesbarcodes.config import ConfigurationError
+from colesbarcodes.gtin import shown
 from colesbarcodes.site.checks import (
     BATCH,
     BUILD_ID,
@@ -56,10 +57,17 @@ from colesbarcodes.site.coles import (
     product_page_path,
 )
 from colesbarcodes.site.exits import BlockedByProtection, Exit, exits_from_setting
-from colesbarcodes.spiders.arguments import argument_or_setting
+from colesbarcodes.spiders.arguments import (
+    argument_or_setting,
+    folder_value,
+    http_url,
+    refuse_unknown_arguments,
+)
+from colesbarcodes.spiders.store_walk import store_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
+    from pathlib import Path
     from typing import Self
 
     from scrapy.crawler import Crawler
@@ -70,6 +78,7 @@ __all__ = ["RESULTS_STAT", "SiteCheckSpider"]
 logger = logging.getLogger(__name__)
 
 RESULTS_STAT = "site_check/results"
+ARGUMENTS = ("base_url", "save", "skus", "store")
 # A finish reason per status, so that `scrapy crawl site_check` exits as the crawls do.
 _REASONS = {
     Status.CHANGED: "site_changed",
@@ -96,13 +105,38 @@ class SiteCheckArguments:
     def from_settings(
         cls, settings: BaseSettings, given: Mapping[str, object] | None = None
     ) -> Self:
+        """From ``settings``, each overridden by its argument in ``given`` (the command's
+        options); a value the check cannot use raises ConfigurationError. The folder for
+        ``save`` is created here."""
         given = given or {}
         skus = [s.strip() for s in str(given.get("skus") or "").split(",") if s.strip()]
+        for sku in skus:
+            if not sku.isdigit():
+                raise ConfigurationError(
+                    f"--sku/-a skus: {shown(sku)} is not a SKU: a Coles SKU is a number, "
+                    "e.g. 1018067"
+                )
+        save = None
+        if given.get("save") is not None:
+            save = folder_value("--save/-a save", str(given["save"]), must_exist=False)
+            try:
+                save.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"--save/-a save {save}: cannot create it ({exc.strerror}): give a folder "
+                    "that can be written"
+                ) from None
         return cls(
-            base_url=argument_or_setting(given, "base_url", settings, "COLES_BASE_URL").rstrip("/"),
-            store=argument_or_setting(given, "store", settings, "COLES_STORE_ID"),
+            base_url=http_url(
+                "--base-url/-a base_url" if given.get("base_url") else "COLES_BASE_URL",
+                argument_or_setting(given, "base_url", settings, "COLES_BASE_URL"),
+            ),
+            store=store_id(
+                argument_or_setting(given, "store", settings, "COLES_STORE_ID"),
+                "--store/-a store" if given.get("store") else "COLES_STORE_ID",
+            ),
             skus=(*skus, *(s for s in DEFAULT_SKUS if s not in skus)),
-            save=Path(str(given["save"])) if given.get("save") else None,
+            save=save,
             exits=tuple(exits_from_setting(settings.get("COLES_PROXIES"))),
             skip=frozenset(
                 str(g).strip("/") for g in settings.getlist("COLES_LISTING_SKIP_GROUPS")
@@ -137,6 +171,7 @@ class SiteCheckSpider(scrapy.Spider):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SiteCheckSpider:
+        refuse_unknown_arguments(cls.name, kwargs, ARGUMENTS)
         spider: SiteCheckSpider = super().from_crawler(crawler, *args, **kwargs)
         arguments = SiteCheckArguments.from_settings(crawler.settings, kwargs)
         spider.arguments = arguments

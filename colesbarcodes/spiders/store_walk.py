@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from colesbarcodes.config import ConfigurationError
+from colesbarcodes.gtin import shown
 from colesbarcodes.inbox.lines import LineError, normalize_store_id
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["StoreWalk", "parse_stores"]
+__all__ = ["StoreWalk", "parse_stores", "store_id"]
 
 _STORE_RE = re.compile(r"^[0-9A-Za-z]{1,16}$")  # what the loader reads back from a file name
 
@@ -49,22 +51,31 @@ class StoreWalk:
         return None
 
 
-def parse_stores(value: str | Iterable[str]) -> list[str]:
+def parse_stores(value: str | Iterable[str], name: str = "the argument -a stores") -> list[str]:
     """Store ids from ``0584,0601`` (commas or spaces; Coles ids zero-padded to 4 digits),
-    in order, without repeats. Raises ValueError for an id a file name cannot carry."""
+    in order, without repeats. Raises ConfigurationError, naming ``name``, for an id that
+    is not a Coles store number, and for none at all."""
     tokens = re.split(r"[,\s]+", value) if isinstance(value, str) else list(value)
     stores: list[str] = []
     for token in tokens:
         if not str(token).strip():
             continue
-        try:
-            store = normalize_store_id("coles", str(token).strip())
-        except LineError as exc:
-            raise ValueError(exc.reason) from None
-        if store is None or not _STORE_RE.match(store):
-            raise ValueError(f"bad store id {token!r}: letters and digits only, at most 16")
-        if store not in stores:
-            stores.append(store)
+        stores.append(store_id(str(token), name))
     if not stores:
-        raise ValueError("no store given")
-    return stores
+        raise ConfigurationError(f"{name} names no store: give store numbers such as 0584,0601")
+    return list(dict.fromkeys(stores))
+
+
+def store_id(value: str, name: str) -> str:
+    """One Coles store id (``584`` → ``0584``); anything but a store number raises
+    ConfigurationError naming ``name``."""
+    text = value.strip()
+    try:
+        store = normalize_store_id("coles", text)
+    except LineError:
+        store = None
+    if store is None or not store.isdigit() or not _STORE_RE.match(store):
+        raise ConfigurationError(
+            f"{name}: {shown(value)} is not a Coles store id: give the store's number, such as 0584"
+        )
+    return store

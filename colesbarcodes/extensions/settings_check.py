@@ -1,0 +1,55 @@
+"""Every documented setting checked before anything else is built, so that a wrong value
+stops the crawl at its start with one sentence, not later or with a traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scrapy.exceptions import NotConfigured
+
+from colesbarcodes.config import ConfigurationError, check_settings
+from colesbarcodes.site.exits import exits_from_setting
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+
+__all__ = ["SettingsCheck", "check_crawl_settings"]
+
+
+def check_crawl_settings(settings: BaseSettings) -> None:
+    """Raise ConfigurationError for the first setting a crawl cannot use: the numbers and
+    switches of :data:`colesbarcodes.config.RULES`, ``COLES_PROXIES``, ``COLES_STATS_FILE``
+    (its folder must exist: it is written at the end) and ``COLES_CHROMIUM_PATH`` (checked
+    now, not when a challenge first needs the browser)."""
+    check_settings(settings)
+    exits_from_setting(settings.get("COLES_PROXIES"))
+    stats_file = str(settings.get("COLES_STATS_FILE") or "")
+    if stats_file:
+        path = Path(stats_file)
+        if path.is_dir() or not path.parent.is_dir():
+            raise ConfigurationError(
+                f"COLES_STATS_FILE {stats_file}: "
+                + ("is a folder" if path.is_dir() else f"the folder {path.parent} does not exist")
+                + ": give a file path in an existing folder"
+            )
+    launch = settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS")
+    browser = launch.get("executable_path")
+    if browser and not (Path(str(browser)).is_file() and os.access(str(browser), os.X_OK)):
+        raise ConfigurationError(
+            f"COLES_CHROMIUM_PATH {browser}: no executable there: give the path of a Chromium "
+            "binary, or unset it to use /usr/bin/chromium or Playwright's own browser"
+        )
+
+
+class SettingsCheck:
+    """The first extension built: checks the settings (:func:`check_crawl_settings`), then
+    steps aside. Its error ends the crawl before any component, request or database
+    connection is made."""
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> SettingsCheck:
+        check_crawl_settings(crawler.settings)
+        raise NotConfigured
