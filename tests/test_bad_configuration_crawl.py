@@ -51,7 +51,6 @@ COMMANDS: dict[str, list[str]] = {
     "site-check": ["site-check", "--base-url", "{site}", *FAST],
     "site_check": ["crawl", "site_check", "-a", "base_url={site}", *FAST],
 }
-SCHEME_CHECK = "database URL scheme check lands with the loader half"
 
 
 @dataclass(frozen=True)
@@ -359,7 +358,6 @@ CASES = [
         B,
         env={"DATABASE_URL": "mysql://x@y/z"},
         phrase="postgresql",
-        xfail=SCHEME_CHECK,
     ),
     # --- scrapy crawl coles_products --------------------------------------------------------
     Case("listing-unknown-argument", P, a("store", "0584"), phrase="did you mean stores?"),

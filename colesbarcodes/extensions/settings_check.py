@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import NotConfigured
 
 from colesbarcodes.config import ConfigurationError, check_settings
+from colesbarcodes.db.engine import DatabaseUrlError, check_database_url, database_url
 from colesbarcodes.site.exits import exits_from_setting
 
 if TYPE_CHECKING:
@@ -21,10 +22,17 @@ __all__ = ["SettingsCheck", "check_crawl_settings"]
 
 def check_crawl_settings(settings: BaseSettings) -> None:
     """Raise ConfigurationError for the first setting a crawl cannot use: the numbers and
-    switches of :data:`colesbarcodes.config.RULES`, ``COLES_PROXIES``, ``COLES_STATS_FILE``
+    switches of :data:`colesbarcodes.config.RULES`, ``DATABASE_URL`` (a database the
+    project supports, see :func:`~colesbarcodes.db.engine.check_database_url`),
+    ``COLES_PROXIES``, ``COLES_STATS_FILE``
     (its folder must exist: it is written at the end) and ``COLES_CHROMIUM_PATH`` (checked
     now, not when a challenge first needs the browser)."""
     check_settings(settings)
+    url = settings.get("DATABASE_URL")
+    try:  # every crawl records its run in the database; a MySQL URL is what users try
+        check_database_url(database_url(str(url) if url else None))
+    except DatabaseUrlError as error:
+        raise ConfigurationError(f"DATABASE_URL {error}") from None
     exits_from_setting(settings.get("COLES_PROXIES"))
     stats_file = str(settings.get("COLES_STATS_FILE") or "")
     if stats_file:
