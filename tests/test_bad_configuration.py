@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from sqlalchemy import func, inspect, select
 
 from colesbarcodes.db.engine import make_engine
 from colesbarcodes.db.models import Base
+from tests.conftest import require
 from tests.helpers import PROJECT, canonical_rows, free_port, run_loader, write_jsonl
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 # Placeholders in a case's arguments and environment, replaced in its workspace.
 MISSING = "<MISSING>"  # a path that does not exist
@@ -693,7 +695,14 @@ def error_lines(stderr: str) -> list[str]:
     return lines
 
 
-def run_case(bad: Case, space: Workspace, database_url: str) -> subprocess.CompletedProcess[str]:
+# Root reads any file whatever its mode: an unreadable path is tried by a root process
+# without the capabilities that override file permissions (util-linux's setpriv).
+_WITHOUT_READ_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def run_case(
+    bad: Case, space: Workspace, database_url: str, prefix: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     """``coles-loader`` (``python -m loaders``, this checkout's code) in the workspace."""
     env = {
         k: v
@@ -704,7 +713,7 @@ def run_case(bad: Case, space: Workspace, database_url: str) -> subprocess.Compl
     env["DATABASE_URL"] = database_url
     env.update({name: space.fill(value) for name, value in bad.env.items()})
     return subprocess.run(
-        [sys.executable, "-m", "loaders", *(space.fill(a) for a in bad.args)],
+        [*prefix, sys.executable, "-m", "loaders", *(space.fill(a) for a in bad.args)],
         cwd=space.root,
         env=env,
         capture_output=True,
@@ -718,16 +727,18 @@ def check(bad: Case, space: Workspace, database_url: str) -> None:
     """Run ``bad`` and assert the whole promise: status, one line, no traceback, no
     password, nothing written or lost."""
     locked: Path | None = None
+    prefix: list[str] = []
     if bad.unreadable is not None:
         if os.geteuid() == 0:
-            pytest.skip(
-                "running as root: chmod 000 stops no read (the folder and file cases cover the path)"
+            require(
+                shutil.which("setpriv") is not None, "setpriv, to run as root without read override"
             )
+            prefix = _WITHOUT_READ_OVERRIDE
         locked = space.path(bad.unreadable)
         locked.chmod(0)
     before = tree(space.root)
     try:
-        proc = run_case(bad, space, database_url)
+        proc = run_case(bad, space, database_url, prefix)
     finally:
         if locked is not None:
             locked.chmod(0o755)

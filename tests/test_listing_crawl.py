@@ -114,6 +114,7 @@ def listing_env(work: Path, stats_file: Path, **extra: str) -> dict[str, str]:
 
 def run_listing(work: Path, base_url: str, *args: str, timeout: float = 240) -> ListingCrawl:
     """A real ``scrapy crawl coles_products`` in a subprocess, from the project folder."""
+    work.mkdir(parents=True, exist_ok=True)  # the database's and the stats file's folder
     inbox = work / "product_inbox"
     stats_file = work / f"stats-{uuid.uuid4().hex[:6]}.json"
     proc = subprocess.run(

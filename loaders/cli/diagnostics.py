@@ -222,7 +222,7 @@ def data_quality(ctx: click.Context, as_json: bool) -> None:
 @click.option("--store", "store_id", help="Only SKUs sold at this store.")
 @click.option(
     "--inbox",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, readable=False),  # existing_folder says what to do
     callback=existing_folder,
     default=DEFAULT_ENRICHMENT_INBOX,
     envvar="COLES_ENRICHMENT_INBOX",

@@ -115,7 +115,7 @@ def frontier_group() -> None:
 @key_option
 @click.option(
     "--inbox",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, readable=False),  # existing_folder says what to do
     callback=existing_folder,
     default=DEFAULT_ENRICHMENT_INBOX,
     envvar="COLES_ENRICHMENT_INBOX",

@@ -54,7 +54,7 @@ def _echo_cycle(report: CycleReport, had_work: bool) -> None:
 )
 @click.option(
     "--inbox",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, readable=False),  # existing_folder says what to do
     callback=existing_folder,
     default=DEFAULT_PRODUCT_INBOX,
     envvar="COLES_PRODUCT_INBOX",
