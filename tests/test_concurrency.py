@@ -103,6 +103,10 @@ def test_two_loaders_and_two_crawls_at_once_share_the_work_and_lose_nothing(
     assert state["prices"] == expected["prices"]
     assert state["history"] == expected["history"]
     per_sku = Counter(sku for sku, _, _ in stored)
+    left = sorted(str(p.relative_to(enrichment)) for p in enrichment.rglob("*"))
+    assert stored, f"no lookup stored; enrichment inbox: {left}; crawl logs:\n" + "\n".join(
+        log[-4000:] for log in logs[2:]
+    )
     assert set(per_sku.values()) == {1}, "a SKU was looked up by both crawls"
     assert {sku: (o, b) for sku, o, b in stored} == {
         str(p.sku): expected_outcome(p) for p in CATALOGUE
