@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -22,8 +23,6 @@ import click
 from colesbarcodes.inbox.lines import DEFAULT_COMPANY
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from sqlalchemy.engine import Engine
 
 __all__ = [
@@ -155,6 +154,20 @@ def company_option() -> Any:
         default=DEFAULT_COMPANY,
         show_default=True,
         help="Company (retailer) of the SKU or store.",
+    )
+
+
+def inbox_option(default: str, envvar: str, what: str) -> Any:
+    """``--inbox``: a folder that must exist (:func:`existing_folder`, which also words the
+    error for one that cannot be read, so Click's own check is off)."""
+    return click.option(
+        "--inbox",
+        type=click.Path(path_type=Path, readable=False),
+        callback=existing_folder,
+        default=default,
+        envvar=envvar,
+        show_default=True,
+        help=f"{what} folder (env {envvar}).",
     )
 
 

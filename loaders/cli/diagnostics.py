@@ -13,7 +13,7 @@ from loaders.cli import (
     app_of,
     cli,
     company_option,
-    existing_folder,
+    inbox_option,
     json_option,
 )
 from loaders.cli import (
@@ -220,15 +220,7 @@ def data_quality(ctx: click.Context, as_json: bool) -> None:
 @cli.command("queue-missing-barcodes", context_settings=CONTEXT)
 @company_option()
 @click.option("--store", "store_id", help="Only SKUs sold at this store.")
-@click.option(
-    "--inbox",
-    type=click.Path(path_type=Path, readable=False),  # existing_folder says what to do
-    callback=existing_folder,
-    default=DEFAULT_ENRICHMENT_INBOX,
-    envvar="COLES_ENRICHMENT_INBOX",
-    show_default=True,
-    help="Barcode-enrichment inbox folder (env COLES_ENRICHMENT_INBOX).",
-)
+@inbox_option(DEFAULT_ENRICHMENT_INBOX, "COLES_ENRICHMENT_INBOX", "Barcode-enrichment inbox")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many SKUs.")
 @click.pass_context
 def queue_missing_barcodes(

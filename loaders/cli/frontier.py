@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -13,13 +12,15 @@ from loaders.cli import (
     CONTEXT,
     DEFAULT_ENRICHMENT_INBOX,
     cli,
-    existing_folder,
+    inbox_option,
     json_option,
     not_empty,
 )
 from loaders.output import echo_json, echo_mapping, echo_table
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from colesbarcodes.frontier.stream import Frontier
 
 REDIS_URL_FORM = "redis://[:PASSWORD@]HOST:6379/0"
@@ -113,15 +114,7 @@ def frontier_group() -> None:
 @frontier_group.command("feed", context_settings=CONTEXT)
 @redis_option
 @key_option
-@click.option(
-    "--inbox",
-    type=click.Path(path_type=Path, readable=False),  # existing_folder says what to do
-    callback=existing_folder,
-    default=DEFAULT_ENRICHMENT_INBOX,
-    envvar="COLES_ENRICHMENT_INBOX",
-    show_default=True,
-    help="Barcode-enrichment inbox folder (env COLES_ENRICHMENT_INBOX).",
-)
+@inbox_option(DEFAULT_ENRICHMENT_INBOX, "COLES_ENRICHMENT_INBOX", "Barcode-enrichment inbox")
 @click.option(
     "--retry-failed/--no-retry-failed",
     default=True,

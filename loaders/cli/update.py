@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from loaders.cli import CONTEXT, DEFAULT_PRODUCT_INBOX, app_of, cli, existing_folder
+from loaders.cli import CONTEXT, DEFAULT_PRODUCT_INBOX, app_of, cli, inbox_option
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from loaders.update import CycleReport, PostProcessReport
 
 
@@ -52,15 +53,7 @@ def _echo_cycle(report: CycleReport, had_work: bool) -> None:
 @click.option(
     "--products", is_flag=True, help="Import the product inbox (the files of listing scrapes)."
 )
-@click.option(
-    "--inbox",
-    type=click.Path(path_type=Path, readable=False),  # existing_folder says what to do
-    callback=existing_folder,
-    default=DEFAULT_PRODUCT_INBOX,
-    envvar="COLES_PRODUCT_INBOX",
-    show_default=True,
-    help="Product inbox folder (env COLES_PRODUCT_INBOX).",
-)
+@inbox_option(DEFAULT_PRODUCT_INBOX, "COLES_PRODUCT_INBOX", "Product inbox")
 @click.option("--once", is_flag=True, help="Run a single cycle, then exit.")
 @click.option(
     "--watch",
