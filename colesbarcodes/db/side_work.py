@@ -38,13 +38,9 @@ class OverlappingCopyWriter(LibpqWriter):
 
     def __init__(self, cursor: Cursor[Any], side_work: Callable[[], bool]) -> None:
         super().__init__(cursor)
-        self._side_work: Callable[[], bool] | None = side_work
-        self._failure: BaseException | None = None
+        self._wait = _SideWorkWait(self._pgconn, side_work)
 
     def _put(self, data: Buffer) -> None:
-        if self._side_work is None:
-            super()._put(data)
-            return
         pgconn = self._pgconn
         while pgconn.put_copy_data(data) == 0:  # libpq's buffer is full
             self._wait(write=True)
@@ -52,7 +48,7 @@ class OverlappingCopyWriter(LibpqWriter):
             self._wait(write=True)
 
     def finish(self, exc: BaseException | None = None) -> None:
-        if exc is not None or self._side_work is None:
+        if exc is not None:
             super().finish(exc)
             return
         pgconn = self._pgconn
@@ -61,21 +57,36 @@ class OverlappingCopyWriter(LibpqWriter):
         while pgconn.flush() == 1:  # the last rows are still on their way
             self._wait(write=True)
         _take_results(self.connection, self._wait)
-        failure, self._failure = self._failure, None
+        self._wait.raise_failure()
+
+
+class _SideWorkWait:
+    """A wait on the connection's socket: one step of side work while there is some, then
+    blocking until the socket is ready. A side work that fails is kept, and not asked
+    again, until :meth:`raise_failure` (once the statement in flight is done)."""
+
+    def __init__(self, pgconn: pq.abc.PGconn, side_work: Callable[[], bool]) -> None:
+        self.pgconn = pgconn
+        self.side_work: Callable[[], bool] | None = side_work
+        self.failure: BaseException | None = None
+
+    def __call__(self, *, write: bool) -> None:
+        if self.side_work is not None:
+            try:
+                if self.side_work():
+                    return
+            except Exception as error:  # finish the statement first, raise afterwards
+                self.failure = error
+            self.side_work = None
+        if write:
+            select.select([], [self.pgconn.socket], [])
+        else:
+            select.select([self.pgconn.socket], [], [])
+
+    def raise_failure(self) -> None:
+        failure, self.failure = self.failure, None
         if failure is not None:
             raise failure
-
-    def _wait(self, *, write: bool) -> None:
-        """One step of side work, or, when there is none left, block until the socket
-        is ready."""
-        if self._side_work is not None:
-            try:
-                if self._side_work():
-                    return
-            except Exception as error:  # finish the COPY first, raise afterwards
-                self._failure = error
-            self._side_work = None
-        _block(self._pgconn, write=write)
 
 
 def _take_results(connection: Connection[Any], wait: Callable[..., None]) -> None:
@@ -101,30 +112,10 @@ def execute_with_side_work(
     """Run a statement without parameters or rows to return (an ``INSERT .. SELECT``),
     doing ``side_work`` while the server runs it; as :class:`OverlappingCopyWriter`, a
     failing side work is raised once the statement is done."""
-    failure: list[BaseException] = []
-    work: list[Callable[[], bool]] = [side_work]
-
-    def wait(*, write: bool) -> None:
-        if work:
-            try:
-                if work[0]():
-                    return
-            except Exception as error:
-                failure.append(error)
-            work.clear()
-        _block(connection.pgconn, write=write)
-
     pgconn = connection.pgconn
+    wait = _SideWorkWait(pgconn, side_work)
     pgconn.send_query(statement.encode())  # raises if it cannot be sent
     while pgconn.flush() == 1:
         wait(write=True)
     _take_results(connection, wait)
-    if failure:
-        raise failure[0]
-
-
-def _block(pgconn: pq.abc.PGconn, *, write: bool) -> None:
-    if write:
-        select.select([], [pgconn.socket], [])
-    else:
-        select.select([pgconn.socket], [], [])
+    wait.raise_failure()
