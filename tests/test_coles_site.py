@@ -23,8 +23,6 @@ from colesbarcodes.site.coles import (
     is_bot_check,
     parse_category_tree,
     parse_graphql_category_tree,
-    parse_graphql_product,
-    parse_graphql_products,
     parse_product_page,
     parse_site_config,
     product_page_path,
@@ -63,35 +61,6 @@ def test_a_product_page_is_trusted_only_for_the_sku_asked_for(samples: Path) -> 
     assert other.sku == "6433306"
     with pytest.raises(SiteFormatError):
         parse_product_page(html, "1234567")
-
-
-def test_graphql_product_records_and_their_gtin_shapes() -> None:
-    record = parse_graphql_product(
-        json.dumps(
-            {"data": {"product": {"id": 42, "name": "Milk", "gtin": 9300633600082}}}
-        ).encode(),
-        "42",
-    )
-    assert record is not None and record.gtin == 9300633600082 and record.has_gtin_field
-    no_field = parse_graphql_product(b'{"data": {"product": {"id": "42", "name": "Milk"}}}', "42")
-    assert no_field is not None and not no_field.has_gtin_field and no_field.gtin is None
-    assert (
-        parse_graphql_product(b'{"data": {"product": null}}', "42") is None
-    )  # unknown or delisted
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"<html>not json</html>",
-        b'{"errors": [{"message": "boom"}]}',
-        b'{"data": {"product": {"id": 7}}}',
-        b'{"data": {"product": []}}',
-    ],
-)
-def test_unusable_graphql_answers_raise(body: bytes) -> None:
-    with pytest.raises(SiteFormatError):
-        parse_graphql_product(body, "42")
 
 
 def test_graphql_request_body_follows_the_contract() -> None:
@@ -152,20 +121,6 @@ def test_graphql_requests_carry_the_headers_of_the_sites_own_client() -> None:
     assert headers["Referer"] == "https://www.coles.com.au/"
 
 
-def test_the_real_get_product_details_answer_gives_its_gtin(samples: Path) -> None:
-    body = (samples / "coles_graphql_GetProductDetails.json").read_bytes()
-    record = parse_graphql_product(body, "1018067")
-    assert record is not None
-    assert record.gtin == "9310232962085"
-    assert (record.name, record.brand, record.size) == (
-        "Charged Strong Latte Iced Coffee",
-        "Dare",
-        "240mL",
-    )
-    with pytest.raises(SiteFormatError, match="not 1018577"):
-        parse_graphql_product(body, "1018577")  # a variation's SKU is not the record asked for
-
-
 def test_a_batched_document_asks_for_each_sku_under_its_own_alias() -> None:
     body = json.loads(graphql_body(["11", "22", "33"], "0584"))
     document = graphql.parse(body["query"])
@@ -179,55 +134,6 @@ def test_a_batched_document_asks_for_each_sku_under_its_own_alias() -> None:
     assert aliases == ["p0", "p1", "p2"]
     assert body["variables"] == {"storeId": "COL:0584", "p0": "11", "p1": "22", "p2": "33"}
     assert body["operationName"] == "GetProductDetails"
-
-
-def test_each_alias_of_a_batched_answer_is_its_skus_outcome() -> None:
-    answer = parse_graphql_products(
-        json.dumps(
-            {
-                "errors": [
-                    {"message": "Product not found", "path": ["p1"]},
-                    {"message": "Internal failure", "path": ["p2"]},
-                ],
-                "data": {
-                    "p0": {"id": 11, "name": "Milk", "gtin": "9300633600082"},
-                    "p1": None,
-                    "p2": None,
-                    "p3": {"id": 99, "name": "Someone else"},
-                },
-            }
-        ).encode(),
-        ["11", "22", "33", "44", "55"],
-    )
-    assert answer.problem is None
-    assert set(answer.records) == {"11"} and answer.records["11"].gtin == "9300633600082"
-    assert set(answer.not_found) == {"22"}
-    assert set(answer.errors) == {"33", "44", "55"}  # failed, another SKU's, unanswered
-    assert "answered for SKU 99" in answer.errors["44"]
-
-
-@pytest.mark.parametrize(
-    ("status", "errors", "kind"),
-    [
-        (
-            400,
-            [{"message": "Query is too complex: 30 > 24", "extensions": {"code": "X"}}],
-            "too_complex",
-        ),
-        (413, None, "too_complex"),
-        (400, [{"message": 'Cannot query field "gtin" on type "Product".'}], "rejected"),
-        (400, [{"message": "x", "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}], "rejected"),
-        (200, [{"message": "Invalid StoreId: COL:9999"}], "rejected"),
-        (200, [{"message": "x", "extensions": {"code": "BAD_USER_INPUT"}}], "rejected"),
-        (500, [{"message": "Internal server error"}], "server"),
-        (502, None, "server"),
-    ],
-)
-def test_refused_documents_are_told_apart(status: int, errors: object, kind: str) -> None:
-    assert classify_errors(errors, status).kind == ProblemKind(kind)
-    body = json.dumps({"errors": errors} if errors else {}).encode()
-    answer = parse_graphql_products(body if errors else b"<html>bad gateway</html>", ["1"], status)
-    assert answer.problem is not None and answer.problem.kind == ProblemKind(kind)
 
 
 def test_the_2025_product_page_json_ld_carries_the_gtin(samples: Path) -> None:

@@ -2,8 +2,9 @@
 
 One extension owns this lifecycle for both spiders: reading the home page (build id,
 subscription key, GraphQL URL), reading it again when the key is refused (once for all the
-requests that were refused together), and the number of SKUs a GraphQL document carries
-(lowered when the server refuses a document as too complex, then kept). Other components
+requests that were refused together), the number of SKUs a GraphQL document carries
+(lowered when the server refuses a document as too complex, then kept), and how many
+answers in a row were no answer the crawl can read (the crawl stops when they keep coming). Other components
 find it with ``crawler.get_extension(SiteSession)``.
 """
 
@@ -68,6 +69,7 @@ class SiteSession:
         self.base_url = ""
         self.generation = 0  # increases with every home page read
         self.batch_size = max(1, batch_size)
+        self.unreadable_in_a_row = 0
         self._refreshing: asyncio.Future[bool] | None = None
 
     @classmethod
@@ -140,6 +142,16 @@ class SiteSession:
         self._refreshing.set_result(ok)
         self._refreshing = None
         return ok
+
+    def answer_understood(self) -> None:
+        """An answer the crawl could read came: the unreadable ones were passing."""
+        self.unreadable_in_a_row = 0
+
+    def answer_unreadable(self) -> int:
+        """One more answer that is no answer the crawl knows; how many in a row now."""
+        self.unreadable_in_a_row += 1
+        self.crawler.stats.max_value("coles/answers_unreadable_in_a_row", self.unreadable_in_a_row)
+        return self.unreadable_in_a_row
 
     def shrink_batch(self, refused_size: int, stated_limit: int | None = None) -> int:
         """The server refused a document of ``refused_size`` SKUs as too complex: later

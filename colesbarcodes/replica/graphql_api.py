@@ -273,12 +273,18 @@ RENAMED_FIELDS = {"product": "productDetails", "productCategories": "shopMenu"}
 
 
 @functools.cache
-def schema_for(layout: str, renamed: frozenset[str] = frozenset()) -> GraphQLSchema:
+def schema_for(
+    layout: str, renamed: frozenset[str] = frozenset(), *, product_non_null: bool = False
+) -> GraphQLSchema:
     """The executable schema of ``layout`` ("2026" or "2024"), built once; the root fields
-    in ``renamed`` go by their :data:`RENAMED_FIELDS` name."""
+    in ``renamed`` go by their :data:`RENAMED_FIELDS` name. ``product_non_null`` declares
+    the root field ``product`` as ``Product!``: an unknown SKU's error then nulls the whole
+    document (GraphQL propagates a non-null field's null to its parent)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}")
     query_sdl = _CATEGORIES_SDL + _QUERY_2026 if layout == "2026" else _QUERY_2024
+    if product_non_null:
+        query_sdl = re.sub(r"(\bproduct\([^)]*\)): Product\b", r"\1: Product!", query_sdl)
     for name in sorted(renamed):
         query_sdl = query_sdl.replace(f"  {name}(", f"  {RENAMED_FIELDS[name]}(")
     schema = graphql.build_schema(_PRODUCT_SDL + query_sdl)
@@ -462,8 +468,6 @@ def execute(
         raise TypeError("the replica's resolvers must be synchronous")
     if not isinstance(result, graphql.ExecutionResult):  # pragma: no cover - one result
         raise TypeError("expected one ExecutionResult")
-    if result.data is None and result.errors:
-        return 400, {"errors": [_formatted(e, "BAD_USER_INPUT") for e in result.errors]}
     body: dict[str, Any] = {}
     if result.errors:
         body["errors"] = [

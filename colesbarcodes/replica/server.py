@@ -16,7 +16,12 @@ Endpoints (the contract in the project's shared README; ``layout`` picks the yea
 - ``POST /api/graphql``: real GraphQL (graphql-core) needing ``ocp-apim-subscription-key``
   (else 401): ``product(productId: String!, storeId: BrandedId!, ...)`` (``GetProductDetails``,
   one or many aliases a document) and, in 2026 only, ``productCategories`` (``GetShopProductsMenu``).
-  Unknown SKU: "Product not found" on that alias (200); syntax 400 ``GRAPHQL_PARSE_FAILED``;
+  Unknown SKU: "Product <id> not found" on that alias (200; with ``product_non_null`` the
+  schema declares the root field ``Product!`` and the error nulls the whole document:
+  ``{"data": null, "errors": [...]}``, 200, as GraphQL propagates nulls); a store in
+  ``unknown_stores``: "Invalid StoreId" (``BAD_USER_INPUT``) on the alias; a SKU in
+  ``gtin_error_skus``: its ``gtin`` fails to resolve (null, and an error whose path is
+  ``[alias, "gtin"]``); syntax 400 ``GRAPHQL_PARSE_FAILED``;
   invalid document 400 ``GRAPHQL_VALIDATION_FAILED``; bad variables 400 ``BAD_USER_INPUT``;
   more ``product`` fields than ``max_aliases``: 400 ``QUERY_TOO_COMPLEX``. The key can rotate
   every ``rotate_key_after`` accepted requests.
@@ -42,6 +47,8 @@ restores the site), one point of the contract each (:data:`BREAKS`), in either l
   (graphql-core's words); ``productCategories`` unchanged.
 - ``gtin-removed``: ``gtin`` stays in the schema but every GraphQL record answers ``null``;
   product pages unchanged.
+- ``graphql-maintenance``: ``POST /api/graphql`` answers 200 with an HTML maintenance page
+  (what a site's edge serves while the API is down); pages and listings unchanged.
 - ``categories-moved``: ``productCategories`` is ``shopMenu`` (2026; a ``GetShopProductsMenu``
   document answers 400 as above) and ``browse.json`` answers 404 (both layouts); listing pages
   still answer.
@@ -112,6 +119,7 @@ BREAKS: dict[str, str] = {
     "operation-renamed": "GraphQL `product` renamed productDetails: GetProductDetails 400",
     "gtin-removed": "GraphQL answers gtin: null for every product (the field stays)",
     "categories-moved": "productCategories renamed shopMenu; browse.json answers 404",
+    "graphql-maintenance": "the GraphQL URL answers 200 with an HTML maintenance page",
 }
 KEY_SCRIPT_PREFIX = "/_next/static/chunks/env-"
 
@@ -150,6 +158,9 @@ class ReplicaConfig:
     delay_ms: float = 0.0  # added to every content request
     fail_skus: set[int] = field(default_factory=set)  # always 503 (GraphQL and product page)
     not_found_skus: set[int] = field(default_factory=set)  # answered as unknown
+    gtin_error_skus: set[int] = field(default_factory=set)  # gtin fails to resolve (a field error)
+    unknown_stores: set[int] = field(default_factory=set)  # "Invalid StoreId" (BAD_USER_INPUT)
+    product_non_null: bool = False  # the schema declares product(...): Product! (nulls propagate)
     mismatch_skus: set[int] = field(default_factory=set)  # page's __NEXT_DATA__ is another SKU
     page_gtin: bool = False  # product pages carry the GTIN (to test a page-based source)
     robots_disallow: list[str] = field(default_factory=lambda: ["/checkout", "/account"])
@@ -594,6 +605,9 @@ class ReplicaSite:
             )
             return _json({"statusCode": 401, "message": message}, 401)
         self._key_uses += 1
+        if "graphql-maintenance" in config.breaks:
+            self.stats.faults["graphql_maintenance"] += 1
+            return web.Response(text=MAINTENANCE_PAGE, content_type="text/html")
         try:
             return self._answer_graphql(request)
         finally:
@@ -614,7 +628,11 @@ class ReplicaSite:
                 else "Query is too complex."
             )
             return _graphql_error(message, "QUERY_TOO_COMPLEX")
-        schema = graphql_api.schema_for(self.config.layout, self._renamed_fields())
+        schema = graphql_api.schema_for(
+            self.config.layout,
+            self._renamed_fields(),
+            product_non_null=self.config.product_non_null,
+        )
         status, body = graphql_api.execute(schema, parsed, _Resolvers(self))
         return _json(body, status)
 
@@ -745,6 +763,21 @@ class ReplicaSite:
         return _json({"ok": True})
 
 
+MAINTENANCE_PAGE = (
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Coles | We\'ll be '
+    "back soon</title></head><body><main><h1>We're making some improvements</h1><p>Coles "
+    "Online is currently unavailable while we carry out scheduled maintenance. Please try "
+    "again shortly.</p></main></body></html>"
+)
+
+
+def _failing_field(_info: Any) -> None:
+    """A field whose resolver fails, as a server's backend timing out on one field would."""
+    raise GraphQLError(
+        "Failed to fetch gtin: upstream timeout", extensions={"code": "INTERNAL_SERVER_ERROR"}
+    )
+
+
 class _Resolvers:
     """What the GraphQL schema asks of the site: records from the catalogue, the tree."""
 
@@ -758,11 +791,19 @@ class _Resolvers:
         if product is not None and product.sku in site.config.not_found_skus:
             site.stats.faults["not_found_sku"] += 1
             product = None
+        if int(store) in site.config.unknown_stores:
+            site.stats.faults["invalid_store"] += 1
+            raise GraphQLError(
+                f"Invalid StoreId: COL:{store}", extensions={"code": "BAD_USER_INPUT"}
+            )
         if product is None:
-            raise GraphQLError("Product not found", extensions={"code": "NOT_FOUND"})
+            raise GraphQLError(f"Product {product_id} not found", extensions={"code": "NOT_FOUND"})
         record = product_record(product, site.catalogue, with_gtin=True)
         if "gtin-removed" in site.config.breaks:
             record["gtin"] = None
+        if product.sku in site.config.gtin_error_skus:
+            site.stats.faults["gtin_error"] += 1
+            record["gtin"] = _failing_field  # graphql-core calls it: a field error, with path
         record.setdefault("availabilityStatus", None)
         record.setdefault("collectableCampaign", "")
         record.setdefault("nutritionalClaims", [])

@@ -19,7 +19,6 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from colesbarcodes.gtin import InvalidGtin, parse_gtin
 from colesbarcodes.site.coles import (
     KEY_IN_NEXT_DATA,
     KEY_IN_PAGE,
@@ -27,7 +26,9 @@ from colesbarcodes.site.coles import (
     PROTECTION_BLOCK,
     PROTECTION_CHALLENGE,
     Category,
+    GraphQLProblem,
     ProblemKind,
+    Reading,
     SiteConfig,
     SiteFormatError,
     parse_build_id,
@@ -165,6 +166,7 @@ class Answer:
     status: int = 0
     body: bytes = b""
     error: str = ""  # a download error ("TimeoutError: ..."), empty when an answer came
+    content_type: str = ""
     blocked: bool = False  # the exit pool gave up on a block page
 
 
@@ -257,41 +259,41 @@ def check_product(answer: Answer, sku: str) -> tuple[CheckResult, str | None]:
     early = _not_answered(PRODUCT, answer, "GraphQL") or _refusal(PRODUCT, answer)
     if early is not None:
         return early, None
-    parsed = parse_graphql_products(answer.body, [sku], answer.status)
+    parsed = parse_graphql_products(answer.body, [sku], answer.status, answer.content_type)
     if parsed.problem is not None:
-        kind = "refused the document" if parsed.problem.kind is ProblemKind.REJECTED else "failed"
-        return PRODUCT.result(
-            Status.CHANGED, f"GraphQL {kind}: {parsed.problem.message}"[:300]
-        ), None
-    if sku in parsed.not_found:
+        return PRODUCT.result(Status.CHANGED, _problem_seen(parsed.problem)), None
+    reading = parsed.readings.get(sku)
+    if reading is None:  # a one-product document cannot lose its answer to another
+        return PRODUCT.result(Status.CHANGED, f"no answer for SKU {sku}"), None
+    name = reading.record.name if reading.record is not None else None
+    label = f"SKU {sku} ({name})" if name else f"SKU {sku}"
+    if reading.reading is Reading.NOT_FOUND:
         return PRODUCT.result(
             Status.CHANGED,
-            f"SKU {sku} not found: {parsed.not_found[sku]}"[:300],
+            f"SKU {sku} not found: {reading.reason}"[:300],
             "the product may be gone from the site: name a current one with --sku; if every "
             f"SKU is not found, see {DOCS}, section GraphQL",
         ), None
-    if sku in parsed.errors:
-        return PRODUCT.result(Status.CHANGED, f"SKU {sku}: {parsed.errors[sku]}"[:300]), None
-    record = parsed.records.get(sku)
-    if record is None:
-        return PRODUCT.result(Status.CHANGED, f"no record for SKU {sku} in the answer"), None
-    if not record.has_gtin_field:
-        return PRODUCT.result(
-            Status.CHANGED, f"SKU {sku} ({record.name}): the record has no gtin field"
-        ), record.name
-    try:
-        gtin = parse_gtin(record.gtin)
-    except InvalidGtin as exc:
-        return PRODUCT.result(
-            Status.CHANGED, f"SKU {sku} ({record.name}): gtin {exc}"[:300]
-        ), record.name
-    if gtin is None:
+    if reading.reading is Reading.NOT_UNDERSTOOD:
+        return PRODUCT.result(Status.CHANGED, f"{label}: {reading.reason}"[:300]), name
+    if reading.reading is Reading.INVALID_BARCODE:
+        return PRODUCT.result(Status.CHANGED, f"{label}: gtin {reading.reason}"[:300]), name
+    if reading.gtin is None:
         return PRODUCT.result(
             Status.CHANGED,
-            f"SKU {sku} ({record.name}): gtin is empty; if other products' are too, the API "
-            "stopped carrying barcodes",
-        ), record.name
-    return PRODUCT.result(Status.OK, f"SKU {sku} ({record.name}): GTIN {gtin.code}"), record.name
+            f"{label}: gtin is empty; if other products' are too, the API stopped carrying "
+            "barcodes",
+        ), name
+    return PRODUCT.result(Status.OK, f"{label}: GTIN {reading.gtin.code}"), name
+
+
+def _problem_seen(problem: GraphQLProblem) -> str:
+    kind = {
+        ProblemKind.REJECTED: "GraphQL refused the document",
+        ProblemKind.UNREADABLE: "no GraphQL answer",
+        ProblemKind.TOO_COMPLEX: "GraphQL refused the document as too complex",
+    }.get(problem.kind, "GraphQL failed")
+    return f"{kind}: {problem.message}"[:300]
 
 
 def check_batch(answer: Answer, skus: Sequence[str]) -> CheckResult:
@@ -300,7 +302,7 @@ def check_batch(answer: Answer, skus: Sequence[str]) -> CheckResult:
     early = _not_answered(BATCH, answer, "GraphQL") or _refusal(BATCH, answer)
     if early is not None:
         return early
-    parsed = parse_graphql_products(answer.body, skus, answer.status)
+    parsed = parse_graphql_products(answer.body, skus, answer.status, answer.content_type)
     if parsed.problem is not None:
         if parsed.problem.kind is ProblemKind.TOO_COMPLEX:
             return BATCH.result(
@@ -309,15 +311,18 @@ def check_batch(answer: Answer, skus: Sequence[str]) -> CheckResult:
                 "the site takes one product per document: set COLES_GRAPHQL_BATCH=1; see "
                 f"{DOCS}, section GraphQL",
             )
-        return BATCH.result(Status.CHANGED, f"GraphQL: {parsed.problem.message}"[:300])
-    answered = [s for s in skus if s in parsed.records or s in parsed.not_found]
-    if len(answered) < len(skus):
-        missing = ", ".join(s for s in skus if s not in answered)
-        errors = "; ".join(parsed.errors.values())
+        return BATCH.result(Status.CHANGED, _problem_seen(parsed.problem))
+    readings = [parsed.readings.get(sku) for sku in skus]
+    unanswered = [
+        f"{sku}: {reading.reason if reading else 'lost to another SKU'}"
+        for sku, reading in zip(skus, readings, strict=True)
+        if reading is None or reading.reading is Reading.NOT_UNDERSTOOD
+    ]
+    if unanswered:
         return BATCH.result(
-            Status.CHANGED, f"no answer for {missing} in one document {errors}".strip()[:300]
+            Status.CHANGED, f"no answer in one document for {'; '.join(unanswered)}"[:300]
         )
-    found = sum(1 for s in skus if s in parsed.records)
+    found = sum(1 for r in readings if r is not None and r.reading is not Reading.NOT_FOUND)
     return BATCH.result(
         Status.OK, f"{len(skus)} of {len(skus)} answered in one document ({found} found)"
     )

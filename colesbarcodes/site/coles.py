@@ -34,6 +34,8 @@ from urllib.parse import quote, urljoin
 
 import orjson
 
+from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin, shown
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -53,11 +55,14 @@ __all__ = [
     "ListingPage",
     "ProblemKind",
     "ProductRecord",
+    "Reading",
     "SiteConfig",
     "SiteFormatError",
+    "SkuReading",
     "categories_graphql_body",
     "categories_path",
     "classify_errors",
+    "describe_answer",
     "graphql_body",
     "graphql_headers",
     "is_block_page",
@@ -69,7 +74,6 @@ __all__ = [
     "parse_build_id",
     "parse_category_tree",
     "parse_graphql_category_tree",
-    "parse_graphql_product",
     "parse_graphql_products",
     "parse_listing",
     "parse_next_data",
@@ -78,6 +82,7 @@ __all__ = [
     "product_alias",
     "product_page_path",
     "protection_kind",
+    "read_product_page",
 ]
 
 BOT_CHECK_COOKIE_PREFIXES = ("visid_incap_", "incap_ses_", "nlbi_", "reese84")
@@ -284,11 +289,12 @@ def _record(sku: str, product: dict[str, Any]) -> ProductRecord:
 
 
 class ProblemKind(enum.StrEnum):
-    """Why a whole GraphQL document was refused."""
+    """Why a whole GraphQL document went unanswered."""
 
     TOO_COMPLEX = "too_complex"  # too many products in one document: ask for fewer
     REJECTED = "rejected"  # validation or bad input: the site changed, asking again won't help
     SERVER = "server"  # the server failed: worth another try
+    UNREADABLE = "unreadable"  # no GraphQL answer at all (HTML, empty, cut off, wrong shape)
 
 
 _STATED_LIMIT_RE = re.compile(r"(?:limit|maximum|max)(?:\s+(?:is|of))?\s*:?\s*(\d+)", re.IGNORECASE)
@@ -306,14 +312,50 @@ class GraphQLProblem:
         return int(match.group(1)) if match else None
 
 
+class Reading(enum.StrEnum):
+    """What an answer says of one SKU: one of the four facts, or *not understood*.
+
+    Only the first four may be stored as outcomes; ``not_understood`` is asked again and,
+    when it stays so, ends as ``failed`` (a retry file), never as a fact.
+    """
+
+    FOUND = "found"
+    NO_BARCODE = "no_barcode"
+    NOT_FOUND = "not_found"
+    INVALID_BARCODE = "invalid_barcode"
+    NOT_UNDERSTOOD = "not_understood"
+
+
+@dataclass(frozen=True, slots=True)
+class SkuReading:
+    """One SKU's reading, why, and what came with it.
+
+    ``record`` is there for found, no_barcode and invalid_barcode; ``gtin`` for found.
+    ``rejected``: an error of the site's contract (bad input, validation, "Invalid
+    StoreId") named this SKU, so asking again cannot help. ``unreadable``: the answer for it
+    does not have the shape the site is known to send (not a server's error).
+    """
+
+    reading: Reading
+    reason: str
+    record: ProductRecord | None = None
+    gtin: Gtin | None = None
+    rejected: bool = False
+    unreadable: bool = False
+
+
 @dataclass(slots=True)
 class GraphQLAnswer:
-    """One GraphQL answer, SKU by SKU: a record, "not found", or an error for that SKU alone
-    (``errors``: ask again); ``problem`` when the whole document was refused."""
+    """One ``GetProductDetails`` answer, read whole.
 
-    records: dict[str, ProductRecord] = field(default_factory=dict)
-    not_found: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    Either ``problem`` (the document as a whole went unanswered: nothing is known of its
+    SKUs), or a reading for SKUs the answer speaks of, with the rest in ``ask_again``:
+    SKUs whose answer was lost because another SKU's error nulled the whole document (they
+    cost nothing: ask for them again at once).
+    """
+
+    readings: dict[str, SkuReading] = field(default_factory=dict)
+    ask_again: list[str] = field(default_factory=list)
     problem: GraphQLProblem | None = None
 
 
@@ -321,7 +363,13 @@ _TOO_COMPLEX_RE = re.compile(
     r"too (?:complex|large|big|many)|complexity|query cost|max(?:imum)? depth", re.IGNORECASE
 )
 _REJECTED_CODES = frozenset(
-    {"GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED", "BAD_USER_INPUT", "BAD_REQUEST"}
+    {
+        "GRAPHQL_VALIDATION_FAILED",
+        "GRAPHQL_PARSE_FAILED",
+        "BAD_USER_INPUT",
+        "BAD_REQUEST",
+        "VALIDATION_ERROR",
+    }
 )
 _REJECTED_RE = re.compile(
     r"invalid storeid|cannot query field|unknown (?:type|argument|operation)|"
@@ -329,6 +377,9 @@ _REJECTED_RE = re.compile(
     re.IGNORECASE,
 )
 _NOT_FOUND_RE = re.compile(r"not found", re.IGNORECASE)
+# Fields whose error spoils the barcode itself; an error on another field (a name, a
+# brand) leaves a found barcode standing, but never an absent one.
+_BARCODE_FIELDS = frozenset({"gtin", "id"})
 
 
 def _error_text(error: Any) -> tuple[str, str]:
@@ -338,6 +389,10 @@ def _error_text(error: Any) -> tuple[str, str]:
     extensions = error.get("extensions")
     code = extensions.get("code") if isinstance(extensions, dict) else None
     return str(error.get("message") or "")[:300], str(code or "")
+
+
+def _is_rejection(text: str, code: str) -> bool:
+    return code.upper() in _REJECTED_CODES or _REJECTED_RE.search(text) is not None
 
 
 def classify_errors(errors: Any, status: int = 200) -> GraphQLProblem:
@@ -351,80 +406,188 @@ def classify_errors(errors: Any, status: int = 200) -> GraphQLProblem:
     )
     if status == 413 or too_complex:
         return GraphQLProblem(ProblemKind.TOO_COMPLEX, message)
-    if codes & _REJECTED_CODES or any(_REJECTED_RE.search(text) for text, _ in texts):
+    if any(_is_rejection(text, code) for text, code in texts):
         return GraphQLProblem(ProblemKind.REJECTED, message)
     if 400 <= status < 500 and texts:
         return GraphQLProblem(ProblemKind.REJECTED, message)
     return GraphQLProblem(ProblemKind.SERVER, message)
 
 
-def parse_graphql_products(body: bytes, skus: Sequence[str], status: int = 200) -> GraphQLAnswer:
-    """Each SKU's answer in a ``GetProductDetails`` response for ``skus`` (in document order).
+def describe_answer(status: int, content_type: str, body: bytes) -> str:
+    """What an answer was, for a person: status, content type, size and its first bytes."""
+    head = body[:80].decode("utf-8", "replace")
+    head = re.sub(r"\s+", " ", head).strip()
+    size = f"{len(body)} bytes" if body else "empty body"
+    shown_type = content_type.split(";")[0].strip() or "no content type"
+    return f"HTTP {status}, {shown_type}, {size}" + (f": {head!r}" if head else "")
 
-    An alias whose value is null is "not found" when an error for that alias says so (or no
-    error names it: the 2024 API answered a bare null); any other error on an alias spoils
-    that SKU alone. A record for another SKU than the one asked for is never trusted.
+
+def _unreadable(what: str, status: int, content_type: str, body: bytes) -> GraphQLAnswer:
+    seen = describe_answer(status, content_type, body)
+    return GraphQLAnswer(problem=GraphQLProblem(ProblemKind.UNREADABLE, f"{what} ({seen})"))
+
+
+def _not_understood(reason: str, *, rejected: bool = False, unreadable: bool = False) -> SkuReading:
+    return SkuReading(
+        Reading.NOT_UNDERSTOOD, reason[:300], rejected=rejected, unreadable=unreadable
+    )
+
+
+@dataclass(slots=True)
+class _AliasErrors:
+    """The errors an answer attributes to one alias (by the first element of ``path``)."""
+
+    texts: list[str] = field(default_factory=list)
+    on_barcode: bool = False  # one names the alias itself, its gtin or its id
+    rejected: bool = False  # one is an error of the site's contract
+
+    def add(self, text: str, code: str, path: list[Any]) -> None:
+        self.texts.append(text or code or "an error without a message")
+        if len(path) == 1 or path[1] in _BARCODE_FIELDS:
+            self.on_barcode = True
+        if _is_rejection(text, code) and not _NOT_FOUND_RE.search(text):
+            self.rejected = True  # "Product 1 not found" may come as bad input: an answer
+
+    @property
+    def message(self) -> str:
+        return "; ".join(self.texts)[:300]
+
+    @property
+    def says_not_found(self) -> bool:
+        return bool(self.texts) and all(_NOT_FOUND_RE.search(text) for text in self.texts)
+
+
+def _read_record(sku: str, product: dict[str, Any], errors: _AliasErrors | None) -> SkuReading:
+    """The reading of one product record, given the errors that name its alias."""
+    if errors is not None and errors.rejected:
+        return _not_understood(f"the site refused it: {errors.message}", rejected=True)
+    if errors is not None and errors.on_barcode:
+        return _not_understood(f"the site failed on its record: {errors.message}")
+    product_id = product.get("id")
+    if isinstance(product_id, bool) or not isinstance(product_id, int | str):
+        return _not_understood("the record has no usable id", unreadable=True)
+    if str(product_id).strip() != sku:
+        return _not_understood(f"answered for SKU {shown(product_id)}, not {sku}", unreadable=True)
+    if "gtin" not in product:
+        return _not_understood(
+            "the record has no gtin field (the document asks for it)", unreadable=True
+        )
+    raw = product["gtin"]
+    if isinstance(raw, bool) or not isinstance(raw, str | int | type(None)):
+        return _not_understood(f"gtin is a {type(raw).__name__}", unreadable=True)
+    record = _record(sku, product)
+    try:
+        gtin = parse_gtin(raw)
+    except InvalidGtin as exc:
+        return SkuReading(Reading.INVALID_BARCODE, exc.reason, record)
+    if gtin is not None:
+        return SkuReading(Reading.FOUND, "the product record's gtin", record, gtin)
+    if errors is not None:  # an error on another field: an absent barcode is not a fact then
+        return _not_understood(f"the site failed on part of its record: {errors.message}")
+    return SkuReading(Reading.NO_BARCODE, "the product record's gtin is empty", record)
+
+
+def parse_graphql_products(
+    body: bytes, skus: Sequence[str], status: int = 200, content_type: str = ""
+) -> GraphQLAnswer:
+    """Each SKU's reading in a ``GetProductDetails`` answer for ``skus`` (in document order).
+
+    A total function: whatever the body, it returns, and no SKU gets a fact the answer does
+    not state. Errors are attributed by ``path`` (its first element is the alias); an error
+    without a path concerns the whole document.
+
+    * not JSON, not an object, no ``data`` nor ``errors``: the problem ``unreadable``;
+    * ``data`` null with errors that all name aliases (the null of a non-null root field
+      propagated): those aliases are read from their errors, the others are ``ask_again``;
+      otherwise the errors are the document's problem (``classify_errors``);
+    * an alias whose value is null: ``not_found`` when every error naming it says "not
+      found", or no error names it (the 2024 API answered a bare null); else not understood;
+    * a record: ``found``/``invalid_barcode`` from its ``gtin`` unless an error names the
+      alias, its ``gtin`` or its ``id``; ``no_barcode`` only when its ``gtin`` field is there
+      and empty and no error names the alias at all. A record for another SKU, without its
+      ``id`` or ``gtin`` field, or of the wrong shape, is not understood.
     """
     wanted = [str(sku) for sku in skus]
-    answer = GraphQLAnswer()
     try:
         document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+    except orjson.JSONDecodeError:
         if status >= 400:
-            answer.problem = classify_errors(None, status)
-            return answer
-        raise SiteFormatError(f"GraphQL answer is not JSON: {exc}") from None
+            return GraphQLAnswer(problem=classify_errors(None, status))
+        return _unreadable("the answer is not JSON", status, content_type, body)
     if not isinstance(document, dict):
-        raise SiteFormatError("GraphQL answer is not a JSON object")
+        return _unreadable("the answer is not a JSON object", status, content_type, body)
     data, errors = document.get("data"), document.get("errors")
-    if not isinstance(data, dict):
-        if errors or status >= 400:
-            answer.problem = classify_errors(errors, status)
-            return answer
-        raise SiteFormatError("GraphQL answer without data or errors")
-    by_alias: dict[str, list[str]] = {}
-    loose: list[str] = []
-    for error in errors if isinstance(errors, list) else []:
+    if errors is not None and not isinstance(errors, list):
+        return _unreadable("errors is not a list", status, content_type, body)
+    entries: list[Any] = errors or []
+    if data is not None and not isinstance(data, dict):
+        return _unreadable("data is not an object", status, content_type, body)
+    by_alias: dict[str, _AliasErrors] = {}
+    loose: list[Any] = []
+    aliases = {product_alias(index, len(wanted)) for index in range(len(wanted))}
+    for error in entries:
         text, code = _error_text(error)
         path = error.get("path") if isinstance(error, dict) else None
-        if isinstance(path, list) and path and isinstance(path[0], str):
-            by_alias.setdefault(path[0], []).append(text or code)
+        if isinstance(path, list) and path and isinstance(path[0], str) and path[0] in aliases:
+            by_alias.setdefault(path[0], _AliasErrors()).add(text, code, path)
         else:
-            loose.append(text or code)
+            loose.append(error)
+    if (
+        len(wanted) == 1
+        and loose
+        and data is None
+        and all(_NOT_FOUND_RE.search(_error_text(error)[0]) for error in loose)
+    ):  # a one-product document is its product: "not found" without a path is about it
+        for error in loose:
+            by_alias.setdefault(product_alias(0, 1), _AliasErrors()).add(*_error_text(error), [""])
+        loose = []
+    if data is None:
+        if not entries:
+            if status >= 400:
+                return GraphQLAnswer(problem=classify_errors(None, status))
+            return _unreadable("the answer has neither data nor errors", status, content_type, body)
+        if loose or not by_alias:
+            return GraphQLAnswer(problem=classify_errors(entries, status))
+        answer = GraphQLAnswer()
+        for index, sku in enumerate(wanted):
+            alias_errors = by_alias.get(product_alias(index, len(wanted)))
+            if alias_errors is None:
+                answer.ask_again.append(sku)
+            elif alias_errors.rejected:
+                answer.readings[sku] = _not_understood(
+                    f"the site refused it: {alias_errors.message}", rejected=True
+                )
+            elif alias_errors.says_not_found:
+                answer.readings[sku] = SkuReading(Reading.NOT_FOUND, alias_errors.message)
+            else:
+                answer.readings[sku] = _not_understood(f"the site failed: {alias_errors.message}")
+        return answer
+    if loose:
+        problem = classify_errors(loose, status)
+        if problem.kind is not ProblemKind.SERVER:
+            return GraphQLAnswer(problem=problem)
+    answer = GraphQLAnswer()
     for index, sku in enumerate(wanted):
         alias = product_alias(index, len(wanted))
-        if alias not in data:
-            answer.errors[sku] = "; ".join(loose)[:300] or f"no {alias} in the answer"
-            continue
-        product = data[alias]
-        alias_errors = by_alias.get(alias, [])
-        if product is None:
-            if not alias_errors or any(_NOT_FOUND_RE.search(e) for e in alias_errors):
-                answer.not_found[sku] = "; ".join(alias_errors) or "the site has no such product"
+        alias_errors = by_alias.get(alias)
+        if loose:  # an error without a path concerns every SKU of the document
+            texts = "; ".join(_error_text(error)[0] for error in loose)
+            answer.readings[sku] = _not_understood(f"the site failed on the document: {texts}")
+        elif alias not in data:
+            answer.readings[sku] = _not_understood(f"no {alias} in the answer", unreadable=True)
+        elif data[alias] is None:
+            if alias_errors is None or alias_errors.says_not_found:
+                reason = alias_errors.message if alias_errors else "the site has no such product"
+                answer.readings[sku] = SkuReading(Reading.NOT_FOUND, reason)
             else:
-                answer.errors[sku] = "; ".join(alias_errors)[:300]
-            continue
-        if not isinstance(product, dict):
-            answer.errors[sku] = f"{alias} is not an object"
-            continue
-        if product.get("id") is not None and str(product["id"]) != sku:
-            answer.errors[sku] = f"answered for SKU {product['id']}, not {sku}"
-            continue
-        answer.records[sku] = _record(sku, product)
+                answer.readings[sku] = _not_understood(
+                    f"the site failed: {alias_errors.message}", rejected=alias_errors.rejected
+                )
+        elif not isinstance(data[alias], dict):
+            answer.readings[sku] = _not_understood(f"{alias} is not an object", unreadable=True)
+        else:
+            answer.readings[sku] = _read_record(sku, data[alias], alias_errors)
     return answer
-
-
-def parse_graphql_product(body: bytes, sku: str) -> ProductRecord | None:
-    """The product record for ``sku`` alone; ``None`` when the site says it does not exist.
-
-    A record for another SKU is not trusted (raises), nor is a body without ``data``.
-    """
-    answer = parse_graphql_products(body, [sku])
-    if answer.problem is not None:
-        raise SiteFormatError(f"GraphQL refused the document: {answer.problem.message}")
-    if str(sku) in answer.errors:
-        raise SiteFormatError(f"GraphQL answer for SKU {sku}: {answer.errors[str(sku)]}")
-    return answer.records.get(str(sku))
 
 
 def protection_kind(body: bytes) -> str | None:
@@ -476,6 +639,37 @@ def parse_product_page(html: bytes, sku: str) -> ProductRecord:
     if not product:
         raise SiteFormatError(f"no product record for SKU {sku} in the page")
     return _record(sku, product)
+
+
+def read_product_page(
+    body: bytes, sku: str, status: int = 200, content_type: str = ""
+) -> SkuReading:
+    """The reading of a product page, total like :func:`parse_graphql_products`.
+
+    404 is ``not_found``; a page with a record for ``sku`` gives ``found`` or
+    ``invalid_barcode`` from its GTIN, or ``no_barcode`` when it carries none (which only
+    says the page shows no barcode: the 2024 page never did); anything else (another
+    status, the protection's pages, a page without the SKU's record) is not understood.
+    """
+    if status == 404:
+        return SkuReading(Reading.NOT_FOUND, "no product page")
+    seen = describe_answer(status, content_type, body)
+    if status != 200 or protection_kind(body) is not None:
+        return _not_understood(f"the product page did not answer ({seen})", unreadable=True)
+    try:
+        record = parse_product_page(body, sku)
+    except SiteFormatError as exc:
+        return _not_understood(f"{exc} ({seen})", unreadable=True)
+    raw = record.gtin
+    if isinstance(raw, bool) or not isinstance(raw, str | int | type(None)):
+        return _not_understood(f"the page's gtin is a {type(raw).__name__}", unreadable=True)
+    try:
+        gtin = parse_gtin(raw)
+    except InvalidGtin as exc:
+        return SkuReading(Reading.INVALID_BARCODE, exc.reason, record)
+    if gtin is None:
+        return SkuReading(Reading.NO_BARCODE, "the product page shows no barcode", record)
+    return SkuReading(Reading.FOUND, "the product page's gtin", record, gtin)
 
 
 def _json_ld_objects(html: bytes) -> list[Any]:

@@ -2,8 +2,9 @@
 
 The default is the site's GraphQL ``GetProductDetails``, several SKUs of one store per
 document (``COLES_GRAPHQL_BATCH``), reached with the subscription key its home page
-publishes (:class:`~colesbarcodes.extensions.site_session.SiteSession`); the product page is the fallback
-when the API answer is unusable. Parsing lives in :mod:`colesbarcodes.site.coles`; this
+publishes (:class:`~colesbarcodes.extensions.site_session.SiteSession`); with
+``COLES_PRODUCT_PAGE_FALLBACK`` the product page of a SKU whose record has an empty ``gtin``
+is read too (it can only add a barcode). Parsing lives in :mod:`colesbarcodes.site.coles`; this
 module only builds the requests and reads the responses, so following a change of the live
 site stays local.
 
@@ -22,13 +23,14 @@ from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.site.coles import (
     GraphQLAnswer,
     ProductRecord,
+    Reading,
     SiteConfig,
-    SiteFormatError,
+    SkuReading,
     graphql_body,
     graphql_headers,
     parse_graphql_products,
-    parse_product_page,
     product_page_path,
+    read_product_page,
 )
 
 if TYPE_CHECKING:
@@ -41,7 +43,6 @@ __all__ = [
     "API_STATUSES",
     "GraphQLBarcodeSource",
     "LookupKey",
-    "SourceError",
     "lookup_request",
     "merge_lookup_requests",
 ]
@@ -51,10 +52,6 @@ logger = logging.getLogger(__name__)
 LookupKey = dict[str, Any]  # {"sku", "store_id", "file", "batch"}
 # Statuses the callback reads itself: GraphQL refusals carry their reason in the body.
 API_STATUSES = [400, 413]
-
-
-class SourceError(Exception):
-    """The site's answer cannot be read (it changed, or it is not what was asked for)."""
 
 
 def lookup_request(
@@ -162,9 +159,14 @@ class GraphQLBarcodeSource:
             dont_filter=True,
         )
 
-    def fallback(self, response: Response, key: LookupKey, **kwargs: Any) -> scrapy.Request:
-        """The product page of one SKU."""
+    def fallback(
+        self, response: Response, key: LookupKey, api: SkuReading, **kwargs: Any
+    ) -> scrapy.Request:
+        """The product page of one SKU whose record (``api``, a ``no_barcode`` reading) had
+        an empty ``gtin``; the API's reading travels with it, to stand if the page adds
+        nothing."""
         sku = str(key["sku"])
+        record = api.record or ProductRecord(sku)
         return scrapy.Request(
             f"{self.base_url}{product_page_path(sku)}",
             meta={
@@ -174,30 +176,46 @@ class GraphQLBarcodeSource:
                 "file": key.get("file"),
                 "batch": key.get("batch"),
                 "coles_source": "product_page",
+                "coles_api_reading": {
+                    "reason": api.reason,
+                    "name": record.name,
+                    "brand": record.brand,
+                    "size": record.size,
+                },
+                "handle_httpstatus_list": [404],  # "no page" is an answer the callback reads
             },
+            dont_filter=True,
             **kwargs,
         )
 
     @staticmethod
-    def is_fallback(response: Response) -> bool:
-        return response.meta.get("coles_source") == "product_page"
-
-    def read(self, response: Response) -> GraphQLAnswer:
-        """Each asked SKU's answer; raises :class:`SourceError` for an unreadable answer."""
-        lookups: list[LookupKey] = response.meta["lookups"]
-        skus = [str(key["sku"]) for key in lookups]
-        try:
-            if self.is_fallback(response):
-                answer = GraphQLAnswer()
-                if response.status == 404:
-                    answer.not_found[skus[0]] = "no product page"
-                else:
-                    answer.records[skus[0]] = parse_product_page(response.body, skus[0])
-                return answer
-            return parse_graphql_products(response.body, skus, response.status)
-        except SiteFormatError as exc:
-            raise SourceError(str(exc)) from None
+    def api_reading(message: scrapy.Request | Response) -> SkuReading:
+        """The API's ``no_barcode`` reading a product page request carries."""
+        api = message.meta["coles_api_reading"]
+        record = ProductRecord(
+            str(message.meta["sku"]), api["name"], api["brand"], api["size"], None, True
+        )
+        return SkuReading(Reading.NO_BARCODE, str(api["reason"]), record)
 
     @staticmethod
-    def record_of(answer: GraphQLAnswer, sku: str) -> ProductRecord | None:
-        return answer.records.get(sku)
+    def page_again(response: Response, **meta: Any) -> scrapy.Request:
+        """The product page request of ``response`` again (after a page not understood)."""
+        request = response.request
+        if request is None:
+            raise RuntimeError("a response without its request")
+        kept = {k: v for k, v in request.meta.items() if not k.startswith(("retry_", "download_"))}
+        return request.replace(meta={**kept, **meta}, dont_filter=True)
+
+    @staticmethod
+    def is_fallback(message: scrapy.Request | Response) -> bool:
+        return message.meta.get("coles_source") == "product_page"
+
+    def read(self, response: Response) -> GraphQLAnswer:
+        """Each asked SKU's reading (never raises: an unreadable answer is a reading too)."""
+        lookups: list[LookupKey] = response.meta["lookups"]
+        skus = [str(key["sku"]) for key in lookups]
+        content_type = (response.headers.get(b"Content-Type") or b"").decode("latin-1")
+        if self.is_fallback(response):
+            reading = read_product_page(response.body, skus[0], response.status, content_type)
+            return GraphQLAnswer(readings={skus[0]: reading})
+        return parse_graphql_products(response.body, skus, response.status, content_type)

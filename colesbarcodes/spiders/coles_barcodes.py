@@ -16,8 +16,9 @@ several crawl processes, on one machine or many, then share the work
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import scrapy
@@ -36,9 +37,10 @@ from colesbarcodes.frontier.stream import redact_url
 from colesbarcodes.frontier.worker import FrontierBatch, FrontierWorker
 from colesbarcodes.gtin import InvalidGtin, parse_gtin, shown
 from colesbarcodes.items import BarcodeLookup, Outcome
+from colesbarcodes.middlewares.retry_after import RetryAfterConfig
 from colesbarcodes.signals import work_unit_taken
-from colesbarcodes.site.coles import ProblemKind
-from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey, SourceError
+from colesbarcodes.site.coles import ProblemKind, Reading
+from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey
 from colesbarcodes.spiders.arguments import (
     argument_or_setting,
     arguments_as_settings,
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
     from twisted.python.failure import Failure
 
     from colesbarcodes.gtin import Gtin
-    from colesbarcodes.site.coles import GraphQLProblem, ProductRecord
+    from colesbarcodes.site.coles import GraphQLAnswer, GraphQLProblem, SkuReading
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +156,7 @@ class ColesBarcodesSpider(scrapy.Spider):
     fallback_without_gtin: bool
     source: GraphQLBarcodeSource
     retry_times: int
+    backoff: RetryAfterConfig
     frontier: FrontierWorker | None
 
     def __init__(
@@ -193,6 +196,7 @@ class ColesBarcodesSpider(scrapy.Spider):
         spider.limit = arguments.limit
         spider.fallback_without_gtin = arguments.fallback_without_gtin
         spider.retry_times = arguments.retry_times
+        spider.backoff = RetryAfterConfig.from_settings(crawler.settings)
         spider.source = GraphQLBarcodeSource(spider.base_url, crawler)
         spider.frontier = (
             FrontierWorker.from_crawler(crawler, arguments.frontier_url, arguments.job)
@@ -318,60 +322,173 @@ class ColesBarcodesSpider(scrapy.Spider):
             **fields,
         )
 
-    def parse_lookups(self, response: Response) -> Any:
+    def _fact(self, key: LookupKey, reading: SkuReading) -> BarcodeLookup:
+        """The outcome of a reading that states a fact (never of one not understood)."""
+        record = reading.record
+        details: dict[str, Any] = {}
+        if record is not None:
+            details = {"name": record.name, "brand": record.brand, "size": record.size}
+            if record.gtin is not None:
+                details["raw_barcode"] = str(record.gtin)[:64]
+        reason = reading.reason
+        if reading.reading is Reading.NOT_FOUND:
+            reason = f"the site has no such product: {reason}"[:300]
+        return self._outcome(
+            key, _FACTS[reading.reading], gtin=reading.gtin, reason=reason, **details
+        )
+
+    async def _backoff(self, tries: int) -> None:
+        """Wait before asking again for an answer that was not understood (doubling)."""
+        delay = min(self.backoff.backoff_base * 2**tries, self.backoff.backoff_max)
+        if delay > 0:
+            self.crawler.stats.inc_value("retry/waited_ms", round(delay * 1000))
+            await asyncio.sleep(delay)
+
+    async def parse_lookups(self, response: Response) -> AsyncIterator[Any]:
         """Each SKU of a GraphQL document (or of a product page) becomes its outcome.
+
+        The answer is read whole (:func:`~colesbarcodes.site.coles.parse_graphql_products`):
+        a SKU gets an outcome only from a reading that states a fact; one not understood is
+        asked again with backoff, then ends ``failed`` (a retry file).
 
         Stats for the monitors' format error share: ``coles/answers_read`` counts the SKUs
         of every answer read, ``coles/site_format_errors`` those whose answer could not be
         read for its format (an unreadable answer or a refused document: all its SKUs; an
-        error on one product: that SKU).
+        error on one product: that SKU); ``coles/answers_unreadable`` the SKUs of answers
+        that were no GraphQL answer at all, or of the wrong shape.
         """
         lookups: list[LookupKey] = response.meta["lookups"]
         stats = self.crawler.stats
         stats.inc_value("coles/answers_read", len(lookups))
-        try:
-            answer = self.source.read(response)
-        except SourceError as exc:
-            stats.inc_value("coles/site_format_errors", len(lookups))
-            if not self.source.is_fallback(response):
-                self.crawler.stats.inc_value("coles/fallback/unusable_api_answer", len(lookups))
-                logger.warning(
-                    "Unusable API answer for %d SKU(s) (%s): trying their product pages",
-                    len(lookups),
-                    exc,
-                )
-                for key in lookups:
-                    yield self.source.fallback(response, key, **self.callbacks)
-                return
-            yield self._outcome(lookups[0], Outcome.FAILED, reason=f"unreadable answer: {exc}")
+        answer = self.source.read(response)
+        if self.source.is_fallback(response):
+            async for obj in self._page_outcome(response, lookups[0], answer):
+                yield obj
             return
-        if answer.problem is not None:
-            yield from self._refused(response, lookups, answer.problem)
+        problem = answer.problem
+        if problem is not None and problem.kind is ProblemKind.UNREADABLE:
+            async for obj in self._unreadable(response, lookups, problem.message):
+                yield obj
             return
+        if problem is not None:
+            self.source.session.answer_understood()
+            async for obj in self._refused(response, lookups, problem):
+                yield obj
+            return
+        again_now = [key for key in lookups if str(key["sku"]) in answer.ask_again]
+        if again_now:
+            # Another SKU's error nulled the whole document: its SKUs lost nothing but
+            # their answer. Asked again at once, not counted as a try.
+            stats.inc_value("coles/graphql/nulled_documents")
+            yield self.source.again(response, again_now)
         spoiled: list[LookupKey] = []
+        rejected: list[tuple[LookupKey, SkuReading]] = []
+        understood = False
         for key in lookups:
-            sku = str(key["sku"])
-            if sku in answer.not_found:
-                yield self._outcome(key, Outcome.NOT_FOUND, reason="the site has no such product")
-            elif sku in answer.errors:
-                stats.inc_value("coles/graphql/product_errors")
-                stats.inc_value("coles/site_format_errors")
-                spoiled.append(key)
+            reading = answer.readings.get(str(key["sku"]))
+            if reading is None:
+                continue
+            if reading.reading is not Reading.NOT_UNDERSTOOD:
+                understood = True
+                if reading.reading is Reading.NO_BARCODE and self.fallback_without_gtin:
+                    yield self.source.fallback(response, key, reading, **self.callbacks)
+                else:
+                    yield self._fact(key, reading)
+                continue
+            stats.inc_value("coles/site_format_errors")
+            if reading.unreadable:
+                stats.inc_value("coles/answers_unreadable")
             else:
-                yield from self._record_outcome(response, key, answer.records[sku])
+                understood = True  # the site's own error, said in the GraphQL way
+                stats.inc_value("coles/graphql/product_errors")
+            (rejected.append((key, reading)) if reading.rejected else spoiled.append(key))
+        if understood or again_now:
+            self.source.session.answer_understood()
+        elif spoiled:
+            reasons = {answer.readings[str(key["sku"])].reason for key in spoiled}
+            self._count_unreadable("; ".join(sorted(reasons)))
+        if rejected:
+            message = "; ".join(sorted({reading.reason for _, reading in rejected}))
+            for outcome in self._rejected([key for key, _ in rejected], message):
+                yield outcome
+            raise self._close_rejected([key for key, _ in rejected], message)
         if spoiled:
             tries = response.meta.get("coles_product_tries", 0)
             if tries < self.retry_times:
+                await self._backoff(tries)
                 yield self.source.again(response, spoiled, coles_product_tries=tries + 1)
             else:
                 for key in spoiled:
-                    self.crawler.stats.inc_value("coles/lookups_failed")
-                    reason = f"the site's answer for this SKU kept failing: {answer.errors[str(key['sku'])]}"
+                    stats.inc_value("coles/lookups_failed")
+                    reading = answer.readings[str(key["sku"])]
+                    reason = f"the site's answer for this SKU was not understood: {reading.reason}"
                     yield self._outcome(key, Outcome.FAILED, reason=reason[:300])
 
-    def _refused(
+    def _count_unreadable(self, seen: str) -> None:
+        """One more unreadable answer in a row; too many and the crawl stops, saying what
+        it saw (the SKUs not answered yet stay in the inbox for the next run)."""
+        in_a_row = self.source.session.answer_unreadable()
+        if in_a_row > self.retry_times:
+            logger.error(
+                "The GraphQL API answered %d times in a row with something that is no answer "
+                "the crawl knows (%s). Nothing was stored for those SKUs. Run `scrapy "
+                "site-check --save var/site-check` and see docs/site.md, section GraphQL.",
+                in_a_row,
+                seen,
+            )
+            raise CloseSpider(
+                f"site_changed: GraphQL answered unreadably {in_a_row} times in a row: {seen}"[:500]
+            )
+
+    async def _unreadable(
+        self, response: Response, lookups: list[LookupKey], seen: str
+    ) -> AsyncIterator[Any]:
+        """An answer that is no GraphQL answer: never an outcome. Asked again with backoff;
+        a document that alone keeps getting one is split, down to one SKU, then failed."""
+        stats = self.crawler.stats
+        stats.inc_value("coles/answers_unreadable", len(lookups))
+        stats.inc_value("coles/site_format_errors", len(lookups))
+        logger.warning("Unreadable GraphQL answer for %d SKU(s): %s", len(lookups), seen)
+        self._count_unreadable(seen)
+        tries = response.meta.get("coles_document_tries", 0)
+        if tries < self.retry_times:
+            await self._backoff(tries)
+            yield self.source.again(response, lookups, coles_document_tries=tries + 1)
+        elif len(lookups) > 1:
+            middle = len(lookups) // 2
+            for half in (lookups[:middle], lookups[middle:]):
+                yield self.source.again(response, half, coles_document_tries=0)
+        else:
+            stats.inc_value("coles/lookups_failed")
+            reason = f"the site's answer was unreadable after retries: {seen}"
+            yield self._outcome(lookups[0], Outcome.FAILED, reason=reason[:300])
+
+    async def _page_outcome(
+        self, response: Response, key: LookupKey, answer: GraphQLAnswer
+    ) -> AsyncIterator[Any]:
+        """The product page of a SKU whose record had an empty ``gtin``: it can only add a
+        barcode. The API's ``no_barcode`` stands when the page shows none, is gone, or
+        cannot be read after retries."""
+        reading = answer.readings[str(key["sku"])]
+        if reading.reading in (Reading.FOUND, Reading.INVALID_BARCODE):
+            yield self._fact(key, reading)
+            return
+        api = self.source.api_reading(response)
+        if reading.reading is not Reading.NOT_UNDERSTOOD:
+            yield self._fact(key, api)
+            return
+        self.crawler.stats.inc_value("coles/fallback/unreadable_pages")
+        tries = response.meta.get("coles_page_tries", 0)
+        if tries < self.retry_times:
+            await self._backoff(tries)
+            yield self.source.page_again(response, coles_page_tries=tries + 1)
+            return
+        reason = f"{api.reason}; its product page could not be read: {reading.reason}"
+        yield self._fact(key, replace(api, reason=reason[:300]))
+
+    async def _refused(
         self, response: Response, lookups: list[LookupKey], problem: GraphQLProblem
-    ) -> Any:
+    ) -> AsyncIterator[Any]:
         stats = self.crawler.stats
         if problem.kind is ProblemKind.TOO_COMPLEX and len(lookups) > 1:
             size = self.source.session.shrink_batch(len(lookups), problem.stated_limit)
@@ -382,6 +499,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             tries = response.meta.get("coles_document_tries", 0)
             if tries < self.retry_times:
                 stats.inc_value("coles/graphql/server_errors")
+                await self._backoff(tries)
                 yield self.source.again(response, lookups, coles_document_tries=tries + 1)
                 return
             for key in lookups:
@@ -392,55 +510,54 @@ class ColesBarcodesSpider(scrapy.Spider):
                     reason=f"GraphQL error after retries: {problem.message}"[:300],
                 )
             return
-        # Validation or bad input: the site's schema is not the one this crawl knows. Asking
-        # again cannot help: the SKUs go to the retry file and the crawl stops, saying why.
-        stats.inc_value("coles/graphql/rejected")
         stats.inc_value("coles/site_format_errors", len(lookups))
-        for key in lookups:
-            yield self._outcome(
-                key, Outcome.FAILED, reason=f"GraphQL refused the document: {problem.message}"[:300]
-            )
-        logger.error(
-            "The site refused the GetProductDetails document (%s): its GraphQL API has changed. "
-            "See docs/site.md, section GraphQL.",
-            problem.message,
-        )
-        raise CloseSpider(
-            f"site_changed: GraphQL refused GetProductDetails: {problem.message}"[:500]
-        )
+        for outcome in self._rejected(lookups, problem.message):
+            yield outcome
+        raise self._close_rejected(lookups, problem.message)
 
-    def _record_outcome(self, response: Response, key: LookupKey, record: ProductRecord) -> Any:
-        details = {"name": record.name, "brand": record.brand, "size": record.size}
-        try:
-            gtin = parse_gtin(record.gtin)
-        except InvalidGtin as exc:
-            yield self._outcome(
-                key,
-                Outcome.INVALID_BARCODE,
-                raw_barcode=str(record.gtin),
-                reason=exc.reason,
-                **details,
-            )
-            return
-        if gtin is None:
-            if self.fallback_without_gtin and not self.source.is_fallback(response):
-                yield self.source.fallback(response, key, **self.callbacks)
-                return
-            reason = (
-                "the product record has no gtin"
-                if record.has_gtin_field
-                else "the product record has no gtin field"
-            )
-            yield self._outcome(key, Outcome.NO_BARCODE, reason=reason, **details)
-            return
-        yield self._outcome(key, Outcome.FOUND, gtin=gtin, raw_barcode=str(record.gtin), **details)
+    def _rejected(self, lookups: list[LookupKey], message: str) -> list[BarcodeLookup]:
+        """``failed`` for SKUs of a refused document: to the retry file, never a fact."""
+        self.crawler.stats.inc_value("coles/lookups_failed", len(lookups))
+        reason = f"GraphQL refused the document: {message}"[:300]
+        return [self._outcome(key, Outcome.FAILED, reason=reason) for key in lookups]
+
+    def _close_rejected(self, lookups: list[LookupKey], message: str) -> CloseSpider:
+        """Validation, bad input or "Invalid StoreId", for the document or one of its SKUs:
+        the site's contract is not the one this crawl knows, or a store id is not the
+        site's. Asking again cannot help: the crawl stops, naming the store."""
+        self.crawler.stats.inc_value("coles/graphql/rejected")
+        stores = sorted({str(key.get("store_id")) for key in lookups})
+        logger.error(
+            "The site refused the GetProductDetails document for store %s (%s): its GraphQL "
+            "API has changed, or the store id is not one of the site's. See docs/site.md, "
+            "section GraphQL.",
+            ", ".join(stores),
+            message,
+        )
+        return CloseSpider(
+            f"site_changed: GraphQL refused GetProductDetails (store {', '.join(stores)}): "
+            f"{message}"[:500]
+        )
 
     def lookup_failed(self, failure: Failure) -> Any:
+        """A request that failed after the downloader's retries: its SKUs end ``failed``
+        (retry file), never with a fact. A document that keeps failing is split first."""
         request = failure.request  # type: ignore[attr-defined]
         response = getattr(failure.value, "response", None)
         lookups: list[LookupKey] = request.meta["lookups"]
-        if response is not None and response.status == 404 and self.source.is_fallback(response):
-            yield self._outcome(lookups[0], Outcome.NOT_FOUND, reason="no product page")
+        reason = (
+            f"{failure.type.__name__}: {failure.getErrorMessage()}"[:300]
+            if failure.type
+            else "failed"
+        )
+        if response is not None:
+            reason = f"HTTP {response.status} after retries"
+        if self.source.is_fallback(request):
+            # The product page could only have added a barcode: the API's answer stands.
+            self.crawler.stats.inc_value("coles/fallback/unreadable_pages")
+            api = self.source.api_reading(request)
+            why = f"{api.reason}; its product page could not be read: {reason}"
+            yield self._fact(lookups[0], replace(api, reason=why[:300]))
             return
         if len(lookups) > 1 and response is not None and response.status >= 500:
             # A document that keeps failing may fail for one of its SKUs: ask for each half
@@ -450,16 +567,17 @@ class ColesBarcodesSpider(scrapy.Spider):
             for half in (lookups[:middle], lookups[middle:]):
                 yield self.source.again(response, half)
             return
-        reason = (
-            f"{failure.type.__name__}: {failure.getErrorMessage()}"[:300]
-            if failure.type
-            else "failed"
-        )
-        if response is not None:
-            reason = f"HTTP {response.status} after retries"
         for key in lookups:
             self.crawler.stats.inc_value("coles/lookups_failed")
             yield self._outcome(key, Outcome.FAILED, reason=reason)
+
+
+_FACTS = {
+    Reading.FOUND: Outcome.FOUND,
+    Reading.NO_BARCODE: Outcome.NO_BARCODE,
+    Reading.NOT_FOUND: Outcome.NOT_FOUND,
+    Reading.INVALID_BARCODE: Outcome.INVALID_BARCODE,
+}
 
 
 def _valid_gtin(value: str | None) -> Gtin | None:

@@ -209,7 +209,8 @@ class SiteCheckSpider(scrapy.Spider):
             answer = Answer(error=f"{type(exc).__name__}: {exc}"[:300])
             self._keep(check, url, answer, None)
             return answer
-        answer = Answer(status=response.status, body=response.body)
+        content_type = (response.headers.get(b"Content-Type") or b"").decode("latin-1")
+        answer = Answer(status=response.status, body=response.body, content_type=content_type)
         self._keep(check, url, answer, response)
         if check == "home":
             self._exit_used = int(response.meta.get("coles_exit", 0))
@@ -253,8 +254,10 @@ class SiteCheckSpider(scrapy.Spider):
     # -- the checks, in order -------------------------------------------------------------
 
     async def start(self) -> AsyncIterator[Any]:
-        results = await self._run_checks()
-        self._write_index()
+        try:
+            results = await self._run_checks()
+        finally:
+            self._write_index()  # what came is kept, whatever the checks made of it
         stats = self.crawler.stats
         stats.set_value(RESULTS_STAT, [{**r.as_json(), "required": r.required} for r in results])
         failing = failed(results)

@@ -14,6 +14,8 @@ import pytest
 
 from colesbarcodes.replica import Catalogue, ReplicaProcess
 from colesbarcodes.site.coles import (
+    ProductRecord,
+    Reading,
     SiteFormatError,
     categories_graphql_body,
     categories_path,
@@ -88,6 +90,17 @@ def unbroken(site: ReplicaProcess) -> Iterator[None]:
     site.configure(breaks=[], layout="2026", page_gtin=False)
 
 
+def record_of(body: bytes, skus: list[str], status: int = 200) -> ProductRecord:
+    """The product record the answer gives for ``SKU`` (which must have one)."""
+    record = parse_graphql_products(body, skus, status).readings[SKU].record
+    assert record is not None, body[:300]
+    return record
+
+
+def found(body: bytes, skus: list[str]) -> bool:
+    return parse_graphql_products(body, skus).readings[SKU].reading is Reading.FOUND
+
+
 # -- key-moved ----------------------------------------------------------------------------------
 
 
@@ -111,7 +124,7 @@ def test_key_moved_takes_the_key_out_of_the_page_into_a_script(
     assert key is not None
     status, answer = graphql(site, graphql_body([SKU], "0584"), key.group(1).decode())
     assert status == 200
-    assert SKU in parse_graphql_products(answer, [SKU]).records  # the API still takes it
+    assert found(answer, [SKU])  # the API still takes it
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -166,7 +179,7 @@ def test_operation_renamed_fails_get_product_details_validation(
     assert error["message"].startswith("Cannot query field 'product' on type 'Query'.")
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     answer = parse_graphql_products(body, [SKU], status)
-    assert answer.problem is not None and not answer.records
+    assert answer.problem is not None and not answer.readings
     assert "Cannot query field 'product'" in answer.problem.message
 
 
@@ -181,7 +194,7 @@ def test_operation_renamed_leaves_the_categories_and_serves_the_new_name(
     renamed = graphql_body(skus, "0584").replace(b": product(", b": productDetails(")
     status, body = graphql(site, renamed)
     assert status == 200, body[:300]
-    assert parse_graphql_products(body, skus).records[SKU].gtin == PRODUCT.expected_gtin
+    assert record_of(body, skus).gtin == PRODUCT.expected_gtin
     assert site.stats()["by_sku_kind"]["graphql"] == {SKU: 1, OTHER: 1}  # still counted
 
 
@@ -193,7 +206,7 @@ def test_gtin_removed_answers_records_without_gtin(site: ReplicaProcess, layout:
     site.configure(breaks=["gtin-removed"], layout=layout, page_gtin=True)
     status, body = graphql(site, graphql_body([SKU], "0584"))
     assert status == 200
-    record = parse_graphql_products(body, [SKU]).records[SKU]
+    record = record_of(body, [SKU])
     assert record.has_gtin_field and record.gtin is None
     assert record.name  # the rest of the record is there
     product_page = page(site, product_page_path(SKU, PRODUCT.name))
@@ -216,7 +229,7 @@ def test_categories_moved_breaks_both_tree_sources_but_not_the_listings(
     assert fetch(site.url + categories_path(BUILD_ID))[0] == 404
     assert parse_listing(page(site, listing_path(BUILD_ID, path, 1, "0584")), path).products
     status, body = graphql(site, graphql_body([SKU], "0584"))
-    assert status == 200 and SKU in parse_graphql_products(body, [SKU]).records
+    assert status == 200 and found(body, [SKU])
 
 
 def test_categories_moved_in_2024_takes_browse_json_away(site: ReplicaProcess) -> None:
@@ -237,7 +250,7 @@ def test_breaks_combine_and_are_cleared_at_runtime(site: ReplicaProcess) -> None
     assert site.configure(breaks=[])["breaks"] == []
     assert parse_site_config(page(site), f"{site.url}/").api_key == KEY
     status, body = graphql(site, graphql_body([SKU], "0584"))
-    assert parse_graphql_products(body, [SKU], status).records[SKU].gtin == PRODUCT.expected_gtin
+    assert record_of(body, [SKU], status).gtin == PRODUCT.expected_gtin
 
 
 def test_an_unknown_mode_is_refused_with_the_valid_ones(site: ReplicaProcess) -> None:
