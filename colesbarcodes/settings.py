@@ -202,8 +202,8 @@ COLES_MONITOR_GTIN_MIN_RECORDS = 20  # fewer records: the run is not judged, nor
 # where the crawl reads it; an inbox of odd products stays well above it.
 COLES_MONITOR_MIN_GTIN_SHARE = 0.05
 # Of the SKU answers read (coles/answers_read), the share whose format could not be read
-# (coles/site_format_errors: unreadable answers, documents GraphQL refused, product errors
-# other than "not found").
+# (coles/site_format_errors: unreadable answers, documents GraphQL refused, records of the
+# wrong shape; the server's own errors on a field are failures, not format errors).
 COLES_MONITOR_MAX_FORMAT_ERROR_SHARE = 0.05
 # A SKU still failing after its retries is an outcome ("failed", retry file), judged by the
 # failed share above: Scrapy's "Gave up retrying" line is a warning, not an error.

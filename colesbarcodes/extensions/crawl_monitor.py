@@ -26,9 +26,10 @@ Two more, the drift monitor, tell a site that changed under a crawl that still "
   ``COLES_MONITOR_MIN_GTIN_SHARE`` (0.05), which alone applies while no such run is
   recorded. A run with fewer records than that minimum is not judged (too small to say);
 - format error share: ``coles/site_format_errors`` (SKU answers the crawl could not read
-  because their format was not the one it knows: an unreadable GraphQL answer or product
-  page, counted for every SKU it carried; a document GraphQL refused as invalid, likewise;
-  an error on one product's alias that is not "not found") over ``coles/answers_read``
+  because their format was not the one it knows: an unreadable GraphQL answer, counted for
+  every SKU it carried; a document GraphQL refused as invalid, likewise; one product's
+  record of the wrong shape, or refused; not the server's own error on a field, which is a
+  failure like a 503) over ``coles/answers_read``
   (the SKUs of every answer read, retries included), at most
   ``COLES_MONITOR_MAX_FORMAT_ERROR_SHARE``.
 

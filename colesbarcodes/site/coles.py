@@ -415,11 +415,11 @@ def classify_errors(errors: Any, status: int = 200) -> GraphQLProblem:
 
 def describe_answer(status: int, content_type: str, body: bytes) -> str:
     """What an answer was, for a person: status, content type, size and its first bytes."""
-    head = body[:80].decode("utf-8", "replace")
+    head = body[:120].decode("utf-8", "replace")
     head = re.sub(r"\s+", " ", head).strip()
     size = f"{len(body)} bytes" if body else "empty body"
     shown_type = content_type.split(";")[0].strip() or "no content type"
-    return f"HTTP {status}, {shown_type}, {size}" + (f": {head!r}" if head else "")
+    return f"HTTP {status}, {shown_type}, {size}" + (f': "{head}"' if head else "")
 
 
 def _unreadable(what: str, status: int, content_type: str, body: bytes) -> GraphQLAnswer:

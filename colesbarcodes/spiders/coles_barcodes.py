@@ -353,9 +353,10 @@ class ColesBarcodesSpider(scrapy.Spider):
 
         Stats for the monitors' format error share: ``coles/answers_read`` counts the SKUs
         of every answer read, ``coles/site_format_errors`` those whose answer could not be
-        read for its format (an unreadable answer or a refused document: all its SKUs; an
-        error on one product: that SKU); ``coles/answers_unreadable`` the SKUs of answers
-        that were no GraphQL answer at all, or of the wrong shape.
+        read for its format (an unreadable answer or a refused document: all its SKUs; a
+        record of the wrong shape or refused: that SKU; not the server's own errors on a
+        field, ``coles/graphql/product_errors``); ``coles/answers_unreadable`` the SKUs of
+        answers that were no GraphQL answer at all, or of the wrong shape.
         """
         lookups: list[LookupKey] = response.meta["lookups"]
         stats = self.crawler.stats
@@ -395,9 +396,11 @@ class ColesBarcodesSpider(scrapy.Spider):
                 else:
                     yield self._fact(key, reading)
                 continue
-            stats.inc_value("coles/site_format_errors")
             if reading.unreadable:
+                stats.inc_value("coles/site_format_errors")
                 stats.inc_value("coles/answers_unreadable")
+            elif reading.rejected:
+                stats.inc_value("coles/site_format_errors")
             else:
                 understood = True  # the site's own error, said in the GraphQL way
                 stats.inc_value("coles/graphql/product_errors")
