@@ -13,6 +13,7 @@ from colesbarcodes.site.coles import (
     KEY_IN_RUNTIME_CONFIG,
     PROTECTION_BLOCK,
     PROTECTION_CHALLENGE,
+    CategoryTreeRefused,
     ProblemKind,
     SiteFormatError,
     categories_graphql_body,
@@ -193,6 +194,55 @@ def test_the_graphql_category_tree_reads_like_the_old_route(samples: Path) -> No
     graphql.parse(body["query"])
     with pytest.raises(SiteFormatError):
         parse_graphql_category_tree(b'{"errors": [{"message": "Cannot query field"}]}')
+
+
+def test_the_menu_document_declares_what_the_sites_own_query_declares() -> None:
+    """A server validates the document before it runs it: the variable types and the
+    fragments' type names must be the site's (README, late-2026 fact 4), not near ones."""
+    body = json.loads(categories_graphql_body("0584"))
+    document = graphql.parse(body["query"])
+    (operation,) = [
+        d for d in document.definitions if isinstance(d, graphql.OperationDefinitionNode)
+    ]
+    declared = {
+        v.variable.name.value: graphql.print_ast(v.type)
+        for v in operation.variable_definitions or ()
+    }
+    assert declared == {
+        "storeId": "BrandedId!",
+        "withCampaignLinks": "Boolean!",
+        "campaignCount": "Int",
+    }
+    assert set(body["variables"]) == set(declared)
+    fragments = {
+        d.type_condition.name.value
+        for d in document.definitions
+        if isinstance(d, graphql.FragmentDefinitionNode)
+    }
+    assert fragments == {"ProductCategories", "ProductCategory"}
+
+
+def test_a_refused_menu_document_is_named_in_the_servers_words() -> None:
+    refused = json.dumps(
+        {
+            "errors": [
+                {
+                    "message": "Unknown type 'ProductCategory'.",
+                    "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+                }
+            ]
+        }
+    ).encode()
+    with pytest.raises(CategoryTreeRefused) as caught:
+        parse_graphql_category_tree(refused, 400)
+    assert str(caught.value) == (
+        "GraphQL refused GetShopProductsMenu: Unknown type 'ProductCategory'."
+    )
+    assert caught.value.site_changed
+    with pytest.raises(CategoryTreeRefused) as caught:
+        parse_graphql_category_tree(b"<html>Service Unavailable</html>", 503)
+    assert str(caught.value) == "GraphQL failed GetShopProductsMenu: HTTP 503"
+    assert not caught.value.site_changed  # a failing server is not a changed site
 
 
 def test_a_too_complex_refusal_may_state_the_limit() -> None:

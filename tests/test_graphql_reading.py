@@ -280,7 +280,19 @@ MESSAGES = [
     "",
 ]
 CODES = [None, "BAD_USER_INPUT", "INTERNAL_SERVER_ERROR", "NOT_FOUND", "GRAPHQL_VALIDATION_FAILED"]
-GTINS: list[Any] = [SAMPLE_GTIN, None, "", " ", int(SAMPLE_GTIN), "9310232962084", "abc", [], {}, True, 0]
+GTINS: list[Any] = [
+    SAMPLE_GTIN,
+    None,
+    "",
+    " ",
+    int(SAMPLE_GTIN),
+    "9310232962084",
+    "abc",
+    [],
+    {},
+    True,
+    0,
+]
 
 
 def _value(draw: st.DrawFn, record: dict[str, Any], sku: str) -> Any:

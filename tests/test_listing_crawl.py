@@ -230,6 +230,43 @@ def test_categories_larger_than_the_page_cap_are_walked_through_sub_categories(
     assert all(count == 2 for pages in asked.values() for count in pages.values())
 
 
+def test_the_category_tree_comes_from_graphql_without_the_fallback(
+    two_stores: ListingCrawl,
+) -> None:
+    """The replica declares GetShopProductsMenu as the site does: the crawl's document is
+    accepted, so the older browse.json route is never asked."""
+    assert two_stores.stats["listing/categories_source"] == "graphql"
+    assert "listing/categories_fallback" not in two_stores.stats
+    assert two_stores.site_stats["by_operation"]["GetShopProductsMenu"] == 1
+    assert two_stores.site_stats["by_kind"]["categories"] == 0  # browse.json
+
+
+@pytest.mark.parametrize(
+    ("mode", "refusal"),
+    [
+        ("categories-retyped", "Unknown type 'ProductCategory'."),
+        ("categories-moved", "Cannot query field 'productCategories' on type 'Query'."),
+    ],
+)
+def test_a_refused_category_document_is_the_finish_reason_not_the_fallbacks_404(
+    small_replica: ReplicaProcess, tmp_path: Path, mode: str, refusal: str
+) -> None:
+    """GraphQL refuses the document whole and browse.json, gone from the 2026 site, answers
+    404: the crawl ends naming the refusal first, as a site change (exit status 4)."""
+    small_replica.configure(breaks=[mode])
+    try:
+        result = run_listing(tmp_path, small_replica.url)
+    finally:
+        small_replica.configure(breaks=[])
+    assert result.returncode == 4, result.log[-3000:]
+    reason = result.stats["finish_reason"]
+    assert reason.startswith(f"site_changed: GraphQL refused GetShopProductsMenu: {refusal}")
+    assert reason.endswith("; browse.json answered 404")
+    assert result.stats["listing/categories_fallback"] == 1
+    assert not list(result.inbox.glob("*.jsonl*"))
+    assert "Traceback" not in result.log
+
+
 def test_the_barcode_crawls_components_leave_the_listing_crawl_alone(
     two_stores: ListingCrawl,
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -111,10 +112,32 @@ def test_the_category_tree_is_ok_from_either_source_and_changed_from_neither(
     refused = Answer(400, b'{"errors":[{"message":"Cannot query field \\"productCategories\\""}]}')
     result, tree = check_categories(refused, route)
     assert result.status is Status.OK and len(tree) >= 5
-    assert "browse.json" in result.seen and "GraphQL: " in result.seen
+    assert "browse.json: " in result.seen and "GraphQL refused " in result.seen
     result, tree = check_categories(refused, Answer(404, b"Not found"))
     assert result.status is Status.CHANGED and tree == ()
     assert "section Categories" in result.remedy
+
+
+def test_a_refused_category_document_is_named_before_the_routes_404() -> None:
+    refused = Answer(
+        400,
+        json.dumps(
+            {
+                "errors": [
+                    {
+                        "message": "Unknown type 'ProductCategory'.",
+                        "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+                    }
+                ]
+            }
+        ).encode(),
+    )
+    result, tree = check_categories(refused, Answer(404, b"Not found"))
+    assert result.status is Status.CHANGED and tree == ()
+    assert result.seen == (
+        "GraphQL refused GetShopProductsMenu: Unknown type 'ProductCategory'.; "
+        "browse.json: HTTP 404"
+    )
 
 
 def test_a_batch_with_one_product_not_found_still_answers_both() -> None:
@@ -198,6 +221,12 @@ def test_every_check_is_ok_on_the_site_as_it_is_in_each_layout(layout: str) -> N
     key = next(row for row in run.rows if row["check"] == "key")
     where = "__RUNTIME_CONFIG__" if layout == "2026" else "__NEXT_DATA__.runtimeConfig"
     assert where in key["seen"]
+    categories = next(row for row in run.rows if row["check"] == "categories")["seen"]
+    if layout == "2026":  # the site's own GetShopProductsMenu is accepted
+        assert re.match(r"GraphQL: \d+ departments; ", categories), categories
+    else:  # no productCategories yet in 2024: the route serves the tree
+        assert categories.startswith("GraphQL refused GetShopProductsMenu: "), categories
+        assert re.search(r"; browse.json: \d+ departments$", categories), categories
     assert "Traceback" not in run.stderr
 
 
@@ -208,6 +237,7 @@ BREAKS = [
     ("operation-renamed", "product", "section GraphQL", {"batch"}),
     ("gtin-removed", "product", "section GraphQL", set()),
     ("categories-moved", "categories", "section Categories", {"listing"}),
+    ("categories-retyped", "categories", "section Categories", {"listing"}),
 ]
 
 
@@ -226,6 +256,9 @@ def test_each_broken_contract_point_is_the_one_check_changed(
     assert {status for status in run.status.values()} <= {"ok", "changed", "skipped"}
     row = next(row for row in run.rows if row["check"] == check)
     assert section in row["remedy"] and row["seen"]
+    if mode.startswith("categories-"):  # the refused document, not the route's 404, first
+        assert row["seen"].startswith("GraphQL refused GetShopProductsMenu: "), row
+        assert row["seen"].endswith("; browse.json: HTTP 404"), row
     assert "Traceback" not in run.stderr
 
 
@@ -346,6 +379,9 @@ def test_scrapyd_runs_the_same_checks_as_a_crawl_that_exits_as_the_command(
         )
     assert proc.returncode == 4, proc.stderr[-3000:]
     stats = json.loads(stats_file.read_text())
-    assert stats["finish_reason"].startswith("site_changed: categories: ")
+    assert stats["finish_reason"].startswith(
+        "site_changed: categories: GraphQL refused GetShopProductsMenu: "
+        "Cannot query field 'productCategories' on type 'Query'."
+    )
     rows = {row["check"]: row["status"] for row in stats["site_check/results"]}
     assert rows["categories"] == "changed" and rows["product"] == "ok"

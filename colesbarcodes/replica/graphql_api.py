@@ -7,7 +7,11 @@ fragments. Errors come back the way Apollo-style servers send them: a resolver e
 own alias only (HTTP 200), a document that cannot run is refused whole (HTTP 400, no ``data``).
 
 The schema follows the real ``GetProductDetails`` answer (``samples/coles_graphql_GetProductDetails
-.json``) and the 2026 ``GetShopProductsMenu`` query; the 2024 layout has no ``productCategories``.
+.json``) and declares what the site's own queries declare (``product(productId: String!, storeId:
+BrandedId!, shoppingMethod: ShoppingMethod, useV2NipAndAllergens: Boolean)``; 2026:
+``productCategories(storeId: BrandedId!, withCampaignLinks: Boolean!, campaignCount: Int)`` with
+the types ``ProductCategories`` and ``ProductCategory``), so a document the site would refuse is
+refused here too; the 2024 layout has no ``productCategories``.
 """
 
 from __future__ import annotations
@@ -149,24 +153,29 @@ type Product {
 }
 """
 
+# The category tree as the site's own ``GetShopProductsMenu`` declares it (2026; the same in
+# every public client seen): ``withCampaignLinks: Boolean!``, fragments on
+# ``ProductCategories`` and ``ProductCategory``. ``{node}`` and ``{links}`` differ only under
+# the ``categories-retyped`` break (:data:`RETYPED`).
 _CATEGORIES_SDL = """
-type CatalogGroupView {
+"One node of the category tree: a department, a category or an aisle."
+type {node} {{
   id: String level: Int name: String originalName: String productCount: Int seoToken: String
-  type: String subType: String catalogGroupView: [CatalogGroupView!]
-}
-type ProductCategories {
-  catalogGroupView: [CatalogGroupView!]!
+  type: String subType: String catalogGroupView: [{node}!]
+}}
+type ProductCategories {{
+  catalogGroupView: [{node}!]!
   excludedCategoryIds: [String!]!
-}
+}}
 """
 
 _QUERY_2026 = """
-type Query {
+type Query {{
   product(productId: String!, storeId: BrandedId!, shoppingMethod: ShoppingMethod,
           useV2NipAndAllergens: Boolean): Product
-  productCategories(storeId: BrandedId!, withCampaignLinks: Boolean,
+  productCategories(storeId: BrandedId!, withCampaignLinks: {links},
                     campaignCount: Int): ProductCategories
-}
+}}
 """
 
 _QUERY_2024 = """
@@ -175,6 +184,12 @@ type Query {
           useV2NipAndAllergens: Boolean): Product
 }
 """
+
+SITE_TYPES = {"node": "ProductCategory", "links": "Boolean!"}
+"""The category node's type and ``withCampaignLinks``' type, as the site declares them."""
+RETYPED = {"node": "CatalogGroupView", "links": "Boolean"}
+"""The same under the ``categories-retyped`` break: as the project's first document had them,
+so that a document written for the site's own schema is refused whole."""
 
 
 class Resolvers(Protocol):
@@ -274,15 +289,25 @@ RENAMED_FIELDS = {"product": "productDetails", "productCategories": "shopMenu"}
 
 @functools.cache
 def schema_for(
-    layout: str, renamed: frozenset[str] = frozenset(), *, product_non_null: bool = False
+    layout: str,
+    renamed: frozenset[str] = frozenset(),
+    retyped: bool = False,
+    *,
+    product_non_null: bool = False,
 ) -> GraphQLSchema:
     """The executable schema of ``layout`` ("2026" or "2024"), built once; the root fields
-    in ``renamed`` go by their :data:`RENAMED_FIELDS` name. ``product_non_null`` declares
-    the root field ``product`` as ``Product!``: an unknown SKU's error then nulls the whole
-    document (GraphQL propagates a non-null field's null to its parent)."""
+    in ``renamed`` go by their :data:`RENAMED_FIELDS` name; ``retyped``: the category types
+    of :data:`RETYPED` instead of the site's. ``product_non_null`` declares the root field
+    ``product`` as ``Product!``: an unknown SKU's error then nulls the whole document
+    (GraphQL propagates a non-null field's null to its parent)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}")
-    query_sdl = _CATEGORIES_SDL + _QUERY_2026 if layout == "2026" else _QUERY_2024
+    types = RETYPED if retyped else SITE_TYPES
+    query_sdl = (
+        _CATEGORIES_SDL.format(**types) + _QUERY_2026.format(**types)
+        if layout == "2026"
+        else _QUERY_2024
+    )
     if product_non_null:
         query_sdl = re.sub(r"(\bproduct\([^)]*\)): Product\b", r"\1: Product!", query_sdl)
     for name in sorted(renamed):

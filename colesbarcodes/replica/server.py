@@ -52,6 +52,12 @@ restores the site), one point of the contract each (:data:`BREAKS`), in either l
 - ``categories-moved``: ``productCategories`` is ``shopMenu`` (2026; a ``GetShopProductsMenu``
   document answers 400 as above) and ``browse.json`` answers 404 (both layouts); listing pages
   still answer.
+- ``categories-retyped``: the category types are declared as the project's first document had
+  them, not as the site's own query does: the node type is ``CatalogGroupView`` (no
+  ``ProductCategory``) and ``withCampaignLinks`` is ``Boolean``, so the site's own
+  ``GetShopProductsMenu`` is refused whole (400 ``GRAPHQL_VALIDATION_FAILED``, "Unknown type
+  'ProductCategory'."), and ``browse.json`` answers 404 (both layouts; 2024 has no
+  ``productCategories`` to retype); listing pages still answer.
 
 Protection (Imperva): with ``challenge`` on, content without a valid token answers the "Pardon
 Our Interruption" page (2026: the token in ``incap_ses_*`` next to ``visid_incap_*``; 2024:
@@ -120,6 +126,8 @@ BREAKS: dict[str, str] = {
     "gtin-removed": "GraphQL answers gtin: null for every product (the field stays)",
     "categories-moved": "productCategories renamed shopMenu; browse.json answers 404",
     "graphql-maintenance": "the GraphQL URL answers 200 with an HTML maintenance page",
+    "categories-retyped": "category node type CatalogGroupView (not ProductCategory), "
+    "withCampaignLinks: Boolean: GetShopProductsMenu 400; browse.json answers 404",
 }
 KEY_SCRIPT_PREFIX = "/_next/static/chunks/env-"
 
@@ -632,6 +640,7 @@ class ReplicaSite:
             self.config.layout,
             self._renamed_fields(),
             product_non_null=self.config.product_non_null,
+            retyped="categories-retyped" in self.config.breaks,
         )
         status, body = graphql_api.execute(schema, parsed, _Resolvers(self))
         return _json(body, status)
@@ -685,7 +694,7 @@ class ReplicaSite:
     async def categories(self, request: web.Request) -> web.StreamResponse:
         """The browse tree (``pageProps.allProductCategories.catalogGroupView``)."""
         stale = request.match_info["build_id"] != self.config.build_id
-        if stale or "categories-moved" in self.config.breaks:
+        if stale or {"categories-moved", "categories-retyped"} & set(self.config.breaks):
             return web.Response(status=404, text="404: This page could not be found.")
         tree = {"catalogGroupView": category_tree(self.catalogue), "excludedCategoryIds": []}
         return _json({"pageProps": {"allProductCategories": tree}, "__N_SSP": True})

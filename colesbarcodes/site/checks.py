@@ -26,6 +26,7 @@ from colesbarcodes.site.coles import (
     PROTECTION_BLOCK,
     PROTECTION_CHALLENGE,
     Category,
+    CategoryTreeRefused,
     GraphQLProblem,
     ProblemKind,
     Reading,
@@ -329,20 +330,28 @@ def check_batch(answer: Answer, skus: Sequence[str]) -> CheckResult:
 
 
 def _tree(
-    parse: Callable[[bytes], tuple[Category, ...]], answer: Answer | None, what: str
+    parse: Callable[[bytes, int], tuple[Category, ...]], answer: Answer | None, what: str
 ) -> tuple[tuple[Category, ...], str]:
-    """(the tree, what was seen) for one source of it; an empty tree when unusable."""
+    """(the tree, what was seen) for one source of it; an empty tree when unusable. A
+    GraphQL document refused whole is seen in the server's words."""
     if answer is None:
         return (), f"{what}: not asked"
     if answer.blocked or answer.error or protection_kind(answer.body) is not None:
         return (), f"{what}: {answer.error or 'blocked'}"[:120]
-    if answer.status != 200:
-        return (), f"{what}: HTTP {answer.status}"
     try:
-        tree = parse(answer.body)
+        tree = parse(answer.body, answer.status)
+    except CategoryTreeRefused as exc:
+        return (), str(exc)[:240]
     except SiteFormatError as exc:
         return (), f"{what}: {exc}"[:160]
     return tree, f"{what}: {len(tree)} departments"
+
+
+def _route_tree(body: bytes, status: int) -> tuple[Category, ...]:
+    """The tree of a ``browse.json`` answer (only a 200 carries one)."""
+    if status != 200:
+        raise SiteFormatError(f"HTTP {status}")
+    return parse_category_tree(body)
 
 
 def check_categories(
@@ -350,11 +359,13 @@ def check_categories(
 ) -> tuple[CheckResult, tuple[Category, ...]]:
     """The category tree from GraphQL ``GetShopProductsMenu`` (2026) or the older
     ``browse.json`` route (2024): ok when either gives a plausible tree (the listing crawl
-    falls back from one to the other); ``seen`` tells both. Returns the tree used."""
+    falls back from one to the other); ``seen`` tells both, GraphQL first (a refused
+    document, then the route's 404, is the site changing under the crawl's document).
+    Returns the tree used."""
     if graphql is None and route is None:
         return skipped(CATEGORIES, "key and build id"), ()
     from_graphql, seen_g = _tree(parse_graphql_category_tree, graphql, "GraphQL")
-    from_route, seen_r = _tree(parse_category_tree, route, "browse.json")
+    from_route, seen_r = _tree(_route_tree, route, "browse.json")
     seen = f"{seen_g}; {seen_r}"
     tree = from_graphql if len(from_graphql) >= MIN_DEPARTMENTS else from_route
     if len(tree) >= MIN_DEPARTMENTS:

@@ -50,6 +50,7 @@ __all__ = [
     "PROTECTION_BLOCK",
     "PROTECTION_CHALLENGE",
     "Category",
+    "CategoryTreeRefused",
     "GraphQLAnswer",
     "GraphQLProblem",
     "ListingPage",
@@ -797,15 +798,35 @@ def parse_category_tree(body: bytes) -> tuple[Category, ...]:
     return tree
 
 
+# The site's own declarations (2026; the same in every public client seen): a GraphQL server
+# validates a document before it runs it and refuses it whole when a variable's type is not the
+# argument's (``Boolean`` where it is ``Boolean!``) or a fragment names a type it lacks.
 CATEGORIES_QUERY = (
-    "query GetShopProductsMenu($storeId: BrandedId!, $withCampaignLinks: Boolean, "
+    "query GetShopProductsMenu($storeId: BrandedId!, $withCampaignLinks: Boolean!, "
     "$campaignCount: Int) { menuItems: productCategories(storeId: $storeId, "
-    "withCampaignLinks: $withCampaignLinks, campaignCount: $campaignCount) { "
+    "withCampaignLinks: $withCampaignLinks, campaignCount: $campaignCount) { ...MenuItems } } "
+    "fragment MenuItems on ProductCategories { restrictedIds: excludedCategoryIds "
     "items: catalogGroupView { ...MenuItem childItems: catalogGroupView { ...MenuItem "
     "childItems: catalogGroupView { ...MenuItem childItems: catalogGroupView { ...MenuItem "
-    "} } } } restrictedIds: excludedCategoryIds } } "
-    "fragment MenuItem on CatalogGroupView { id level name productCount seoToken type }"
+    "} } } } } "
+    "fragment MenuItem on ProductCategory "
+    "{ id level name originalName productCount seoToken type subType }"
 )
+
+
+class CategoryTreeRefused(SiteFormatError):
+    """``GetShopProductsMenu`` answered no tree because the whole document was refused or
+    failed: ``problem`` says which (``REJECTED``: the site no longer takes the document, so
+    the site changed) in the server's own words."""
+
+    def __init__(self, problem: GraphQLProblem) -> None:
+        verb = "refused" if problem.kind is ProblemKind.REJECTED else "failed"
+        super().__init__(f"GraphQL {verb} GetShopProductsMenu: {problem.message}"[:300])
+        self.problem = problem
+
+    @property
+    def site_changed(self) -> bool:
+        return self.problem.kind is ProblemKind.REJECTED
 
 
 def categories_graphql_body(store_id: str) -> bytes:
@@ -837,16 +858,28 @@ def _rename_children(nodes: Any) -> Any:
     return renamed
 
 
-def parse_graphql_category_tree(body: bytes) -> tuple[Category, ...]:
-    """The departments of a ``GetShopProductsMenu`` answer, as :func:`parse_category_tree`."""
-    document = _json_object(body, "GraphQL category tree")
+def parse_graphql_category_tree(body: bytes, status: int = 200) -> tuple[Category, ...]:
+    """The departments of a ``GetShopProductsMenu`` answer, as :func:`parse_category_tree`.
+
+    An answer without a menu whose errors (or HTTP status) refuse the document raises
+    :class:`CategoryTreeRefused`, naming the server's reason: a client that falls back to
+    another source must still be able to tell that this one refused it.
+    """
+    try:
+        document = _json_object(body, "GraphQL category tree")
+    except SiteFormatError:
+        if status >= 400:
+            raise CategoryTreeRefused(classify_errors(None, status)) from None
+        raise
     data = document.get("data")
     menu = None
     if isinstance(data, dict):
         menu = data.get("menuItems", data.get("productCategories"))
     if not isinstance(menu, dict):
         errors = document.get("errors")
-        raise SiteFormatError(f"GetShopProductsMenu answered no menu: {errors!r}"[:300])
+        if errors or status >= 400:
+            raise CategoryTreeRefused(classify_errors(errors, status))
+        raise SiteFormatError("GetShopProductsMenu answered no menu")
     nodes = menu.get("items", menu.get("catalogGroupView"))
     tree = _categories(_rename_children(nodes), "")
     if not tree:

@@ -31,6 +31,7 @@ from colesbarcodes.feeds.missing_barcodes import queue_missing_barcodes
 from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
 from colesbarcodes.site.coles import (
     Category,
+    CategoryTreeRefused,
     ListingPage,
     SiteFormatError,
     categories_graphql_body,
@@ -71,7 +72,15 @@ PREFILL_MIDDLEWARE = "colesbarcodes.middlewares.prefill.PrefillMiddleware"
 
 
 class SiteUnusable(Exception):
-    """The home page or the category tree cannot be read: nothing can be listed."""
+    """The home page or the category tree cannot be read: nothing can be listed.
+
+    ``reason`` begins the finish reason: ``site_changed`` when the site refused what the
+    crawl asked (its document no longer fits the site's), else ``site_unusable``.
+    """
+
+    def __init__(self, message: str, reason: str = "site_unusable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,11 +277,12 @@ class ColesProductsSpider(scrapy.Spider):
             headers=graphql_headers(self.base_url, config.api_key),
             meta={"coles_api": True, "handle_httpstatus_list": [400, 413]},
         )
-        if response.status != 200:
-            detail = response.body[:200].decode("utf-8", "replace")
-            raise SiteUnusable(f"GetShopProductsMenu answered {response.status}: {detail}")
         try:
-            return parse_graphql_category_tree(response.body)
+            return parse_graphql_category_tree(response.body, response.status)
+        except CategoryTreeRefused as exc:
+            raise SiteUnusable(
+                str(exc), "site_changed" if exc.site_changed else "site_unusable"
+            ) from None
         except SiteFormatError as exc:
             raise SiteUnusable(f"GetShopProductsMenu: {exc}") from None
 
@@ -306,11 +316,17 @@ class ColesProductsSpider(scrapy.Spider):
         return self.build_id
 
     async def _read_tree(self) -> tuple[Category, ...]:
-        """From GraphQL first; the older ``browse.json`` route when that answer is unusable."""
+        """From GraphQL first; the older ``browse.json`` route when that answer is unusable.
+
+        When both fail, the crawl ends naming GraphQL's failure first: on the 2026 site the
+        route is gone, so its 404 only follows from the first failure (a refused document
+        is a site change, ``site_changed``).
+        """
         stats = self.crawler.stats
         try:
             tree = await self._read_tree_graphql()
         except SiteUnusable as exc:
+            first = exc
             stats.inc_value("listing/categories_fallback")
             logger.warning(
                 "Category tree from GraphQL unusable (%s): reading the older browse.json route",
@@ -320,17 +336,24 @@ class ColesProductsSpider(scrapy.Spider):
             stats.set_value("listing/categories_source", "graphql")
             return tree
         stats.set_value("listing/categories_source", "browse.json")
+        try:
+            return await self._read_tree_route()
+        except SiteUnusable as exc:
+            raise SiteUnusable(f"{first}; {exc}", first.reason) from None
+
+    async def _read_tree_route(self) -> tuple[Category, ...]:
+        """The tree from ``/_next/data/{buildId}/en/browse.json`` (the site until 2026)."""
         response = await self._get(self.base_url + categories_path(self.build_id))
         if response.status == 404:
             stale = self.build_id
             if await self._fresh_build_id(stale) != stale:
                 response = await self._get(self.base_url + categories_path(self.build_id))
         if response.status != 200:
-            raise SiteUnusable(f"category tree answered {response.status}")
+            raise SiteUnusable(f"browse.json answered {response.status}")
         try:
             return parse_category_tree(response.body)
         except SiteFormatError as exc:
-            raise SiteUnusable(f"category tree: {exc}") from None
+            raise SiteUnusable(f"browse.json: {exc}") from None
 
     async def start(self) -> AsyncIterator[Any]:
         session = self.crawler.get_extension(SiteSession)
@@ -350,7 +373,7 @@ class ColesProductsSpider(scrapy.Spider):
                 self.build_id = await self._read_build_id()
             tree = await self._read_tree()
         except SiteUnusable as exc:
-            raise CloseSpider(f"site_unusable: {exc}") from None
+            raise CloseSpider(f"{exc.reason}: {exc}") from None
         listed, skipped = listing_plan(tree, self.skip, self.page_size * self.max_pages)
         stats = self.crawler.stats
         stats.set_value("listing/categories_planned", len(listed))

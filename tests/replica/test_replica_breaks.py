@@ -14,6 +14,7 @@ import pytest
 
 from colesbarcodes.replica import Catalogue, ReplicaProcess
 from colesbarcodes.site.coles import (
+    CategoryTreeRefused,
     ProductRecord,
     Reading,
     SiteFormatError,
@@ -223,9 +224,12 @@ def test_categories_moved_breaks_both_tree_sources_but_not_the_listings(
     site.configure(breaks=["categories-moved"])
     status, body = graphql(site, categories_graphql_body("0584"))
     assert status == 400
-    assert b"Cannot query field 'productCategories' on type 'Query'." in body
-    with pytest.raises(SiteFormatError):
-        parse_graphql_category_tree(body)
+    with pytest.raises(CategoryTreeRefused) as refused:
+        parse_graphql_category_tree(body, status)
+    assert str(refused.value) == (
+        "GraphQL refused GetShopProductsMenu: "
+        "Cannot query field 'productCategories' on type 'Query'."
+    )
     assert fetch(site.url + categories_path(BUILD_ID))[0] == 404
     assert parse_listing(page(site, listing_path(BUILD_ID, path, 1, "0584")), path).products
     status, body = graphql(site, graphql_body([SKU], "0584"))
@@ -235,6 +239,39 @@ def test_categories_moved_breaks_both_tree_sources_but_not_the_listings(
 def test_categories_moved_in_2024_takes_browse_json_away(site: ReplicaProcess) -> None:
     path = a_listing_path(site)
     site.configure(breaks=["categories-moved"], layout="2024")
+    assert fetch(site.url + categories_path(BUILD_ID))[0] == 404
+    assert parse_listing(page(site, listing_path(BUILD_ID, path, 1, "0584")), path).products
+
+
+# -- categories-retyped -------------------------------------------------------------------------
+
+
+def test_categories_retyped_refuses_the_sites_own_menu_document_whole(
+    site: ReplicaProcess,
+) -> None:
+    """The crawl's document declares what the site's own query declares; a schema that
+    declares the node type otherwise refuses it before running anything."""
+    path = a_listing_path(site)
+    status, body = graphql(site, categories_graphql_body("0584"))
+    assert status == 200 and len(parse_graphql_category_tree(body)) >= 5
+    site.configure(breaks=["categories-retyped"])
+    status, body = graphql(site, categories_graphql_body("0584"))
+    assert status == 400
+    answer = json.loads(body)
+    assert "data" not in answer
+    assert {e["extensions"]["code"] for e in answer["errors"]} == {"GRAPHQL_VALIDATION_FAILED"}
+    with pytest.raises(CategoryTreeRefused, match="Unknown type 'ProductCategory'") as refused:
+        parse_graphql_category_tree(body, status)
+    assert refused.value.site_changed
+    assert fetch(site.url + categories_path(BUILD_ID))[0] == 404
+    assert parse_listing(page(site, listing_path(BUILD_ID, path, 1, "0584")), path).products
+    status, body = graphql(site, graphql_body([SKU], "0584"))
+    assert status == 200 and found(body, [SKU])
+
+
+def test_categories_retyped_in_2024_takes_browse_json_away(site: ReplicaProcess) -> None:
+    path = a_listing_path(site)
+    site.configure(breaks=["categories-retyped"], layout="2024")
     assert fetch(site.url + categories_path(BUILD_ID))[0] == 404
     assert parse_listing(page(site, listing_path(BUILD_ID, path, 1, "0584")), path).products
 
@@ -268,6 +305,7 @@ def test_an_unknown_mode_is_refused_with_the_valid_ones(site: ReplicaProcess) ->
         "operation-renamed",
         "gtin-removed",
         "categories-moved",
+        "categories-retyped",
     ):
         assert mode in error
     assert site.config()["breaks"] == []  # nothing applied

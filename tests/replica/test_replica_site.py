@@ -184,15 +184,27 @@ GET_PRODUCT_DETAILS = (
     "query GetProductDetails($productId: String!, $storeId: BrandedId!) { "
     f"product(productId: $productId, storeId: $storeId) {{ {PRODUCT_FIELDS} }} }}"
 )
-# The site's own menu query (2026), children three levels down.
+# The site's own menu query (2026, the same in every public client seen): its variable types
+# and the type names of its fragments, children three levels down.
 GET_SHOP_PRODUCTS_MENU = (
+    "query GetShopProductsMenu($storeId: BrandedId!, $withCampaignLinks: Boolean!, "
+    "$campaignCount: Int) { menuItems: productCategories(storeId: $storeId, "
+    "withCampaignLinks: $withCampaignLinks, campaignCount: $campaignCount) { ...MenuItems } } "
+    "fragment MenuItems on ProductCategories { restrictedIds: excludedCategoryIds "
+    "items: catalogGroupView { ...MenuItem childItems: catalogGroupView { ...MenuItem "
+    "childItems: catalogGroupView { ...MenuItem } } } } "
+    "fragment MenuItem on ProductCategory "
+    "{ id level name originalName productCount seoToken type subType }"
+)
+# The same menu as the project first declared it: a nullable Boolean where the site's argument
+# is Boolean!, and a fragment on a type the site does not have.
+GET_SHOP_PRODUCTS_MENU_MISDECLARED = (
     "query GetShopProductsMenu($storeId: BrandedId!, $withCampaignLinks: Boolean, "
     "$campaignCount: Int) { menuItems: productCategories(storeId: $storeId, "
     "withCampaignLinks: $withCampaignLinks, campaignCount: $campaignCount) { "
-    "items: catalogGroupView { id level name seoToken productCount "
-    "childItems: catalogGroupView { id level name seoToken productCount "
-    "childItems: catalogGroupView { id level name seoToken productCount } } } "
-    "restrictedIds: excludedCategoryIds } }"
+    "items: catalogGroupView { ...MenuItem childItems: catalogGroupView { ...MenuItem } } "
+    "restrictedIds: excludedCategoryIds } } "
+    "fragment MenuItem on CatalogGroupView { id level name productCount seoToken type }"
 )
 
 
@@ -727,9 +739,37 @@ def test_get_shop_products_menu_serves_the_browse_tree_in_2026(
     breakfast = next(c for c in pantry["childItems"] if c["seoToken"] == "breakfast")
     assert breakfast["childItems"] == [
         {"id": breakfast["childItems"][0]["id"], "level": 3, "name": "Breakfast Cereal",
-         "seoToken": "breakfast-cereal", "productCount": BIG_CATEGORY_SIZE}
+         "originalName": "Breakfast Cereal", "productCount": BIG_CATEGORY_SIZE,
+         "seoToken": "breakfast-cereal", "type": "CATALOG", "subType": None}
     ]  # fmt: skip
     assert replica.stats()["by_operation"]["GetShopProductsMenu"] == 1
+
+
+def test_a_menu_document_declared_otherwise_than_the_site_is_refused_whole(
+    replica: ReplicaProcess, http: Http
+) -> None:
+    """As a real GraphQL server validates before it runs anything: whatever the variables
+    hold, a ``Boolean`` variable for the ``Boolean!`` argument and a fragment on a type the
+    schema lacks refuse the whole document, each error named."""
+    variables = {"storeId": "COL:0584", "withCampaignLinks": False, "campaignCount": 0}
+
+    status, answer = graphql_answer(
+        http, GET_SHOP_PRODUCTS_MENU_MISDECLARED, variables, operation="GetShopProductsMenu"
+    )
+
+    assert status == 400
+    assert "data" not in answer
+    assert {e["extensions"]["code"] for e in answer["errors"]} == {"GRAPHQL_VALIDATION_FAILED"}
+    messages = [e["message"] for e in answer["errors"]]
+    assert (
+        "Variable '$withCampaignLinks' of type 'Boolean' used in position expecting type "
+        "'Boolean!'." in messages
+    )
+    assert "Unknown type 'CatalogGroupView'." in messages
+    status, answer = graphql_answer(
+        http, GET_SHOP_PRODUCTS_MENU, variables, operation="GetShopProductsMenu"
+    )
+    assert status == 200 and answer["data"]["menuItems"]["items"]
 
 
 def test_product_categories_does_not_exist_in_the_2024_schema(
