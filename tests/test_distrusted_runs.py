@@ -39,7 +39,7 @@ from loaders.report import render_report
 from tests.helpers import run_crawl, run_loader, write_jsonl
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
     from sqlalchemy.engine import Engine
@@ -191,8 +191,14 @@ def crawl(
     return ledger.run_key
 
 
-def prefilled(database_url: str, inbox: Path, skus: list[str]) -> dict[str, Any]:
-    """What the prefill makes of an inbox file of ``skus``: SKU -> outcome, or "request"."""
+def prefilled(
+    database_url: str,
+    inbox: Path,
+    skus: list[str],
+    claimed: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """What the prefill makes of an inbox file of ``skus``: SKU -> outcome, or "request";
+    ``claimed`` is called with the file's claim name once it is claimed."""
     write_jsonl(inbox / "night.jsonl", [{"sku": int(s)} for s in skus])
     crawler = get_crawler(
         settings_dict={
@@ -209,6 +215,8 @@ def prefilled(database_url: str, inbox: Path, skus: list[str]) -> dict[str, Any]
     assert files is not None
     job = files.claim_next()  # announced to the prefill by the signal
     assert job is not None
+    if claimed is not None:
+        claimed(job.name)
 
     async def start() -> AsyncIterator[Any]:
         for sku in skus:
@@ -289,6 +297,41 @@ def test_a_run_the_site_answered_unreadably_has_its_skus_asked_again_and_a_passi
         "the site answered unreadably 12 times",
         3,
     )
+
+
+def test_a_file_resumed_after_a_distrusted_run_asks_again_for_its_skus_without_barcode(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """A distrusted run stopped before it finished its file (cancelled on the bad night)
+    leaves the file claimed; the run that resumes it asks again for the SKUs that run
+    answered without a barcode, and keeps every other stored outcome."""
+    now = datetime.now(UTC)
+    record_run(engine, "a" * 32, None, now)
+    record_run(engine, "b" * 32, "drift monitor failed: gtin share 0.00 < 0.05", now)
+    stored = [
+        ("1", "no_barcode", "b" * 32),  # the distrusted run's answers without a barcode
+        ("2", "not_found", "b" * 32),
+        ("3", "failed", "b" * 32),  # not an answer it could misread: kept (retry file)
+        ("4", "no_barcode", "a" * 32),  # a trusted run's
+    ]
+
+    def earlier_runs(file: str) -> None:
+        with session_factory(engine).begin() as session:
+            rows = [
+                LookupRow(company="coles", sku=sku, outcome=outcome, run_key=key, file=file)
+                for sku, outcome, key in stored
+            ]
+            record_lookups(session, rows, [], source="test")
+
+    inbox = tmp_path / "enrichment"
+    inbox.mkdir()
+    assert prefilled(database_url, inbox, ["1", "2", "3", "4", "5"], earlier_runs) == {
+        "1": "request",
+        "2": "request",
+        "3": "failed",
+        "4": "no_barcode",
+        "5": "request",
+    }
 
 
 # --- two nights on the replica -----------------------------------------------------------------

@@ -111,11 +111,18 @@ def recent_outcomes(
     return recent
 
 
+def _believed() -> ColumnElement[bool]:
+    """A stored outcome a resumed crawl takes as it is: any but the answers without a
+    barcode of a distrusted run, which are asked again (the run may have been stopped
+    before it finished the file, e.g. cancelled on a bad night)."""
+    return or_(Lookup.outcome.not_in(NO_BARCODE_OUTCOMES), trusted_lookup())
+
+
 def stored_for_file(session: Session, file: str) -> dict[str, str]:
     """SKU → outcome already stored for an inbox file (a resumed crawl skips them)."""
     return dict(
         session.connection()
-        .execute(select(Lookup.sku, Lookup.outcome).where(Lookup.file == file))
+        .execute(select(Lookup.sku, Lookup.outcome).where(Lookup.file == file, _believed()))
         .all()
     )
 
@@ -132,7 +139,7 @@ def stored_for_entries(
     for part in in_chunks(session, sorted(entries)):
         rows = session.connection().execute(
             select(Lookup.sku, Lookup.file, Lookup.outcome).where(
-                Lookup.company == company, sql_in(session, Lookup.sku, part)
+                Lookup.company == company, sql_in(session, Lookup.sku, part), _believed()
             )
         )
         for sku, file, outcome in rows:
