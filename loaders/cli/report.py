@@ -170,7 +170,7 @@ def runs(ctx: click.Context, limit: int, imports: bool, as_json: bool) -> None:
                 "started": _started(r),
                 "monitor": r["monitor_result"] or "off",
                 "finish_reason": r["finish_reason"],
-                "distrusted": r["distrust_reason"] or "",
+                "distrusted": r["distrust_reason"],
                 "asked_again": r["asked_again"],
                 **{o: r["outcomes"].get(o, 0) for o in outcomes},
             }
