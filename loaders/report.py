@@ -109,6 +109,7 @@ def render_report(report: QualityReport, *, source: str = "") -> str:
         run_outcomes=run_outcomes,
         legend=[(o, c) for o, c in OUTCOME_COLOURS.items() if o in run_outcomes],
         spiders=len({r["spider"] for r in runs}) > 1,  # a column only when it tells runs apart
+        distrusted=[r for r in runs if r["distrust_reason"]],  # a column only when there are
     )
     return page.rstrip("\n") + "\n"
 

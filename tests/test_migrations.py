@@ -1,7 +1,9 @@
-"""The Alembic migrations build exactly the schema the models describe."""
+"""The Alembic migrations build exactly the schema the models describe, and keep the rows of
+an existing database."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,7 +21,9 @@ from colesbarcodes.db.engine import (
     current_revision,
     make_engine,
     migrate,
+    session_factory,
 )
+from colesbarcodes.db.lookups import recent_outcomes
 from colesbarcodes.db.models import Base
 
 if TYPE_CHECKING:
@@ -127,4 +131,43 @@ def test_store_prices_keep_their_rows_when_keyed_by_store_and_sku_and_back(
     with engine.connect() as conn:
         ids = conn.execute(text("SELECT id, sku_pk FROM store_prices ORDER BY sku_pk")).all()
     assert len({row.id for row in ids}) == 2 and all(row.id is not None for row in ids)
+    engine.dispose()
+
+
+def test_lookups_and_runs_of_an_existing_database_gain_run_keys_and_stay_trusted(
+    empty_database_url: str,
+) -> None:
+    engine = make_engine(empty_database_url)
+    migrate(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO crawl_runs (spider, started_at, finished_at, finish_reason, "
+                "outcomes, stats) VALUES ('coles_barcodes', :at, :at, 'monitor_failed: x', "
+                "'{}', '{}')"
+            ),
+            {"at": datetime.now(UTC)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO lookups (company, sku, outcome, looked_up_at) "
+                "VALUES ('coles', '122234', 'no_barcode', :at)"
+            ),
+            {"at": datetime.now(UTC)},
+        )
+    migrate(engine)
+    assert current_revision(engine) == SCHEMA_REVISION
+    assert _differences(engine) == []
+    with engine.connect() as conn:
+        runs = conn.execute(text("SELECT run_key, distrust_reason FROM crawl_runs")).all()
+        assert [tuple(r) for r in runs] == [(None, None)]
+        assert conn.scalar(text("SELECT run_key FROM lookups")) is None
+    with session_factory(engine)() as session:  # an outcome stored before keys is trusted
+        since = datetime.now(UTC) - timedelta(days=7)
+        assert list(recent_outcomes(session, "coles", ["122234"], since)) == ["122234"]
+    with engine.begin() as conn:
+        command.downgrade(_config(conn), "0005")
+    assert "run_key" not in {c["name"] for c in inspect(engine).get_columns("lookups")}
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM lookups")) == 1
     engine.dispose()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, exists, func, insert, or_, select
 
 from colesbarcodes.db.catalog import BatchStats, apply_lines
-from colesbarcodes.db.models import CompanySku, Lookup, Product, Store, StorePrice
+from colesbarcodes.db.models import CompanySku, CrawlRun, Lookup, Product, Store, StorePrice
 from colesbarcodes.db.sqlutil import in_chunks, sql_in
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ __all__ = [
     "skus_without_barcode",
     "stored_for_entries",
     "stored_for_file",
+    "trusted_lookup",
 ]
 
 # Outcomes after which a SKU is not asked for again until the re-check age has passed.
@@ -46,6 +47,7 @@ class LookupRow:
     file: str | None = None
     job: str | None = None
     looked_up_at: datetime | None = None
+    run_key: str | None = None
 
 
 def known_barcodes(session: Session, company: str, skus: Sequence[str]) -> dict[str, str]:
@@ -71,10 +73,25 @@ def known_barcodes(session: Session, company: str, skus: Sequence[str]) -> dict[
     return known
 
 
+def trusted_lookup() -> ColumnElement[bool]:
+    """A lookup stored by a run the ledger does not distrust: one without a run key (a
+    crawl without ledger, or stored before runs had keys), one whose run has no ledger row
+    (still running, or killed before it was written), or one whose run was not marked
+    distrusted (``crawl_runs.distrust_reason``)."""
+    return or_(
+        Lookup.run_key.is_(None),
+        ~exists().where(CrawlRun.run_key == Lookup.run_key, CrawlRun.distrust_reason.is_not(None)),
+    )
+
+
 def recent_outcomes(
     session: Session, company: str, skus: Sequence[str], since: datetime
 ) -> dict[str, tuple[str, datetime]]:
-    """SKUs whose latest real lookup since ``since`` found no barcode (outcome, time)."""
+    """SKUs whose latest real lookup since ``since`` found no barcode (outcome, time).
+
+    Outcomes stored by a distrusted run (its drift monitor failed, or the site answered
+    it unreadably) are not counted: a bad night does not hide its SKUs for the re-check
+    age. An earlier trusted outcome within the age still counts."""
     recent: dict[str, tuple[str, datetime]] = {}
     for part in in_chunks(session, sorted(set(skus))):
         rows = session.connection().execute(
@@ -84,6 +101,7 @@ def recent_outcomes(
                 sql_in(session, Lookup.sku, part),
                 Lookup.outcome.in_(NO_BARCODE_OUTCOMES),
                 Lookup.looked_up_at >= since,
+                trusted_lookup(),
             )
             .group_by(Lookup.sku, Lookup.outcome)
         )
@@ -93,11 +111,18 @@ def recent_outcomes(
     return recent
 
 
+def _believed() -> ColumnElement[bool]:
+    """A stored outcome a resumed crawl takes as it is: any but the answers without a
+    barcode of a distrusted run, which are asked again (the run may have been stopped
+    before it finished the file, e.g. cancelled on a bad night)."""
+    return or_(Lookup.outcome.not_in(NO_BARCODE_OUTCOMES), trusted_lookup())
+
+
 def stored_for_file(session: Session, file: str) -> dict[str, str]:
     """SKU → outcome already stored for an inbox file (a resumed crawl skips them)."""
     return dict(
         session.connection()
-        .execute(select(Lookup.sku, Lookup.outcome).where(Lookup.file == file))
+        .execute(select(Lookup.sku, Lookup.outcome).where(Lookup.file == file, _believed()))
         .all()
     )
 
@@ -114,7 +139,7 @@ def stored_for_entries(
     for part in in_chunks(session, sorted(entries)):
         rows = session.connection().execute(
             select(Lookup.sku, Lookup.file, Lookup.outcome).where(
-                Lookup.company == company, sql_in(session, Lookup.sku, part)
+                Lookup.company == company, sql_in(session, Lookup.sku, part), _believed()
             )
         )
         for sku, file, outcome in rows:
@@ -145,6 +170,7 @@ def record_lookups(
                 "file": r.file,
                 "job": r.job,
                 "looked_up_at": r.looked_up_at,
+                "run_key": r.run_key,
             }
             for r in rows
         ]

@@ -267,6 +267,10 @@ class Lookup(Base):
     file: Mapped[str | None] = mapped_column(String(400))
     job: Mapped[str | None] = mapped_column(String(100))
     looked_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The crawl that stored it (``crawl_runs.run_key``; no foreign key: the ledger row is
+    # written when the crawl ends, and a crawl killed before then has none). NULL: a crawl
+    # without a ledger, or stored before runs had keys.
+    run_key: Mapped[str | None] = mapped_column(String(32))
 
 
 class CrawlRun(Base):
@@ -275,10 +279,18 @@ class CrawlRun(Base):
     When it ran, which scrapyd job (None when run by hand), how it ended (``finish_reason``,
     e.g. ``finished`` or ``monitor_failed: failed share 0.40 > 0.25``), the monitors'
     verdict, its SKUs per outcome (``{"found": 120, "failed": 3, ...}``) and all its stats.
+
+    ``run_key`` is the run's identity from its start, stored with each of its lookups;
+    ``distrust_reason`` (NULL: trusted) says why its answers without a barcode are not
+    believed, e.g. ``drift monitor failed: gtin share 0.00 < 0.45 (...)``: the prefill
+    asks for those SKUs again instead of skipping them as recently checked.
     """
 
     __tablename__ = "crawl_runs"
-    __table_args__ = (Index("ix_crawl_runs_started_at", "started_at"),)
+    __table_args__ = (
+        Index("ix_crawl_runs_started_at", "started_at"),
+        Index("ix_crawl_runs_run_key", "run_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     spider: Mapped[str] = mapped_column(String(100))
@@ -291,6 +303,8 @@ class CrawlRun(Base):
     outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
     node: Mapped[str | None] = mapped_column(String(255))  # host the crawl ran on
+    run_key: Mapped[str | None] = mapped_column(String(32))  # NULL: recorded before keys
+    distrust_reason: Mapped[str | None] = mapped_column(Text1000)
 
 
 class ImportRun(Base):

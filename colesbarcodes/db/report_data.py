@@ -102,6 +102,8 @@ class CrawlRunRow(TypedDict):
     skus: int
     outcomes: dict[str, int]  # SKUs per outcome
     node: str | None
+    distrust_reason: str | None  # why its answers without a barcode are not believed
+    asked_again: int  # distrusted: its SKUs without a barcode, which the next run asks again
     stats: NotRequired[dict[str, Any]]  # the crawl's Scrapy stats, when asked for
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import Integer, case, distinct, func, literal_column, select
 
+from colesbarcodes.db.lookups import NO_BARCODE_OUTCOMES
 from colesbarcodes.db.models import (
     BarcodeConflict,
     CompanySku,
@@ -179,7 +180,11 @@ def _span(started_at: datetime | None, finished_at: datetime | None) -> _Span:
 
 
 def crawl_runs(session: Session, limit: int = 20, *, with_stats: bool = False) -> list[CrawlRunRow]:
-    """The latest crawl runs of the run ledger, newest first."""
+    """The latest crawl runs of the run ledger, newest first.
+
+    A distrusted run says why (``distrust_reason``) and how many SKUs the next run asks
+    again (``asked_again``: its SKUs per outcome without a barcode, the outcomes the
+    prefill no longer takes from it)."""
     runs: list[CrawlRunRow] = []
     for run in session.scalars(
         select(CrawlRun).order_by(CrawlRun.started_at.desc(), CrawlRun.id.desc()).limit(limit)
@@ -196,6 +201,10 @@ def crawl_runs(session: Session, limit: int = 20, *, with_stats: bool = False) -
             "skus": sum(outcomes.values()),
             "outcomes": outcomes,
             "node": run.node,
+            "distrust_reason": run.distrust_reason,
+            "asked_again": sum(outcomes.get(o, 0) for o in NO_BARCODE_OUTCOMES)
+            if run.distrust_reason
+            else 0,
         }
         if with_stats:
             row["stats"] = run.stats

@@ -50,6 +50,8 @@ class RunRecord:
     outcomes: dict[str, int] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     node: str | None = None
+    run_key: str | None = None  # the identity its lookups were stored with
+    distrust_reason: str | None = None  # None: its answers are trusted
 
 
 def record_crawl_run(session: Session, run: RunRecord) -> int:
@@ -67,6 +69,8 @@ def record_crawl_run(session: Session, run: RunRecord) -> int:
             outcomes=run.outcomes,
             stats=run.stats,
             node=None if run.node is None else run.node[:255],
+            run_key=run.run_key,
+            distrust_reason=None if run.distrust_reason is None else run.distrust_reason[:1000],
         )
         .returning(CrawlRun.id)
     ).scalar_one()

@@ -39,6 +39,7 @@ means no history (a warning): the floor applies.
 
 The :class:`CrawlMonitor` extension evaluates them on ``spider_closed`` and records the
 verdict in the stats (``monitor/result`` = ``passed`` or ``failed``, ``monitor/failures``,
+``monitor/drift_failures`` (the failed drift checks: the run ledger distrusts such a run),
 ``monitor/failed_share``, ``monitor/challenge_share``, ``monitor/format_error_share``, and
 for a judged GTIN share ``monitor/gtin_share``, ``monitor/gtin_share_expected``,
 ``monitor/gtin_history_runs`` and, with history, ``monitor/gtin_share_median``); a failed
@@ -219,6 +220,13 @@ class Verdict:
         if any(check.site_change for check in failed):
             text += f": {SITE_CHANGE_HINT}"
         return text
+
+    @property
+    def drift_failures(self) -> str:
+        """The failed drift checks alone (empty when they passed), e.g. ``gtin share 0.00 <
+        0.45 (half the recent runs' median 0.90)``: a run they fail is distrusted (its
+        answers without a barcode may only say that the site changed)."""
+        return "; ".join(str(c) for c in self.checks if c.site_change and not c.passed)
 
 
 def _count(stats: Mapping[str, Any], key: str) -> int:
@@ -441,6 +449,8 @@ class CrawlMonitor:
             logger.info("Monitors passed: %s", "; ".join(map(str, verdict.checks)))
             return
         stats.set_value("monitor/failures", verdict.failures)
+        if verdict.drift_failures:  # the run ledger distrusts the run for them
+            stats.set_value("monitor/drift_failures", verdict.drift_failures)
         if reason == "finished":  # any other reason already says what went wrong
             stats.set_value("finish_reason", f"{MONITOR_FAILED}: {verdict.failures}")
         logger.warning("Monitors failed: %s", verdict.failures)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,16 +24,18 @@ from colesbarcodes.db.engine import (
     redact,
     session_factory,
 )
+from colesbarcodes.db.lookups import NO_BARCODE_OUTCOMES
 from colesbarcodes.db.runs import RunRecord, record_crawl_run
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Self
 
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
     from sqlalchemy.engine import Engine
 
-__all__ = ["CrawlRunLedger", "LedgerConfig", "ledger_engine"]
+__all__ = ["UNREADABLE_STAT", "CrawlRunLedger", "LedgerConfig", "distrust_reason", "ledger_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,33 @@ def ledger_engine(database_url: str, connect_timeout: float) -> Engine:
     if database_url.startswith("postgres"):
         kwargs["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
     return make_engine(database_url, **kwargs)
+
+
+# SKUs whose answer the crawl could not understand (counted by the spider).
+UNREADABLE_STAT = "coles/answers_unreadable"
+
+
+def distrust_reason(stats: Mapping[str, Any]) -> str | None:
+    """Why a run's answers without a barcode are not to be believed, from its final stats;
+    ``None`` when they are.
+
+    Two things make a run distrusted: its drift monitor failed (``monitor/drift_failures``:
+    the GTIN share collapsed, or too many answers had a format the crawl does not know: the
+    site changed, and "no barcode" may only mean "the field moved"), or the site answered
+    it unreadably (``coles/answers_unreadable`` > 0: SKUs whose answer was not understood).
+    The other monitors (failed share, bot-check share, items dropped, errors logged) say
+    the crawl got too few answers, not that the answers it read mean something else: the
+    SKUs they concern are ``failed`` and asked again anyway.
+    """
+    reasons = []
+    drift = stats.get("monitor/drift_failures")
+    if drift:
+        reasons.append(f"drift monitor failed: {drift}")
+    unreadable = stats.get(UNREADABLE_STAT)
+    if isinstance(unreadable, int | float) and unreadable > 0:
+        count = int(unreadable)
+        reasons.append(f"the site answered unreadably {count} time{'' if count == 1 else 's'}")
+    return "; ".join(reasons) or None
 
 
 def _json_ready(stats: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +115,12 @@ class CrawlRunLedger:
     id, spider, finish reason, the monitors' verdict, SKUs per outcome (stats
     ``coles/outcome/*``) and all the stats.
 
+    The run has an identity from its start, :attr:`run_key`: the pipeline stores it with
+    every lookup (``crawler.get_extension(CrawlRunLedger)``) and the ledger row carries it,
+    with ``distrust_reason`` when the run is distrusted (:func:`distrust_reason`); the
+    prefill then ignores the run's outcomes without a barcode. A crawl killed before its
+    row is written leaves lookups whose key names no row: they are trusted.
+
     Comes after the monitors in ``EXTENSIONS``. The ledger never fails a crawl: when the
     database cannot be reached the run is logged as not recorded and the crawl closes as
     it would have (``COLES_LEDGER_CONNECT_TIMEOUT`` bounds the wait on PostgreSQL).
@@ -94,6 +130,7 @@ class CrawlRunLedger:
     def __init__(self, crawler: Crawler, config: LedgerConfig) -> None:
         self.crawler = crawler
         self.config = config
+        self.run_key = uuid.uuid4().hex
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -126,6 +163,8 @@ class CrawlRunLedger:
             },
             stats=_json_ready(stats),
             node=socket.gethostname(),
+            run_key=self.run_key,
+            distrust_reason=distrust_reason(stats),
         )
 
     def _write(self, run: RunRecord) -> int:
@@ -154,3 +193,12 @@ class CrawlRunLedger:
             logger.warning("This run is not in the run ledger: writing it failed", exc_info=True)
             return
         logger.info("Run %d recorded in the run ledger (%s)", run_id, run.finish_reason)
+        if run.distrust_reason:
+            again = sum(run.outcomes.get(outcome, 0) for outcome in NO_BARCODE_OUTCOMES)
+            logger.warning(
+                "Run %d is distrusted (%s): the next run asks again for its %d SKUs "
+                "without a barcode",
+                run_id,
+                run.distrust_reason,
+                again,
+            )

@@ -25,6 +25,7 @@ from colesbarcodes.db.engine import (
     transient,
 )
 from colesbarcodes.db.lookups import LookupRow, record_lookups
+from colesbarcodes.extensions.run_ledger import CrawlRunLedger
 from colesbarcodes.inbox.lines import ProductLine
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.signals import flush_requested, lookups_stored, lookups_unstored
@@ -76,8 +77,9 @@ class BarcodeUpsertPipeline:
 
     Found barcodes go through the same rules as the loader's imports (same GTIN on
     another product: merge and record; a product with a different barcode keeps it and
-    the clash is recorded). Every outcome becomes a row of ``lookups``; each committed
-    batch is announced with the ``lookups_stored`` signal.
+    the clash is recorded). Every outcome becomes a row of ``lookups``, with the run's key
+    from the run ledger (:class:`~colesbarcodes.extensions.run_ledger.CrawlRunLedger`);
+    each committed batch is announced with the ``lookups_stored`` signal.
 
     If the database stays unreachable after ``COLES_DB_RETRIES`` attempts, the spider is
     closed and the outcomes not yet stored are handed on with the ``lookups_unstored``
@@ -96,6 +98,7 @@ class BarcodeUpsertPipeline:
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
+        self.run_key: str | None = None  # the run ledger's identity of this crawl
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -108,6 +111,10 @@ class BarcodeUpsertPipeline:
             await self.flush()
 
     async def open_spider(self) -> None:
+        # Every lookup carries the run that stored it, so that a run the ledger distrusts
+        # when it ends does not hide its SKUs from the next one (no ledger: no key).
+        ledger = self.crawler.get_extension(CrawlRunLedger)
+        self.run_key = ledger.run_key if ledger is not None else None
         self.engine = make_engine(self.config.database_url)
         try:  # a connection cut meanwhile is retried (in the thread)
             await asyncio.to_thread(migrate, self.engine, attempts=self.config.retries)
@@ -196,6 +203,7 @@ class BarcodeUpsertPipeline:
                     file=item.file,
                     job=self.config.job,
                     looked_up_at=now,
+                    run_key=self.run_key,
                 )
             )
             if item.outcome is Outcome.FOUND and item.gtin is not None:

@@ -127,7 +127,9 @@ def runs(ctx: click.Context, limit: int, imports: bool, as_json: bool) -> None:
     outcome (--json adds each run's full Scrapy stats).
 
     A crawl is written to the ledger when it ends; a crawl whose monitors failed shows
-    "failed" and a finish reason like "monitor_failed: failed share 0.40 > 0.25".
+    "failed" and a finish reason like "monitor_failed: failed share 0.40 > 0.25". A
+    distrusted crawl (its drift monitor failed, or the site answered unreadably) says why
+    and how many SKUs without a barcode the next crawl asks again (asked_again).
 
     With --imports: the import cycles of `coles-loader update` instead (one per cycle
     that imported files or failed): when, how long, host, files, lines and what they
@@ -168,10 +170,18 @@ def runs(ctx: click.Context, limit: int, imports: bool, as_json: bool) -> None:
                 "started": _started(r),
                 "monitor": r["monitor_result"] or "off",
                 "finish_reason": r["finish_reason"],
+                "distrusted": r["distrust_reason"],
+                "asked_again": r["asked_again"],
                 **{o: r["outcomes"].get(o, 0) for o in outcomes},
             }
             for r in result
         ],
-        [*CRAWL_COLUMNS, "finish_reason", "skus", *outcomes],
+        [
+            *CRAWL_COLUMNS,
+            "finish_reason",
+            *(("distrusted", "asked_again") if any(r["distrust_reason"] for r in result) else ()),
+            "skus",
+            *outcomes,
+        ],
         "Crawl runs",
     )
