@@ -107,7 +107,7 @@ def test_a_maintenance_page_on_the_graphql_url_stops_the_crawl_and_stores_nothin
     broken = run_crawl(url_of(engine), enrichment_inbox, site.url, *RETRIES)
     assert broken.returncode == 4, broken.log[-3000:]  # the site changed
     reason = broken.stats["finish_reason"]
-    assert reason.startswith("site_changed: GraphQL answered unreadably 3 times in a row")
+    assert reason.startswith("site_changed: GraphQL answered 3 documents in a row unreadably")
     assert 'not JSON (HTTP 200, text/html, 291 bytes: "<!DOCTYPE html>' in reason
     assert "We'll be back soon" in reason
     assert "Traceback" not in broken.log
@@ -141,3 +141,36 @@ def test_invalid_store_id_stops_the_crawl_naming_the_store(
     assert {outcome for _, outcome, _ in lookups(engine)} <= {"failed"}
     assert retry_skus(enrichment_inbox) <= {str(p.sku) for p in products}
     assert max(site.stats()["by_sku_kind"]["graphql"].values()) == 1  # never asked again
+
+
+def test_a_document_cut_off_halfway_is_split_until_only_its_sku_fails_and_the_run_is_distrusted(
+    engine: Engine, site: ReplicaProcess, enrichment_inbox: Path
+) -> None:
+    """Any document asking for one SKU comes back as cut-off JSON: never an outcome. It is
+    asked again, then split, until that SKU alone ends ``failed``; the crawl does not stop
+    for one bad document. The run that saw unreadable answers is distrusted, so its SKUs
+    without a barcode are asked again the next night."""
+    broken = of_kind("found", 1)[0]
+    products = [*of_kind("found", 20)[1:], *of_kind("no_barcode", 6), broken]
+    site.configure(cut_off_skus=[broken.sku])
+    write_jsonl(enrichment_inbox / "skus.jsonl", [{"sku": p.sku} for p in products])
+    night = run_crawl(url_of(engine), enrichment_inbox, site.url, *RETRIES)
+    assert night.returncode == 3, night.log[-3000:]  # its format error share fails the monitors
+    assert not night.stats["finish_reason"].startswith("site_changed")
+    stored = {sku: outcome for sku, outcome, _ in lookups(engine)}
+    assert stored == {str(p.sku): "failed" if p is broken else expected(p) for p in products}
+    assert retry_skus(enrichment_inbox) == {str(broken.sku)}
+    assert night.stats["coles/answers_unreadable"] >= 3
+    assert "the site answered unreadably" in night.log
+    # The next night the site is whole: the no_barcode SKUs are asked again, not skipped.
+    site.configure(cut_off_skus=[])
+    site.reset_stats()
+    for path in enrichment_inbox.glob("retry-*.jsonl"):
+        path.unlink()
+    write_jsonl(enrichment_inbox / "again.jsonl", [{"sku": p.sku} for p in products])
+    again = run_crawl(url_of(engine), enrichment_inbox, site.url, *RETRIES)
+    assert again.returncode == 0, again.log[-3000:]
+    assert "prefill/recently_checked" not in again.stats
+    asked = site.stats()["by_sku_kind"]["graphql"]
+    no_barcode = {str(p.sku) for p in products if expected(p) == "no_barcode"}
+    assert no_barcode | {str(broken.sku)} <= set(asked)

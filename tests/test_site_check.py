@@ -16,16 +16,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from colesbarcodes.replica.catalogue import Catalogue
 from colesbarcodes.replica.process import ReplicaProcess
 from colesbarcodes.site.checks import (
     Answer,
+    CheckResult,
     Status,
     check_batch,
+    check_build_id,
     check_categories,
     check_home,
     check_key,
+    check_listing,
     check_product,
     check_product_page,
     mask,
@@ -160,6 +165,49 @@ def test_the_product_page_is_information_whatever_it_carries(samples: Path) -> N
     assert gone.status is Status.OK and "404" in gone.seen
 
 
+BODIES = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from(
+        [
+            b"",
+            b"<!DOCTYPE html><title>Maintenance</title>",
+            b'{"data": null}',
+            b'{"data": {"product": {"id": 1, "gtin": [1]}}}',
+            b'{"data": {"menuItems": {"items": [{"seoToken": 5}]}}}',
+            b'{"pageProps": {"searchResults": {"results": "x", "noOfResults": "7"}}}',
+            b'{"errors": "boom"}',
+            b'{"errors": [{"message": null, "path": "p0"}], "data": []}',
+            b'<script id="__NEXT_DATA__" type="application/json">{"buildId": 7}</script>',
+            b'<script type="application/ld+json">{"@type": "Product", "sku": []}</script>',
+        ]
+    ),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+        max_leaves=12,
+    ).map(lambda value: json.dumps(value).encode()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=BODIES, status=st.sampled_from([200, 201, 204, 301, 400, 401, 404, 500]))
+def test_no_answer_makes_a_check_raise(body: bytes, status: int) -> None:
+    """Whatever the site answers, every check returns its row: site-check never prints a
+    traceback, least of all when the site is changing."""
+    answer = Answer(status=status, body=body, content_type="text/html")
+    results: list[CheckResult] = [
+        check_home(answer, False, "direct"),
+        check_build_id(body)[0],
+        check_key(body, "https://www.coles.com.au/")[0],
+        check_product(answer, "1018067")[0],
+        check_batch(answer, ["1018067", "8060378"]),
+        check_categories(answer, answer)[0],
+        check_listing(answer, "pantry"),
+        check_product_page(answer, "8060378"),
+    ]
+    assert all(isinstance(result.status, Status) for result in results)
+
+
 def test_masking_hides_the_key_and_proxy_credentials() -> None:
     body = f'{{"BFF_API_SUBSCRIPTION_KEY":"{KEY}","proxy":"crawler:pa55word"}}'.encode()
     masked = mask(body, [KEY, "crawler", "pa55word"])
@@ -238,6 +286,8 @@ BREAKS = [
     ("gtin-removed", "product", "section GraphQL", set()),
     ("categories-moved", "categories", "section Categories", {"listing"}),
     ("categories-retyped", "categories", "section Categories", {"listing"}),
+    # the GraphQL URL serves an HTML page: the category tree still comes from browse.json
+    ("graphql-maintenance", "product", "section GraphQL", {"batch"}),
 ]
 
 
@@ -285,6 +335,27 @@ def test_save_keeps_every_answer_with_the_key_masked(tmp_path: Path) -> None:
     assert "BFF_API_SUBSCRIPTION_KEY" in home  # the page is kept, its key is not
     for path in saved.iterdir():
         assert KEY not in path.read_text(), path
+
+
+def test_a_maintenance_page_where_graphql_answers_is_a_change_and_is_saved(
+    tmp_path: Path,
+) -> None:
+    """The answer is no GraphQL at all: no traceback, the row says what came (status,
+    content type, first bytes), exit 4, and --save keeps it for the bug report."""
+    saved = tmp_path / "answers"
+    with replica("--break", "graphql-maintenance") as site:
+        run = site_check(site.url, "--json", "--save", str(saved))
+    assert run.returncode == 4, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    product = next(row for row in run.rows if row["check"] == "product")
+    assert product["status"] == "changed"
+    assert product["seen"].startswith(
+        "no GraphQL answer: the answer is not JSON (HTTP 200, text/html"
+    )
+    assert "We'll be back soon" in product["seen"]
+    index = json.loads((saved / "responses.json").read_text())
+    kept = next(entry for entry in index if entry["check"] == "product")
+    assert "maintenance" in (saved / kept["file"]).read_text()
 
 
 def test_an_unreachable_site_is_reported_as_such_without_a_traceback() -> None:

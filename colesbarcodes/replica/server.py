@@ -21,7 +21,8 @@ Endpoints (the contract in the project's shared README; ``layout`` picks the yea
   ``{"data": null, "errors": [...]}``, 200, as GraphQL propagates nulls); a store in
   ``unknown_stores``: "Invalid StoreId" (``BAD_USER_INPUT``) on the alias; a SKU in
   ``gtin_error_skus``: its ``gtin`` fails to resolve (null, and an error whose path is
-  ``[alias, "gtin"]``); syntax 400 ``GRAPHQL_PARSE_FAILED``;
+  ``[alias, "gtin"]``); a document asking for a SKU in ``cut_off_skus``: its JSON cut off
+  halfway (a connection closed early by a proxy); syntax 400 ``GRAPHQL_PARSE_FAILED``;
   invalid document 400 ``GRAPHQL_VALIDATION_FAILED``; bad variables 400 ``BAD_USER_INPUT``;
   more ``product`` fields than ``max_aliases``: 400 ``QUERY_TOO_COMPLEX``. The key can rotate
   every ``rotate_key_after`` accepted requests.
@@ -168,6 +169,7 @@ class ReplicaConfig:
     not_found_skus: set[int] = field(default_factory=set)  # answered as unknown
     gtin_error_skus: set[int] = field(default_factory=set)  # gtin fails to resolve (a field error)
     unknown_stores: set[int] = field(default_factory=set)  # "Invalid StoreId" (BAD_USER_INPUT)
+    cut_off_skus: set[int] = field(default_factory=set)  # a document asking for one: cut-off JSON
     product_non_null: bool = False  # the schema declares product(...): Product! (nulls propagate)
     mismatch_skus: set[int] = field(default_factory=set)  # page's __NEXT_DATA__ is another SKU
     page_gtin: bool = False  # product pages carry the GTIN (to test a page-based source)
@@ -643,6 +645,12 @@ class ReplicaSite:
             retyped="categories-retyped" in self.config.breaks,
         )
         status, body = graphql_api.execute(schema, parsed, _Resolvers(self))
+        if self.config.cut_off_skus and not self.config.cut_off_skus.isdisjoint(parsed.skus):
+            self.stats.faults["cut_off_answer"] += 1
+            whole = dumps(body)
+            return web.Response(
+                body=whole[: len(whole) // 2], status=status, content_type="application/json"
+            )
         return _json(body, status)
 
     def _renamed_fields(self) -> frozenset[str]:

@@ -409,7 +409,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             self.source.session.answer_understood()
         elif spoiled:
             reasons = {answer.readings[str(key["sku"])].reason for key in spoiled}
-            self._count_unreadable("; ".join(sorted(reasons)))
+            self._count_unreadable(response, "; ".join(sorted(reasons)))
         if rejected:
             message = "; ".join(sorted({reading.reason for _, reading in rejected}))
             for outcome in self._rejected([key for key, _ in rejected], message):
@@ -427,20 +427,27 @@ class ColesBarcodesSpider(scrapy.Spider):
                     reason = f"the site's answer for this SKU was not understood: {reading.reason}"
                     yield self._outcome(key, Outcome.FAILED, reason=reason[:300])
 
-    def _count_unreadable(self, seen: str) -> None:
-        """One more unreadable answer in a row; too many and the crawl stops, saying what
-        it saw (the SKUs not answered yet stay in the inbox for the next run)."""
+    def _count_unreadable(self, response: Response, seen: str) -> None:
+        """One more document answered unreadably at its first try; when that keeps
+        happening with no readable answer between, the crawl stops, saying what it saw (the
+        SKUs not answered yet stay in the inbox for the next run). The retries of one
+        document do not count: one bad document alone is split, never stops the crawl."""
+        if response.meta.get("coles_document_tries", 0) or response.meta.get(
+            "coles_product_tries", 0
+        ):
+            return
         in_a_row = self.source.session.answer_unreadable()
         if in_a_row > self.retry_times:
             logger.error(
-                "The GraphQL API answered %d times in a row with something that is no answer "
-                "the crawl knows (%s). Nothing was stored for those SKUs. Run `scrapy "
+                "The GraphQL API answered %d documents in a row with something that is no "
+                "answer the crawl knows (%s). Nothing was stored for their SKUs. Run `scrapy "
                 "site-check --save var/site-check` and see docs/site.md, section GraphQL.",
                 in_a_row,
                 seen,
             )
             raise CloseSpider(
-                f"site_changed: GraphQL answered unreadably {in_a_row} times in a row: {seen}"[:500]
+                f"site_changed: GraphQL answered {in_a_row} documents in a row unreadably: "
+                f"{seen}"[:500]
             )
 
     async def _unreadable(
@@ -452,7 +459,7 @@ class ColesBarcodesSpider(scrapy.Spider):
         stats.inc_value("coles/answers_unreadable", len(lookups))
         stats.inc_value("coles/site_format_errors", len(lookups))
         logger.warning("Unreadable GraphQL answer for %d SKU(s): %s", len(lookups), seen)
-        self._count_unreadable(seen)
+        self._count_unreadable(response, seen)
         tries = response.meta.get("coles_document_tries", 0)
         if tries < self.retry_times:
             await self._backoff(tries)
