@@ -37,6 +37,7 @@ from colesbarcodes.frontier.worker import FrontierBatch, FrontierWorker
 from colesbarcodes.gtin import InvalidGtin, parse_gtin, shown
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.signals import work_unit_taken
+from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.coles import ProblemKind
 from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey, SourceError
 from colesbarcodes.spiders.arguments import (
@@ -439,6 +440,10 @@ class ColesBarcodesSpider(scrapy.Spider):
         request = failure.request  # type: ignore[attr-defined]
         response = getattr(failure.value, "response", None)
         lookups: list[LookupKey] = request.meta["lookups"]
+        if failure.check(BrowserUnavailable):
+            # This machine's browser, not the SKUs: no outcome, they stay for the next run
+            # (the crawl is closing with the reason).
+            return
         if response is not None and response.status == 404 and self.source.is_fallback(response):
             yield self._outcome(lookups[0], Outcome.NOT_FOUND, reason="no product page")
             return
