@@ -11,6 +11,7 @@ import os
 import shutil
 
 from colesbarcodes.db.engine import database_url
+from colesbarcodes.site.browser import SYSTEM_CHROMIUMS
 
 # Scrapy's cookie handling asks tldextract for the public suffix list, which it would
 # download on first use (logging tracebacks where there is no internet) before falling
@@ -112,7 +113,7 @@ def _chromium() -> str | None:
     configured = os.environ.get("COLES_CHROMIUM_PATH")
     if configured:
         return configured
-    for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+    for candidate in SYSTEM_CHROMIUMS:
         if shutil.which(candidate):
             return candidate
     return None

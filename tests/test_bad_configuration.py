@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +39,7 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from colesbarcodes.db.engine import make_engine, migrate
-from colesbarcodes.db.models import Base
+from colesbarcodes.db.models import Base, Lookup
 from colesbarcodes.replica.catalogue import Catalogue
 from colesbarcodes.replica.process import ReplicaProcess
 from tests.conftest import require
@@ -1038,6 +1039,28 @@ CRAWL_CASES = [
         phrase="no executable there",
     ),
     CrawlCase(
+        "chromium-no-browser",
+        B,
+        env={"COLES_CHROMIUM_PATH": "/bin/false"},
+        phrase="COLES_CHROMIUM_PATH /bin/false: no browser starts there (--version exited",
+    ),
+    CrawlCase(
+        "chromium-script-exits-1",
+        B,
+        env={"COLES_CHROMIUM_PATH": "{work}/bin/not-a-browser"},
+        phrase="COLES_CHROMIUM_PATH {work}/bin/not-a-browser: no browser starts there",
+    ),
+    # No COLES_CHROMIUM_PATH and no Debian Chromium: the settings give Playwright no
+    # executable_path (as here) and it looks for its own browser, not installed here.
+    CrawlCase(
+        "chromium-unset-and-none-installed",
+        B,
+        s("PLAYWRIGHT_LAUNCH_OPTIONS", '{"headless": true, "args": ["--no-sandbox"]}'),
+        env={"PLAYWRIGHT_BROWSERS_PATH": "{work}/no-browsers"},
+        phrase="COLES_CHROMIUM_PATH is not set (nor found: /usr/bin/chromium) and Playwright's "
+        "own browser does not start (BrowserType.launch: Executable doesn't exist at {work}",
+    ),
+    CrawlCase(
         "stats-file-folder-missing",
         B,
         env={"COLES_STATS_FILE": "{work}/nowhere/stats.json"},
@@ -1266,6 +1289,12 @@ CRAWL_CASES = [
         phrase="COLES_PROXIES entry 1",
     ),
     CrawlCase(
+        "listing-chromium-script-exits-1",
+        P,
+        env={"COLES_CHROMIUM_PATH": "{work}/bin/not-a-browser"},
+        phrase="COLES_CHROMIUM_PATH {work}/bin/not-a-browser: no browser starts there",
+    ),
+    CrawlCase(
         "listing-stats-file-folder-missing",
         P,
         env={"COLES_STATS_FILE": "{work}/nowhere/stats.json"},
@@ -1316,6 +1345,12 @@ CRAWL_CASES = [
         SC,
         env={"COLES_CHROMIUM_PATH": "{work}/chromium"},
         phrase="no executable there",
+    ),
+    CrawlCase(
+        "check-chromium-no-browser",
+        SC,
+        env={"COLES_CHROMIUM_PATH": "/bin/false"},
+        phrase="COLES_CHROMIUM_PATH /bin/false: no browser starts there",
     ),
     CrawlCase(
         "check-retry-times-negative", SC, s("RETRY_TIMES", "-1"), phrase=f"RETRY_TIMES {NUMBER} 0"
@@ -1373,13 +1408,23 @@ class CrawlRun:
 
 def work_folder(root: Path) -> Path:
     """The enrichment inbox with one file of SKUs, the product inbox with an earlier store
-    file: what a wrong value must leave as it was."""
+    file: what a wrong value must leave as it was; and ``bin/not-a-browser``, an
+    executable that is no browser (it exits 1)."""
     work = root / "work"
     (work / "inbox").mkdir(parents=True)
     write_jsonl(work / "inbox" / "skus.jsonl", [{"sku": sku} for sku in SKUS])
     (work / "product_inbox").mkdir()
     write_jsonl(work / "product_inbox" / "earlier.jsonl", canonical_rows("0584", range(1, 4)))
+    (work / "bin").mkdir()
+    shell_script(work / "bin" / "not-a-browser", "exit 1")
     return work
+
+
+def shell_script(path: Path, body: str) -> Path:
+    """An executable ``/bin/sh`` script."""
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return path
 
 
 def file_bytes(folder: Path) -> dict[str, bytes]:
@@ -1419,8 +1464,10 @@ def seeded(database_url: str, root: Path) -> str:
     return database_url
 
 
-def run_crawl_case(case: CrawlCase, site: str, work: Path, database_url: str) -> CrawlRun:
-    """The case's command, a real subprocess from the project folder, with a clean
+def crawl_case_command(
+    case: CrawlCase, site: str, work: Path, database_url: str
+) -> tuple[list[str], dict[str, str]]:
+    """The case's command line and environment: the project's inboxes in ``work``, a clean
     environment (no COLES_* or DATABASE_URL of the test run's own)."""
 
     def fill(text: str) -> str:
@@ -1439,8 +1486,14 @@ def run_crawl_case(case: CrawlCase, site: str, work: Path, database_url: str) ->
     )
     env.update({name: fill(value) for name, value in case.env.items()})
     command = [sys.executable, "-m", "scrapy", *COMMANDS[case.command], *case.args]
+    return [fill(part) for part in command], env
+
+
+def run_crawl_case(case: CrawlCase, site: str, work: Path, database_url: str) -> CrawlRun:
+    """The case's command, a real subprocess from the project folder."""
+    command, env = crawl_case_command(case, site, work, database_url)
     proc = subprocess.run(
-        [fill(part) for part in command],
+        command,
         cwd=PROJECT,
         env=env,
         capture_output=True,
@@ -1553,3 +1606,110 @@ def test_under_scrapyd_a_wrong_value_ends_the_job_with_one_clear_log_line(
     assert len(errors) == 1 and errors[0].startswith("Bad configuration: "), errors
     assert phrase in errors[0]
     assert file_bytes(work) == before
+
+
+# --- A browser that passes the start-up check and still does not start ---------------------
+
+CHROMIUM = os.environ.get("COLES_CHROMIUM_PATH", "/usr/bin/chromium")
+BROWSER_UNAVAILABLE = "The crawl ended with status 2 (browser_unavailable: COLES_CHROMIUM_PATH"
+
+
+@pytest.fixture(scope="module")
+def challenged_site() -> Iterator[ReplicaProcess]:
+    """The replica with its JavaScript challenge on every content request."""
+    with ReplicaProcess(products=PRODUCTS, seed=1, challenge=True) as replica:
+        yield replica
+
+
+def last_error(output: str) -> str:
+    errors = [line for line in output.splitlines() if " ERROR: " in line]
+    assert errors, output[-3000:]
+    return errors[-1].split(" ERROR: ", 1)[1]
+
+
+def stored_lookups(database_url: str) -> dict[str, str]:
+    """SKU → outcome of every stored lookup."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return {
+                sku: outcome for sku, outcome in conn.execute(select(Lookup.sku, Lookup.outcome))
+            }
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("command", [B, P, SC])
+def test_a_browser_that_answers_its_version_but_cannot_launch_is_named_not_the_site(
+    command: str, challenged_site: ReplicaProcess, tmp_path: Path
+) -> None:
+    """It passes the start-up check (``--version`` says Chromium) and fails at the home
+    page's challenge: status 2 naming COLES_CHROMIUM_PATH, never ``site_changed``, and
+    nothing stored or moved."""
+    database = seeded(f"sqlite:///{tmp_path / 'crawl.sqlite3'}", tmp_path)
+    work = work_folder(tmp_path)
+    fake = shell_script(
+        work / "bin" / "chromium",
+        '[ "$1" = --version ] && echo "Chromium 156.0.8078.114" && exit 0\nexit 1',
+    )
+    before, counts = file_bytes(work), crawl_row_counts(database, ("crawl_runs",))
+    case = CrawlCase("browser-cannot-launch", command, env={"COLES_CHROMIUM_PATH": str(fake)})
+    run = run_crawl_case(case, challenged_site.url, work, database)
+    assert run.returncode == 2, run.output[-3000:]
+    assert "Traceback" not in run.output, run.output[-3000:]
+    line = last_error(run.output)
+    assert line.startswith(f"{BROWSER_UNAVAILABLE} {fake} did not start"), line
+    assert "apt-get install chromium" in line, line
+    assert "site_changed" not in run.output
+    assert file_bytes(work) == before
+    assert crawl_row_counts(database, ("crawl_runs",)) == counts
+
+
+def test_a_browser_removed_mid_crawl_closes_it_with_status_2_and_leaves_the_rest_for_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """COLES_CHROMIUM_PATH is a working Chromium when the crawl starts, and the site sends
+    no challenge yet. Mid-crawl the browser is removed and the challenge comes: the crawl
+    closes with status 2 naming the browser; every stored outcome is a real answer (no
+    ``failed``), the SKUs not looked up have none, and the next run, with the browser
+    back, looks up exactly those."""
+    require(Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM}")
+    database = seeded(f"sqlite:///{tmp_path / 'crawl.sqlite3'}", tmp_path)
+    work = work_folder(tmp_path)
+    wanted = [str(p.sku) for p in list(CATALOGUE)[:30]]
+    write_jsonl(work / "inbox" / "skus.jsonl", [{"sku": int(sku)} for sku in wanted])
+    browser = work / "bin" / "chromium"
+    wrapper = f'exec {CHROMIUM} "$@"'
+    shell_script(browser, wrapper)
+    one_at_a_time = ("-s", "COLES_GRAPHQL_BATCH=1", "-s", "CONCURRENT_REQUESTS=1")
+    case = CrawlCase("browser-gone", B, one_at_a_time, env={"COLES_CHROMIUM_PATH": str(browser)})
+    with ReplicaProcess(products=PRODUCTS, seed=1) as site:
+        site.configure(delay_ms=150)
+        command, env = crawl_case_command(case, site.url, work, database)
+        with subprocess.Popen(
+            command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ) as crawl:
+            deadline = time.monotonic() + 120
+            while len(site.stats()["by_sku_kind"]["graphql"]) < 3:  # past the start
+                assert crawl.poll() is None and time.monotonic() < deadline, "no lookups"
+                time.sleep(0.05)
+            browser.unlink()
+            site.configure(challenge=True)
+            output = crawl.communicate(timeout=120)[0].decode()
+        answered = set(site.stats()["by_sku_kind"]["graphql"])
+        assert crawl.returncode == 2, output[-3000:]
+        assert "Traceback" not in output, output[-3000:]
+        line = last_error(output)
+        assert line.startswith(f"{BROWSER_UNAVAILABLE} {browser} did not start"), line
+        stored = stored_lookups(database)
+        assert "failed" not in stored.values(), stored
+        assert set(stored) <= answered
+        assert stored and len(stored) < len(wanted)
+
+        shell_script(browser, wrapper)  # the browser is back: the next run does the rest
+        site.reset_stats()
+        again = run_crawl_case(case, site.url, work, database)
+        assert again.returncode == 0, again.output[-3000:]
+        asked = set(site.stats()["by_sku_kind"]["graphql"])
+    assert set(stored_lookups(database)) == set(wanted)
+    assert asked == set(wanted) - set(stored)

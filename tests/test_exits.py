@@ -60,6 +60,7 @@ def test_proxy_credentials_never_appear_in_labels_or_errors() -> None:
     ("reason", "status"),
     [
         ("finished", 0),
+        ("browser_unavailable: COLES_CHROMIUM_PATH /usr/bin/chromium did not start", 2),
         ("monitor_failed: failed share 0.40 > 0.25", 3),
         ("site_unreachable: home page answered HTTP 503", 4),
         ("site_changed: home page: no BFF_API_SUBSCRIPTION_KEY", 4),
@@ -77,4 +78,4 @@ def test_each_finish_reason_has_its_exit_status(reason: str, status: int) -> Non
 def test_a_failed_monitor_is_non_zero_whatever_the_finish_reason() -> None:
     assert exit_status({"finish_reason": "shutdown", "monitor/result": "failed"}) == 3
     assert exit_status({"finish_reason": "blocked: x", "monitor/result": "failed"}) == 5
-    assert len(set(EXIT_STATUSES.values())) == 6
+    assert len(set(EXIT_STATUSES.values())) == 7

@@ -10,7 +10,9 @@ built-in) maps the finish reason to an exit status:
    1  Scrapy could not start the crawl (an unknown spider name, or a failure of its own)
    2  bad usage or bad configuration: a setting, environment variable, spider argument
       or option with a value the crawl cannot use (``ConfigurationError``); nothing was
-      done
+      done. Also a crawl whose browser did not start when the site's challenge needed it
+      (``browser_unavailable``: this machine's Chromium, ``COLES_CHROMIUM_PATH``, not the
+      site); the SKUs it could not look up stay for the next run
    3  the monitors failed (finish reason ``monitor_failed: ...``, or any crawl whose
       ``monitor/result`` is ``failed`` and which has no more specific status below)
    4  the site is unreachable, or has changed so the crawl cannot use it
@@ -41,6 +43,7 @@ from twisted.internet.defer import Deferred
 
 from colesbarcodes.config import ConfigurationError
 from colesbarcodes.extensions.crawl_monitor import MONITOR_FAILED
+from colesbarcodes.site.browser import BROWSER_UNAVAILABLE, LATE_REMEDY
 
 if TYPE_CHECKING:
     import argparse
@@ -63,6 +66,7 @@ logger = logging.getLogger(__name__)
 BAD_CONFIGURATION_EXIT = 2
 MONITOR_FAILED_EXIT = 3
 EXIT_STATUSES: dict[str, int] = {
+    BROWSER_UNAVAILABLE: BAD_CONFIGURATION_EXIT,
     MONITOR_FAILED: MONITOR_FAILED_EXIT,
     "site_unreachable": 4,
     "site_changed": 4,
@@ -76,6 +80,7 @@ EXIT_STATUSES: dict[str, int] = {
 
 # What to do, by exit status, in the last ERROR line of a crawl that did not end well.
 REMEDIES: dict[int, str] = {
+    2: f"{LATE_REMEDY}; the SKUs not looked up stay for the next run",
     3: "read the monitors' verdict above",
     4: "check COLES_BASE_URL and COLES_PROXIES; scrapy site-check says which point changed",
     5: "set COLES_PROXIES to an exit the site accepts",

@@ -3,7 +3,6 @@ stops the crawl at its start with one sentence, not later or with a traceback.""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,7 @@ from scrapy.exceptions import NotConfigured
 
 from colesbarcodes.config import ConfigurationError, check_settings
 from colesbarcodes.db.engine import DatabaseUrlError, check_database_url, database_url
+from colesbarcodes.site.browser import check_browser
 from colesbarcodes.site.exits import exits_from_setting
 
 if TYPE_CHECKING:
@@ -25,8 +25,9 @@ def check_crawl_settings(settings: BaseSettings) -> None:
     switches of :data:`colesbarcodes.config.RULES`, ``DATABASE_URL`` (a database the
     project supports, see :func:`~colesbarcodes.db.engine.check_database_url`),
     ``COLES_PROXIES``, ``COLES_STATS_FILE``
-    (its folder must exist: it is written at the end) and ``COLES_CHROMIUM_PATH`` (checked
-    now, not when a challenge first needs the browser)."""
+    (its folder must exist: it is written at the end) and the bot check's browser
+    (``COLES_CHROMIUM_PATH``: it must start now, not fail when a challenge first needs it,
+    maybe hours later; see :func:`~colesbarcodes.site.browser.check_browser`)."""
     check_settings(settings)
     url = settings.get("DATABASE_URL")
     try:  # every crawl records its run in the database; a MySQL URL is what users try
@@ -43,13 +44,7 @@ def check_crawl_settings(settings: BaseSettings) -> None:
                 + ("is a folder" if path.is_dir() else f"the folder {path.parent} does not exist")
                 + ": give a file path in an existing folder"
             )
-    launch = settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS")
-    browser = launch.get("executable_path")
-    if browser and not (Path(str(browser)).is_file() and os.access(str(browser), os.X_OK)):
-        raise ConfigurationError(
-            f"COLES_CHROMIUM_PATH {browser}: no executable there: give the path of a Chromium "
-            "binary, or unset it to use /usr/bin/chromium or Playwright's own browser"
-        )
+    check_browser(settings)
 
 
 class SettingsCheck:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import scrapy
 
 from colesbarcodes.config import setting_int
+from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.coles import SiteConfig, SiteFormatError, parse_site_config
 from colesbarcodes.site.exits import BlockedByProtection
 
@@ -102,6 +103,8 @@ class SiteSession:
             raise SiteUnusable(
                 f"blocked: home page: {exc}; set COLES_PROXIES to an exit the site accepts"
             ) from None
+        except BrowserUnavailable as exc:  # this machine's browser, not the site
+            raise SiteUnusable(str(exc)) from None
         except Exception as exc:  # any download failure: the site is unreachable
             raise SiteUnusable(
                 f"site_unreachable: home page {self.base_url}/: {type(exc).__name__}: {exc}"[:500]

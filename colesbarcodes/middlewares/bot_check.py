@@ -13,7 +13,14 @@ import scrapy
 from scrapy.exceptions import NotConfigured
 
 from colesbarcodes.config import setting_bool, setting_float, setting_int
+from colesbarcodes.crawl_control import close_crawl
 from colesbarcodes.extensions.site_session import SiteSession
+from colesbarcodes.site.browser import (
+    LATE_REMEDY,
+    BrowserUnavailable,
+    browser_unavailable,
+    is_launch_failure,
+)
 from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE, protection_kind
 
 if TYPE_CHECKING:
@@ -59,6 +66,14 @@ class BotCheckMiddleware:
     ``COLES_BOTCHECK_MAX_BROWSER_PAGES`` browser pages per crawl. The block page is not a
     challenge: :class:`ExitPoolMiddleware` handles it and no browser opens. Stats:
     ``botcheck/*``.
+
+    A browser that does not start is not a site that changed: the challenge page is not
+    handed on as the site's answer. The request fails with :class:`BrowserUnavailable`
+    (no outcome for its SKUs: they stay for the next run), and so does every challenged
+    request after it (no second launch); the crawl closes with that error's message as
+    its finish reason (``browser_unavailable: COLES_CHROMIUM_PATH ...``, exit status 2).
+    A request the start awaits (the home page, the listing's set-up) fails its caller,
+    which closes the crawl with the same reason.
     """
 
     def __init__(self, crawler: Crawler, config: BotCheckConfig) -> None:
@@ -69,6 +84,8 @@ class BotCheckMiddleware:
         self.user_agent: str | None = None
         self.pages = 0
         self._solving: asyncio.Future[bool] | None = None
+        self.unavailable = ""  # the finish reason once the browser failed to start
+        self._closing: asyncio.Future[None] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -97,9 +114,13 @@ class BotCheckMiddleware:
             stats.inc_value("botcheck/gave_up")
             logger.warning("Still the challenge after solving it: giving up on %s", request)
             return response
+        if self.unavailable:
+            raise self._refuse(request)
         if request.meta.get("botcheck_generation", 0) >= self.generation and not await self._solve(
             request
         ):
+            if self.unavailable:
+                raise self._refuse(request)
             return response
         exit_index = int(request.meta.get("coles_exit", 0))
         retry = request.replace(
@@ -129,13 +150,28 @@ class BotCheckMiddleware:
         try:
             solved = await self._solve_in_browser(request)
         except Exception as exc:
-            logger.error(
-                "Solving the challenge in the browser failed: %s: %s", type(exc).__name__, exc
-            )
+            if is_launch_failure(exc):
+                self.unavailable = str(browser_unavailable(self.crawler.settings, exc))
+                logger.error("%s: closing the crawl; %s", self.unavailable, LATE_REMEDY)
+            else:
+                logger.error(
+                    "Solving the challenge in the browser failed: %s: %s", type(exc).__name__, exc
+                )
             solved = False
         self._solving.set_result(solved)
         self._solving = None
         return solved
+
+    def _refuse(self, request: scrapy.Request) -> BrowserUnavailable:
+        """The error for a challenged request with no browser to solve it; closes the crawl
+        unless a caller at the start does (two closes would race for the reason)."""
+        self.crawler.stats.inc_value("botcheck/browser_unavailable")
+        starting = request.meta.get("coles_source") in ("home", "listing_setup") or bool(
+            request.meta.get("dont_obey_robotstxt")  # robots.txt: the home page comes next
+        )
+        if self._closing is None and not starting and self.crawler.engine is not None:
+            self._closing = asyncio.ensure_future(close_crawl(self.crawler, self.unavailable))
+        return BrowserUnavailable(self.unavailable)
 
     async def _solve_in_browser(self, request: scrapy.Request) -> bool:
         stats = self.crawler.stats

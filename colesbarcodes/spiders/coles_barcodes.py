@@ -39,6 +39,7 @@ from colesbarcodes.gtin import InvalidGtin, parse_gtin, shown
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.middlewares.retry_after import RetryAfterConfig
 from colesbarcodes.signals import work_unit_taken
+from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.coles import ProblemKind, Reading
 from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey
 from colesbarcodes.spiders.arguments import (
@@ -445,10 +446,8 @@ class ColesBarcodesSpider(scrapy.Spider):
                 in_a_row,
                 seen,
             )
-            raise CloseSpider(
-                f"site_changed: GraphQL answered {in_a_row} documents in a row unreadably: "
-                f"{seen}"[:500]
-            )
+            reason = f"site_changed: GraphQL answered {in_a_row} documents in a row unreadably"
+            raise CloseSpider(f"{reason}: {seen}"[:500])
 
     async def _unreadable(
         self, response: Response, lookups: list[LookupKey], seen: str
@@ -555,6 +554,10 @@ class ColesBarcodesSpider(scrapy.Spider):
         request = failure.request  # type: ignore[attr-defined]
         response = getattr(failure.value, "response", None)
         lookups: list[LookupKey] = request.meta["lookups"]
+        if failure.check(BrowserUnavailable):
+            # This machine's browser, not the SKUs: no outcome, they stay for the next run
+            # (the crawl is closing with the reason).
+            return
         reason = (
             f"{failure.type.__name__}: {failure.getErrorMessage()}"[:300]
             if failure.type

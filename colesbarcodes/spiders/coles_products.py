@@ -29,6 +29,7 @@ from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.extensions.site_session import SiteUnusable as SessionUnusable
 from colesbarcodes.feeds.missing_barcodes import queue_missing_barcodes
 from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
+from colesbarcodes.site.browser import BROWSER_UNAVAILABLE, BrowserUnavailable
 from colesbarcodes.site.coles import (
     Category,
     CategoryTreeRefused,
@@ -261,6 +262,8 @@ class ColesProductsSpider(scrapy.Spider):
             return await self.crawler.engine.download_async(
                 scrapy.Request(url, dont_filter=True, meta=meta, **kwargs)
             )
+        except BrowserUnavailable as exc:  # this machine's browser, not the site
+            raise CloseSpider(str(exc)) from None
         except Exception as exc:
             raise SiteUnusable(f"{url}: {type(exc).__name__}: {exc}") from None
 
@@ -362,7 +365,7 @@ class ColesProductsSpider(scrapy.Spider):
                 try:
                     config = await session.configure(self.base_url)
                 except SessionUnusable as exc:
-                    if str(exc).startswith("blocked"):
+                    if str(exc).startswith(("blocked", BROWSER_UNAVAILABLE)):
                         raise CloseSpider(str(exc)) from None
                     if str(exc).startswith("site_unreachable"):
                         raise SiteUnusable(str(exc).split(": ", 1)[1]) from None

@@ -23,6 +23,7 @@ from scrapy.exceptions import CloseSpider
 
 from colesbarcodes.config import ConfigurationError
 from colesbarcodes.gtin import shown
+from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.checks import (
     BATCH,
     BUILD_ID,
@@ -205,6 +206,8 @@ class SiteCheckSpider(scrapy.Spider):
             answer = Answer(error=str(exc), blocked=True)
             self._keep(check, url, answer, None)
             return answer
+        except BrowserUnavailable as exc:  # this machine's browser: no verdict on the site
+            raise CloseSpider(str(exc)) from None
         except Exception as exc:  # any download failure: the site did not answer
             answer = Answer(error=f"{type(exc).__name__}: {exc}"[:300])
             self._keep(check, url, answer, None)
