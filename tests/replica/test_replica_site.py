@@ -501,7 +501,7 @@ def test_unknown_and_delisted_skus_are_product_not_found_errors_with_a_null_prod
         assert status == 200
         assert answer["data"] == {"product": None}
         (error,) = answer["errors"]
-        assert error["message"] == "Product not found"
+        assert error["message"] == f"Product {sku} not found"  # the site's words (2026)
         assert error["extensions"]["code"] == "NOT_FOUND"
         assert error["path"] == ["product"]
 
@@ -521,13 +521,52 @@ def test_a_batched_document_with_aliases_and_a_fragment_answers_each_alias(
         "p3": None,
     }
     assert {tuple(e["path"]): e["message"] for e in answer["errors"]} == {
-        ("p1",): "Product not found",
-        ("p3",): "Product not found",
+        ("p1",): "Product 999 not found",
+        ("p3",): "Product 1000014 not found",
     }
     stats = replica.stats()
     assert stats["graphql_documents"] == 1
     assert stats["graphql_products"] == 4
     assert stats["by_sku_kind"]["graphql"] == {"8060378": 1, "999": 1, "1000012": 1, "1000014": 1}
+
+
+def test_a_non_null_product_field_nulls_the_whole_document_for_one_unknown_sku(
+    replica: ReplicaProcess, http: Http
+) -> None:
+    """As GraphQL propagates nulls: the error names the alias, ``data`` is null, status 200."""
+    replica.configure(product_non_null=True)
+    query, variables = batched_document([8060378, 999, 1000012])
+    status, answer = graphql_answer(http, query, variables)
+    assert status == 200
+    assert answer["data"] is None
+    assert [(e["path"], e["message"]) for e in answer["errors"]] == [
+        (["p1"], "Product 999 not found")
+    ]
+
+
+def test_a_field_error_on_gtin_nulls_the_field_and_names_its_path(
+    replica: ReplicaProcess, http: Http
+) -> None:
+    replica.configure(gtin_error_skus=[1000012])
+    query, variables = batched_document([8060378, 1000012])
+    status, answer = graphql_answer(http, query, variables)
+    assert status == 200
+    assert answer["data"]["p1"] == {"id": 1000012, "name": "Numeric Barcode", "gtin": None}
+    assert [e["path"] for e in answer["errors"]] == [["p1", "gtin"]]
+    assert answer["data"]["p0"]["gtin"] == "9300633600082"
+
+
+def test_an_unknown_store_is_invalid_storeid_as_bad_user_input_on_each_alias(
+    replica: ReplicaProcess, http: Http
+) -> None:
+    replica.configure(unknown_stores=[9999])
+    status, answer = graphql_answer(
+        http, GET_PRODUCT_DETAILS, {"productId": "8060378", "storeId": "COL:9999"}
+    )
+    assert status == 200 and answer["data"] == {"product": None}
+    (error,) = answer["errors"]
+    assert error["message"] == "Invalid StoreId: COL:9999"
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and error["path"] == ["product"]
 
 
 def test_product_ids_can_be_inline_literals_and_every_one_is_counted(
