@@ -405,7 +405,10 @@ class ColesBarcodesSpider(scrapy.Spider):
             else:
                 understood = True  # the site's own error, said in the GraphQL way
                 stats.inc_value("coles/graphql/product_errors")
-            (rejected.append((key, reading)) if reading.rejected else spoiled.append(key))
+            if reading.rejected:
+                rejected.append((key, reading))
+            else:
+                spoiled.append(key)
         if understood or again_now:
             self.source.session.answer_understood()
         elif spoiled:
