@@ -7,6 +7,8 @@ import subprocess
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from sqlalchemy import text
+
 from colesbarcodes.db.engine import make_engine, migrate
 from colesbarcodes.replica.process import ReplicaProcess
 from tests.helpers import (
@@ -112,3 +114,53 @@ def test_two_loaders_and_two_crawls_at_once_share_the_work_and_lose_nothing(
         str(p.sku): expected_outcome(p) for p in CATALOGUE
     }
     assert all(n == 1 for n in asked.values()), "the site was asked twice for a SKU"
+
+
+def test_a_connection_closed_by_another_process_mid_crawl_loses_no_sqlite_outcome(
+    tmp_path: Path,
+) -> None:
+    """SQLite's last connection to a WAL database to close checkpoints and deletes the
+    log: it is the last when no other process holds a lock on the file. A crawl making a
+    second engine on the file (its prefill's) dropped the crawl's locks, so a process
+    closing its connection mid-crawl (a loader that ended, a crawl with nothing to do)
+    deleted the log under the crawl: what the crawl committed after that went to the
+    deleted log, and its inbox file was finished all the same (one run in 35 of the test
+    above, under load)."""
+    url = f"sqlite:///{tmp_path / 'crawl.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)  # this process holds a connection, as the loaders of the test above do
+    enrichment = tmp_path / "enrichment_inbox"
+    enrichment.mkdir()
+    wanted = list(CATALOGUE)[:48]
+    write_jsonl(enrichment / "skus.jsonl", [{"sku": p.sku} for p in wanted])
+    with ReplicaProcess(products=PRODUCTS, seed=1) as site:
+        site.configure(delay_ms=1000)  # the crawl waits for the site with its engines made
+        proc = subprocess.Popen(
+            crawl_command(enrichment, site.url),
+            cwd=PROJECT,
+            env=crawl_env(url, tmp_path / "stats.json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "Prefill for skus.jsonl" in line:
+                break
+        # Another process ends (its connection closes) and the next one starts (its
+        # connection stays open until the crawl has ended), while the crawl's answers come.
+        engine.dispose()
+        with engine.connect() as held:
+            held.execute(text("SELECT count(*) FROM lookups"))
+            log = "".join(seen) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, log[-3000:]
+    assert not list(enrichment.glob("*.jsonl")), "the file was finished"
+    try:
+        stored = lookups(engine)
+    finally:
+        engine.dispose()
+    assert {sku: (o, b) for sku, o, b in stored} == {
+        str(p.sku): expected_outcome(p) for p in wanted
+    }, log[-3000:]

@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import re
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -126,18 +127,33 @@ def check_database_url(url: str | URL) -> URL:
     return parsed
 
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
+def _not_sqlite(path: Path) -> bool:
+    """Whether ``path`` holds something other than an SQLite database, as SQLite reads it.
+
+    Never read the file with ``open()``: SQLite's locks on it are POSIX locks, which
+    belong to the process, and closing any descriptor of the file drops them all. A
+    process with a connection open (a crawl's pipeline, when its prefill or run ledger
+    makes an engine) would go on unlocked without SQLite knowing; the last connection of
+    another process to close would then checkpoint and delete the WAL under it, and
+    every commit after that would go to the deleted file. SQLite's own opens share its
+    record of the locks held and keep such a descriptor open until they are released.
+    """
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            connection.execute("PRAGMA schema_version")
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        # not there yet (SQLite creates it), or not readable (SQLite says so when used)
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB
+    return False
 
 
 def _check_sqlite_path(url: str | URL, path: Path) -> None:
     if path.is_dir():
         raise DatabaseUrlError(url, f"{path} is a folder; name a database file inside it")
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(len(_SQLITE_HEADER))
-    except OSError:
-        header = None  # not there yet (SQLite creates it), or not readable (SQLite says so)
-    if header and header != _SQLITE_HEADER:
+    if _not_sqlite(path):
         raise DatabaseUrlError(
             url, f"{path} is not an SQLite database; name a new file or an existing database"
         )
