@@ -94,6 +94,29 @@ def test_a_claimed_file_is_announced_and_finished_once_every_sku_has_a_stored_ou
     assert crawler.stats.get_value("coles/files_finished") == 1
 
 
+def test_a_file_without_a_sku_is_finished_when_claimed_not_resumed_forever(
+    tmp_path: Path,
+) -> None:
+    """An empty file, or one whose every line is quarantined, gets no outcome that could
+    finish it later: it is finished at once and the next file is taken."""
+    inbox = tmp_path / "enrichment"
+    inbox.mkdir()
+    write_jsonl(inbox / "a-empty.jsonl", [], mtime=1_000)
+    write_jsonl(inbox / "b-bad.jsonl", ["not json", '{"sku": "abc"}'], mtime=2_000)
+    write_jsonl(inbox / "c.jsonl", [{"sku": 7}], mtime=3_000)
+    crawler, files = files_of(inbox)
+    job = files.claim_next()
+    assert job is not None and job.claimed.original_name == "c.jsonl"
+    assert not (inbox / "a-empty.jsonl").exists() and not (inbox / "b-bad.jsonl").exists()
+    assert [p.name for p in (inbox / "processing").iterdir()] == [job.name]
+    assert crawler.stats is not None
+    assert crawler.stats.get_value("coles/files_finished") == 2
+    crawler.signals.send_catch_log(signals.spider_closed, spider=None, reason="finished")
+    again = EnrichmentInbox(inbox).claim_next()
+    assert again is not None and again.claimed.original_name == "c.jsonl"  # only c is left
+    again.claimed.release()
+
+
 def test_outcomes_the_pipeline_could_not_store_are_spilled_to_the_inbox(tmp_path: Path) -> None:
     inbox = tmp_path / "enrichment"
     crawler, _ = files_of(inbox)

@@ -84,19 +84,34 @@ class EnrichmentFiles:
 
     def claim_next(self) -> EnrichmentFile | None:
         """The oldest waiting file, claimed and read (bad lines quarantined); None when
-        the inbox is empty (retry files written by this crawl are left for the next)."""
-        job = self.inbox.claim_next()
-        if job is None:
-            return None
-        self.files[job.name] = job
+        the inbox is empty (retry files written by this crawl are left for the next). A
+        file without a SKU (empty, or every line quarantined) is finished at once: no
+        outcome will ever come to finish it later."""
+        while (job := self.inbox.claim_next()) is not None:
+            logger.info(
+                "Taking %s: %d SKUs (%d lines quarantined)",
+                job.claimed.original_name,
+                len(job.skus),
+                job.quarantined,
+            )
+            if job.skus:
+                self.files[job.name] = job
+                self.crawler.signals.send_catch_log(work_unit_taken, unit=job)
+                return job
+            self._finish(job)
+        return None
+
+    def _finish(self, job: EnrichmentFile) -> None:
+        retry = self.inbox.finish(job)
+        self.files.pop(job.name, None)
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value("coles/files_finished")
         logger.info(
-            "Taking %s: %d SKUs (%d lines quarantined)",
+            "Finished %s: %d SKUs%s",
             job.claimed.original_name,
             len(job.skus),
-            job.quarantined,
+            f", {len(job.failed)} failed ones written to {retry.name}" if retry else "",
         )
-        self.crawler.signals.send_catch_log(work_unit_taken, unit=job)
-        return job
 
     def stored(self, items: Iterable[BarcodeLookup]) -> None:
         """Count committed outcomes per file and finish the files that are complete."""
@@ -108,18 +123,8 @@ class EnrichmentFiles:
                 touched.add(job.name)
         for name in touched:
             job = self.files[name]
-            if not job.complete:
-                continue
-            retry = self.inbox.finish(job)
-            del self.files[name]
-            if self.crawler.stats is not None:
-                self.crawler.stats.inc_value("coles/files_finished")
-            logger.info(
-                "Finished %s: %d SKUs%s",
-                job.claimed.original_name,
-                len(job.skus),
-                f", {len(job.failed)} failed ones written to {retry.name}" if retry else "",
-            )
+            if job.complete:
+                self._finish(job)
 
     def unstored(self, items: Iterable[BarcodeLookup]) -> None:
         """Write outcomes that could not be stored back to the inbox, for the next run
