@@ -251,7 +251,8 @@ def test_a_killed_crawl_restarted_loses_nothing_and_repeats_no_stored_lookup(
 ) -> None:
     wanted = skus(0, PRODUCTS)
     write_jsonl(enrichment_inbox / "big.jsonl", [{"sku": s} for s in wanted])
-    replica.configure(delay_ms=40)
+    # Small documents and a slow site: the crawl needs seconds, so the kill lands mid-crawl.
+    replica.configure(delay_ms=100)
     stats_file = enrichment_inbox.parent / "killed.json"
     proc = subprocess.Popen(
         crawl_command(
@@ -259,6 +260,8 @@ def test_a_killed_crawl_restarted_loses_nothing_and_repeats_no_stored_lookup(
             replica.url,
             "-s",
             "CONCURRENT_REQUESTS=4",
+            "-s",
+            "COLES_GRAPHQL_BATCH=2",
             "-s",
             "COLES_UPSERT_BATCH_SIZE=10",
         ),

@@ -175,6 +175,13 @@ def test_a_one_product_document_nulled_by_not_found_without_a_path_is_not_found(
     assert answer.readings["55"].reading is Reading.NOT_FOUND
 
 
+def test_a_not_found_error_naming_another_field_is_no_answer_about_the_one_product() -> None:
+    error = {"message": "Product 22 not found", "path": ["somethingElse"]}
+    answer = _answer({"data": None, "errors": [error]}, ["55"])
+    assert answer.problem is not None  # the document failed; nothing is said of SKU 55
+    assert not answer.readings and not answer.ask_again
+
+
 @pytest.mark.parametrize(
     "error",
     [

@@ -525,6 +525,7 @@ def parse_graphql_products(
         return _unreadable("data is not an object", status, content_type, body)
     by_alias: dict[str, _AliasErrors] = {}
     loose: list[Any] = []
+    pathless = 0
     aliases = {product_alias(index, len(wanted)) for index in range(len(wanted))}
     for error in entries:
         text, code = _error_text(error)
@@ -533,12 +534,15 @@ def parse_graphql_products(
             by_alias.setdefault(path[0], _AliasErrors()).add(text, code, path)
         else:
             loose.append(error)
+            pathless += not (isinstance(path, list) and path)
     if (
         len(wanted) == 1
         and loose
         and data is None
+        and pathless == len(loose)
         and all(_NOT_FOUND_RE.search(_error_text(error)[0]) for error in loose)
     ):  # a one-product document is its product: "not found" without a path is about it
+        # (an error whose path names another field is not: it stays the document's problem)
         for error in loose:
             by_alias.setdefault(product_alias(0, 1), _AliasErrors()).add(*_error_text(error), [""])
         loose = []
