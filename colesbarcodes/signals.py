@@ -20,3 +20,14 @@ work_unit_taken = object()
 #: Sent by the pipeline when it gives up storing outcomes (the database stays
 #: unreachable), with ``items``: the outcomes not stored, to be kept for the next run.
 lookups_unstored = object()
+
+#: Sent by a spider before its feeds close, for a feed that must not be published, with
+#: ``options`` (feed options that single the feed out, such as ``{"coles_store_id":
+#: "0584"}``) and ``problem`` (why). The
+#: :class:`~colesbarcodes.feeds.storage.AtomicFileFeedStorage` of every feed whose options
+#: include ``options`` deletes its file instead of publishing it.
+feed_incomplete = object()
+
+#: Sent by :class:`~colesbarcodes.feeds.storage.AtomicFileFeedStorage` once a feed's file
+#: is published under its name, with ``feed_options`` and ``path``.
+feed_published = object()

@@ -1,5 +1,5 @@
-"""A feed storage that writes ``<name>.part`` and renames it to ``<name>`` only when the
-spider says the feed is complete: the loader (which takes ``*.jsonl`` only) never sees a
+"""A feed storage that writes ``<name>.part`` and renames it to ``<name>`` only when no
+one said the feed is incomplete: the loader (which takes ``*.jsonl`` only) never sees a
 partial file."""
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 from w3lib.url import file_uri_to_path
 
+from colesbarcodes.signals import feed_incomplete, feed_published
+
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Self
 
     from scrapy import Spider
@@ -33,12 +36,14 @@ class AtomicFileFeedStorage:
     """A local file feed that appears under its name only when complete.
 
     ``atomicfile:///abs/path/name.jsonl``: items are written to ``name.jsonl.part``
-    (created exclusively; if the name or its ``.part`` is taken, ``name-2.jsonl`` and so on);
-    when the feed closes, the spider is asked ``feed_problem(feed_options)`` (spiders without
-    that method: always complete). Complete: the file is flushed to disk and hard-linked
-    to its name (never over an existing file), then the ``.part`` removed. Incomplete: the ``.part`` is deleted and :class:`FeedIncomplete`
-    raised, which the feed exporter logs as a feed it could not store. A crawl killed
-    outright leaves only the ``.part``, which readers of ``*.jsonl`` ignore.
+    (created exclusively; if the name or its ``.part`` is taken, ``name-2.jsonl`` and so on).
+    The feed is incomplete when the signal ``feed_incomplete`` named it before it closes
+    (the listing spider sends it for a store whose walk is not complete). Complete: the
+    file is flushed to disk and hard-linked to its name (never over an existing file), the
+    ``.part`` removed, and ``feed_published`` sent. Incomplete: the ``.part`` is deleted
+    and :class:`FeedIncomplete` raised, which the feed exporter logs as a feed it could not
+    store. A crawl killed outright leaves only the ``.part``, which readers of ``*.jsonl``
+    ignore.
     """
 
     def __init__(
@@ -53,6 +58,9 @@ class AtomicFileFeedStorage:
         self.part = self.path.with_name(self.path.name + ".part")
         self.feed_options = feed_options or {}
         self.crawler = crawler
+        self.problem: str | None = None  # why it must not be published (``feed_incomplete``)
+        if crawler is not None:
+            crawler.signals.connect(self.incomplete, signal=feed_incomplete)
 
     @classmethod
     def from_crawler(
@@ -81,22 +89,25 @@ class AtomicFileFeedStorage:
             return file
         raise FileExistsError(f"no free name for {self.path}")
 
-    def _spider(self) -> Any:
-        return self.crawler.spider if self.crawler is not None else None
+    def incomplete(self, options: Mapping[str, Any], problem: str) -> None:
+        """``feed_incomplete``: remember the problem if it is about this feed."""
+        if all(self.feed_options.get(name) == value for name, value in options.items()):
+            self.problem = problem
 
     def store(self, file: IO[bytes]) -> None:
         file.flush()
         os.fsync(file.fileno())
         file.close()
-        check = getattr(self._spider(), "feed_problem", None)
-        problem = check(self.feed_options) if callable(check) else None
-        if problem:
+        if self.crawler is not None:
+            self.crawler.signals.disconnect(self.incomplete, signal=feed_incomplete)
+        if self.problem:
             self.part.unlink(missing_ok=True)
-            raise FeedIncomplete(f"{self.path.name} not published: {problem}")
+            raise FeedIncomplete(f"{self.path.name} not published: {self.problem}")
         final = self._publish()
-        published = getattr(self._spider(), "feed_published", None)
-        if callable(published):
-            published(self.feed_options, final)
+        if self.crawler is not None:
+            self.crawler.signals.send_catch_log(
+                feed_published, feed_options=self.feed_options, path=final
+            )
 
     def _publish(self) -> Path:
         """Give the ``.part`` its final name without ever replacing an existing file."""

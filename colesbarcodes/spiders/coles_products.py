@@ -29,6 +29,7 @@ from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.extensions.site_session import SiteUnusable as SessionUnusable
 from colesbarcodes.feeds.missing_barcodes import queue_missing_barcodes
 from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
+from colesbarcodes.signals import feed_incomplete, feed_published
 from colesbarcodes.site.browser import BROWSER_UNAVAILABLE, BrowserUnavailable
 from colesbarcodes.site.coles import (
     Category,
@@ -247,6 +248,7 @@ class ColesProductsSpider(scrapy.Spider):
             **store_feeds(spider.stores, spider.inbox, spider.stamp),
         }
         settings.set("FEEDS", feeds, _raise_priority(settings, "FEEDS"))
+        crawler.signals.connect(spider.file_published, signal=feed_published)
         crawler.signals.connect(spider.feeds_closed, signal=signals.feed_exporter_closed)
         return spider
 
@@ -525,13 +527,17 @@ class ColesProductsSpider(scrapy.Spider):
 
     def closed(self, reason: str) -> None:
         """Judge every store's walk (final by now, before the feeds close): a store whose
-        file will be withheld is an error, which the crawl's monitors count."""
+        file will be withheld is an error, which the crawl's monitors count, and its feed
+        is told so (``feed_incomplete``)."""
         stats = self.crawler.stats
         complete = 0
         for walk in self.walks.values():
             problem = walk.problem(self.max_failed)
             if problem:
                 logger.error("Store %s: its file will not be published: %s", walk.store_id, problem)
+                self.crawler.signals.send_catch_log(
+                    feed_incomplete, options={STORE_OPTION: walk.store_id}, problem=problem
+                )
             elif walk.seen:
                 complete += 1
             else:
@@ -539,15 +545,8 @@ class ColesProductsSpider(scrapy.Spider):
         stats.set_value("listing/stores_complete", complete)
         stats.set_value("listing/stores_incomplete", len(self.walks) - complete)
 
-    def feed_problem(self, feed_options: dict[str, Any]) -> str | None:
-        """Asked by the feed storage when a store's file closes: why it is incomplete, or
-        ``None`` to publish it."""
-        walk = self.walks.get(feed_options.get(STORE_OPTION, ""))
-        if walk is None:
-            return None  # not one of this crawl's store files
-        return walk.problem(self.max_failed)
-
-    def feed_published(self, feed_options: dict[str, Any], path: Path) -> None:
+    def file_published(self, feed_options: dict[str, Any], path: Path) -> None:
+        """``feed_published``: a store's file is in the product inbox."""
         store = str(feed_options.get(STORE_OPTION))
         if store not in self.walks:
             return
