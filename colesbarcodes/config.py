@@ -116,6 +116,7 @@ RULES: dict[str, Rule] = {
     "COLES_FRONTIER_PREFETCH": Rule(int, 0, unit="SKUs, 0 for the default"),
     "COLES_FRONTIER_POLL": Rule(float, 0, above=True, unit="seconds"),
     "COLES_FRONTIER_MAX_DELIVERIES": Rule(int, 1, unit="deliveries"),
+    "COLES_FRONTIER_WORKER": Rule(bool),
     # the listing crawl
     "COLES_LISTING_PAGE_SIZE": Rule(int, 1, unit="rows per listing page"),
     "COLES_LISTING_MAX_PAGES": Rule(int, 1, unit="pages"),

@@ -66,6 +66,9 @@ COLES_FRONTIER_BATCH = 50  # entries read at a time
 COLES_FRONTIER_PREFETCH = 0
 COLES_FRONTIER_POLL = 1.0  # seconds between looks when the stream has nothing for this worker
 COLES_FRONTIER_MAX_DELIVERIES = 5  # a SKU handed out this often without an outcome: "failed"
+# The frontier's worker (the FrontierWorker extension), turned on by the barcode spider's
+# custom_settings; it runs only when COLES_FRONTIER_URL is set.
+COLES_FRONTIER_WORKER = False
 
 # --- The database ---------------------------------------------------------------------
 DATABASE_URL = database_url()  # DATABASE_URL from the environment, else SQLite under var/
@@ -164,8 +167,10 @@ ITEM_PIPELINES = {
 EXTENSIONS = {
     # first of all: a wrong setting stops the crawl before anything is built
     "colesbarcodes.extensions.settings_check.SettingsCheck": -1000,
-    "colesbarcodes.extensions.site_session.SiteSession": 0,
-    "colesbarcodes.extensions.enrichment_files.EnrichmentFiles": 50,  # the home page's key and build id, batch size
+    "colesbarcodes.extensions.site_session.SiteSession": 0,  # the home page's key and build id, batch size
+    # the barcode crawl's SKU sources (the spider's custom_settings turn them on)
+    "colesbarcodes.frontier.worker.FrontierWorker": 40,
+    "colesbarcodes.extensions.enrichment_files.EnrichmentFiles": 50,
     # spider_closed handlers run in this order, after Scrapy's CoreStats (0): the monitors
     # judge the run first, then the stats file and the run ledger record their verdict.
     "colesbarcodes.extensions.crawl_monitor.CrawlMonitor": 100,

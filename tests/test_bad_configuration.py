@@ -1196,6 +1196,12 @@ CRAWL_CASES = [
         phrase=f"COLES_FRONTIER_MAX_DELIVERIES {NUMBER} 1 or more",
     ),
     CrawlCase(
+        "frontier-worker-not-a-switch",
+        B,
+        s("COLES_FRONTIER_WORKER", "maybe"),
+        phrase="COLES_FRONTIER_WORKER must be true or false",
+    ),
+    CrawlCase(
         "database-unreachable",
         B,
         env={"DATABASE_URL": f"postgresql://postgres@{CLOSED_PORT}/x"},

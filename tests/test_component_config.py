@@ -22,6 +22,7 @@ from colesbarcodes.config import ConfigurationError
 from colesbarcodes.extensions.crawl_monitor import MonitorConfig, Thresholds
 from colesbarcodes.extensions.enrichment_files import EnrichmentFilesConfig
 from colesbarcodes.extensions.run_ledger import LedgerConfig
+from colesbarcodes.frontier.worker import FrontierConfig
 from colesbarcodes.middlewares.bot_check import BotCheckConfig
 from colesbarcodes.middlewares.exit_pool import ExitPoolConfig
 from colesbarcodes.middlewares.prefill import PrefillConfig, PrefillMiddleware
@@ -42,6 +43,7 @@ CONFIGS = [
     MonitorConfig,
     LedgerConfig,
     UpsertConfig,
+    FrontierConfig,
 ]
 
 
@@ -78,6 +80,9 @@ def test_the_documented_defaults_are_the_configs_defaults() -> None:
     assert BotCheckConfig() == BotCheckConfig(max_pages=3, timeout=30.0)
     assert ExitPoolConfig().exits[0].url is None  # no proxies: one direct exit
     assert EnrichmentFilesConfig().inbox == "inboxes/barcode_enrichment_inbox"
+    assert FrontierConfig() == FrontierConfig(
+        url="", key="colesbarcodes:frontier:coles", batch=50, prefetch=384, claim_timeout=300.0
+    )
 
 
 def test_settings_given_override_the_defaults(project_settings: Settings) -> None:
@@ -132,6 +137,8 @@ def test_settings_given_override_the_defaults(project_settings: Settings) -> Non
         (MonitorConfig, "COLES_MONITOR_MAX_FAILED_SHARE", "25", "must be a number from 0 to 1"),
         (ExitPoolConfig, "COLES_BLOCK_BACKOFF", "-5", "must be a number of 0 or more"),
         (EnrichmentFilesConfig, "COLES_ARCHIVE_FINISHED_FILES", "yes", "must be true or false"),
+        (FrontierConfig, "COLES_FRONTIER_CLAIM_TIMEOUT", "0", "must be a number above 0"),
+        (FrontierConfig, "COLES_FRONTIER_URL", "localhost:6379", "must be a Redis URL"),
     ],
 )
 def test_a_setting_of_the_wrong_type_is_named_in_the_error(

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from sqlalchemy.engine import Engine
 
+    from colesbarcodes.sku_source import SkuLine
+
 MILK = "9300633600082"
 
 
@@ -115,6 +117,46 @@ def test_a_file_without_a_sku_is_finished_when_claimed_not_resumed_forever(
     again = EnrichmentInbox(inbox).claim_next()
     assert again is not None and again.claimed.original_name == "c.jsonl"  # only c is left
     again.claimed.release()
+
+
+def test_the_inbox_hands_out_the_skus_of_its_files_oldest_first_each_once(
+    tmp_path: Path,
+) -> None:
+    inbox = tmp_path / "enrichment"
+    inbox.mkdir()
+    write_jsonl(inbox / "a.jsonl", [{"sku": 1, "store_id": "0601"}, {"sku": 2}], mtime=1_000)
+    write_jsonl(
+        inbox / "b.jsonl", [{"sku": 2}, {"sku": 3, "barcode": MILK, "name": "Milk"}], mtime=2_000
+    )
+    _, files = files_of(inbox)
+
+    async def read(limit: int = 0) -> list[SkuLine]:
+        assert await files.ready()
+        return [line async for line in files.lines(limit)]
+
+    lines = asyncio.run(read())
+    assert [(line.sku, line.outcome) for line in lines] == [
+        ("1", None),
+        ("2", None),
+        ("2", Outcome.DUPLICATE),  # looked up for a.jsonl already
+        ("3", None),
+    ]
+    assert lines[0].store_id == "0601" and lines[0].file == lines[1].file != lines[2].file
+    assert lines[3].barcode == parse_gtin(MILK) and lines[3].name == "Milk"
+    assert not asyncio.run(files.ready())  # both files claimed: nothing waits
+
+
+def test_the_inbox_stops_handing_out_skus_at_the_limit(tmp_path: Path) -> None:
+    inbox = tmp_path / "enrichment"
+    inbox.mkdir()
+    write_jsonl(inbox / "a.jsonl", [{"sku": 1}, {"sku": 2}], mtime=1_000)
+    write_jsonl(inbox / "b.jsonl", [{"sku": 3}, {"sku": 4}], mtime=2_000)
+    _, files = files_of(inbox)
+
+    async def read() -> list[str]:
+        return [line.sku async for line in files.lines(limit=3)]
+
+    assert asyncio.run(read()) == ["1", "2", "3"]
 
 
 def test_outcomes_the_pipeline_could_not_store_are_spilled_to_the_inbox(tmp_path: Path) -> None:

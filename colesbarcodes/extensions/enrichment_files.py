@@ -14,9 +14,10 @@ from colesbarcodes.config import setting_bool, setting_str
 from colesbarcodes.inbox.enrichment import EnrichmentFile, EnrichmentInbox, sku_value, spill_file
 from colesbarcodes.items import Outcome
 from colesbarcodes.signals import lookups_stored, lookups_unstored, work_unit_taken
+from colesbarcodes.sku_source import SkuLine
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import AsyncIterator, Iterable
     from typing import Self
 
     from scrapy.crawler import Crawler
@@ -49,8 +50,9 @@ class EnrichmentFilesConfig:
 class EnrichmentFiles:
     """Owns the life of the enrichment inbox's files during a crawl.
 
-    The spider asks it for the next file (:meth:`claim_next`) and makes requests for its
-    SKUs; every other step happens here, driven by signals: a claimed file is announced
+    A :class:`~colesbarcodes.sku_source.SkuSource`: the spider reads the SKUs of one file
+    after another (:meth:`lines`, which claims them with :meth:`claim_next`) and makes
+    requests for them; every other step happens here, driven by signals: a claimed file is announced
     (``work_unit_taken``, for the prefill); the outcomes the pipeline committed
     (``lookups_stored``) are counted per file, and a file whose every SKU has one is
     finished (failed SKUs to a retry file, then archived or deleted); outcomes the
@@ -67,6 +69,7 @@ class EnrichmentFiles:
         self.config = config
         self.inbox = EnrichmentInbox(config.inbox, archive=config.archive)
         self.files: dict[str, EnrichmentFile] = {}  # claim name → claimed, not finished
+        self.seen: set[str] = set()  # SKUs handed out by this crawl
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -81,6 +84,45 @@ class EnrichmentFiles:
 
     def has_work(self) -> bool:
         return self.inbox.inbox.has_work()
+
+    async def ready(self) -> bool:
+        if self.has_work():
+            return True
+        logger.info("The inbox %s is empty: nothing to look up", self.inbox.inbox.root)
+        return False
+
+    async def lines(self, limit: int = 0) -> AsyncIterator[SkuLine]:
+        """The SKUs of the waiting files, oldest file first, until the inbox is empty or
+        ``limit`` SKUs were handed out. A SKU already handed out for an earlier file is
+        settled as ``duplicate``."""
+        taken = 0
+        while (job := self.claim_next()) is not None:
+            for sku, line in job.skus.items():
+                if limit and taken >= limit:
+                    break
+                taken += 1
+                if sku in self.seen:
+                    yield SkuLine(
+                        sku,
+                        line.store_id,
+                        job.name,
+                        outcome=Outcome.DUPLICATE,
+                        reason="looked up for an earlier file of this crawl",
+                    )
+                    continue
+                self.seen.add(sku)
+                yield SkuLine(
+                    sku,
+                    line.store_id,
+                    job.name,
+                    barcode=line.barcode,
+                    name=line.name,
+                    brand=line.brand,
+                    size=line.size,
+                )
+            if limit and taken >= limit:
+                logger.info("Reached the limit of %d SKUs", limit)
+                return
 
     def claim_next(self) -> EnrichmentFile | None:
         """The oldest waiting file, claimed and read (bad lines quarantined); None when

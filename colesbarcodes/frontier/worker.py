@@ -1,7 +1,8 @@
 """The barcode crawl's side of the shared frontier (:mod:`colesbarcodes.frontier.stream`).
 
-With ``COLES_FRONTIER_URL`` set, ``coles_barcodes`` takes its SKUs from the Redis stream
-instead of the inbox, through one :class:`FrontierWorker` per crawl process:
+With ``COLES_FRONTIER_URL`` set (or ``-a frontier=...``), ``coles_barcodes`` takes its SKUs
+from the Redis stream instead of the inbox, through one :class:`FrontierWorker` per crawl
+process, an extension the spider reads as its :class:`~colesbarcodes.sku_source.SkuSource`:
 
 - it takes entries a batch at a time, only while fewer than ``COLES_FRONTIER_PREFETCH``
   of its SKUs are still unanswered (Scrapy reads a spider's ``start()`` eagerly: without
@@ -32,26 +33,51 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
-from scrapy.exceptions import CloseSpider
+from scrapy.exceptions import CloseSpider, NotConfigured
 
-from colesbarcodes.config import setting_float, setting_int, setting_str
+from colesbarcodes.config import (
+    ConfigurationError,
+    setting_bool,
+    setting_float,
+    setting_int,
+    setting_str,
+)
+from colesbarcodes.frontier import DEFAULT_KEY
 from colesbarcodes.frontier.stream import FRONTIER_ERRORS, Frontier, FrontierEntry, redact_url
+from colesbarcodes.gtin import InvalidGtin, parse_gtin, shown
 from colesbarcodes.items import BarcodeLookup, Outcome
-from colesbarcodes.signals import flush_requested, lookups_stored
+from colesbarcodes.signals import flush_requested, lookups_stored, work_unit_taken
+from colesbarcodes.sku_source import SkuLine
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from typing import Self
 
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
-__all__ = ["FrontierBatch", "FrontierWorker", "consumer_name"]
+    from colesbarcodes.gtin import Gtin
+
+__all__ = ["FrontierBatch", "FrontierConfig", "FrontierWorker", "consumer_name", "redis_url"]
 
 logger = logging.getLogger(__name__)
 
 # Consecutive failed calls to Redis after which the crawl gives up (about a minute at the
 # default poll interval).
 MAX_REDIS_FAILURES = 30
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redis_url(name: str, value: str) -> str:
+    """``value`` (the setting or argument ``name``) if it is a Redis URL; else
+    ConfigurationError, which shows it without its password."""
+    if not value.startswith(REDIS_SCHEMES):
+        raise ConfigurationError(
+            f"{name} must be a Redis URL, redis://[:password@]host:6379/0, "
+            f"not {shown(redact_url(value))}"
+        )
+    return value
 
 
 def consumer_name(job: str | None = None) -> str:
@@ -69,8 +95,8 @@ class FrontierBatch:
     """
 
     name: str
-    company: str
     skus: dict[str, str | None]
+    company: str = "coles"
     file: None = None  # its SKUs come from several inbox files: ``skus`` says which
 
     @property
@@ -82,32 +108,64 @@ class FrontierBatch:
         return logging.DEBUG  # one every few dozen SKUs
 
 
-class FrontierWorker:
-    """Takes, heartbeats, acknowledges and releases one crawl's frontier entries."""
+@dataclass(frozen=True)
+class FrontierConfig:
+    """The frontier worker's settings: ``COLES_FRONTIER_URL`` (the Redis; empty: no
+    frontier), ``COLES_FRONTIER_KEY`` (its keys' prefix), ``COLES_FRONTIER_BATCH`` (entries
+    read at a time), ``COLES_FRONTIER_PREFETCH`` (SKUs held unanswered at most; 0: twice
+    ``CONCURRENT_REQUESTS`` x ``COLES_GRAPHQL_BATCH``, enough to keep every request slot
+    busy with full GraphQL documents), ``COLES_FRONTIER_CLAIM_TIMEOUT``,
+    ``COLES_FRONTIER_POLL``, ``COLES_FRONTIER_MAX_DELIVERIES``, and ``COLES_JOB`` (names
+    the worker). ``COLES_FRONTIER_WORKER`` turns the extension on."""
 
-    def __init__(
-        self,
-        crawler: Crawler,
-        url: str,
-        key: str,
-        consumer: str,
-        *,
-        batch: int,
-        prefetch: int,
-        claim_timeout: float,
-        poll: float,
-        max_deliveries: int,
-    ) -> None:
+    url: str = ""
+    key: str = DEFAULT_KEY
+    job: str | None = None
+    batch: int = 50
+    prefetch: int = 2 * 8 * 24  # with the project's CONCURRENT_REQUESTS and batch size
+    claim_timeout: float = 300.0
+    poll: float = 1.0
+    max_deliveries: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Self:
+        url = setting_str(settings, "COLES_FRONTIER_URL")
+        prefetch = setting_int(settings, "COLES_FRONTIER_PREFETCH") or 2 * setting_int(
+            settings, "CONCURRENT_REQUESTS"
+        ) * setting_int(settings, "COLES_GRAPHQL_BATCH")
+        return cls(
+            url=redis_url("the setting COLES_FRONTIER_URL", url) if url else "",
+            key=setting_str(settings, "COLES_FRONTIER_KEY"),
+            job=setting_str(settings, "COLES_JOB") or None,
+            batch=setting_int(settings, "COLES_FRONTIER_BATCH"),
+            prefetch=prefetch,
+            claim_timeout=setting_float(settings, "COLES_FRONTIER_CLAIM_TIMEOUT"),
+            poll=setting_float(settings, "COLES_FRONTIER_POLL"),
+            max_deliveries=setting_int(settings, "COLES_FRONTIER_MAX_DELIVERIES"),
+        )
+
+
+class FrontierWorker:
+    """Takes, heartbeats, acknowledges and releases one crawl's frontier entries.
+
+    Enabled by ``COLES_FRONTIER_WORKER`` (the barcode spider's ``custom_settings``) with
+    ``COLES_FRONTIER_URL`` set; the spider reads its SKUs with :meth:`lines`. Stats:
+    ``frontier/taken``, ``reclaimed``, ``acked``, ``abandoned``, ``given_up``,
+    ``released``, ``ack_errors``.
+    """
+
+    def __init__(self, crawler: Crawler, config: FrontierConfig) -> None:
         self.crawler = crawler
-        self.url = url
-        self.key = key
-        self.consumer = consumer
+        self.config = config
+        self.url = config.url
+        self.key = config.key
+        self.consumer = consumer_name(config.job)
         self._frontier: Frontier | None = None  # connected by open()
-        self.batch = max(1, batch)
-        self.prefetch = max(1, prefetch)
-        self.claim_timeout = claim_timeout
-        self.poll = poll
-        self.max_deliveries = max_deliveries
+        self.batch = max(1, config.batch)
+        self.prefetch = max(1, config.prefetch)
+        self.claim_timeout = config.claim_timeout
+        self.poll = config.poll
+        self.max_deliveries = config.max_deliveries
         self.in_flight: dict[str, list[str]] = {}  # SKU -> its entry ids, until acknowledged
         self.unanswered: set[str] = set()  # SKUs taken that have no outcome yet
         self.taken = 0
@@ -119,23 +177,13 @@ class FrontierWorker:
         self._opened = False
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, url: str, job: str | None) -> FrontierWorker:
+    def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        # Enough unanswered SKUs to keep every request slot busy with full GraphQL documents.
-        prefetch = setting_int(settings, "COLES_FRONTIER_PREFETCH") or 2 * setting_int(
-            settings, "CONCURRENT_REQUESTS"
-        ) * setting_int(settings, "COLES_GRAPHQL_BATCH")
-        worker = cls(
-            crawler,
-            url,
-            setting_str(settings, "COLES_FRONTIER_KEY"),
-            consumer_name(job),
-            batch=setting_int(settings, "COLES_FRONTIER_BATCH"),
-            prefetch=prefetch,
-            claim_timeout=setting_float(settings, "COLES_FRONTIER_CLAIM_TIMEOUT"),
-            poll=setting_float(settings, "COLES_FRONTIER_POLL"),
-            max_deliveries=setting_int(settings, "COLES_FRONTIER_MAX_DELIVERIES"),
-        )
+        if not setting_bool(settings, "COLES_FRONTIER_WORKER") or not setting_str(
+            settings, "COLES_FRONTIER_URL"
+        ):
+            raise NotConfigured
+        worker = cls(crawler, FrontierConfig.from_settings(settings))
         connect = crawler.signals.connect
         connect(worker.stored, signal=lookups_stored)
         connect(worker.answered, signal=signals.item_scraped)
@@ -172,6 +220,45 @@ class FrontierWorker:
             self.claim_timeout,
         )
         self._heartbeat = asyncio.ensure_future(self._beat())
+
+    # -- the spider's source of SKUs ------------------------------------------------------
+
+    async def ready(self) -> bool:
+        await self.open()
+        return True
+
+    async def lines(self, limit: int = 0) -> AsyncIterator[SkuLine]:
+        """SKUs from the shared frontier, a batch at a time, until it is drained. Each batch
+        is announced (``work_unit_taken``, for the prefill); a SKU handed out more than
+        ``max_deliveries`` times is settled as ``failed``."""
+        number = 0
+        async for entries in self.batches(limit):
+            number += 1
+            key = f"{self.consumer}#{number}"
+            batch = FrontierBatch(key, {e.sku: e.file for e in entries})
+            self.crawler.signals.send_catch_log(work_unit_taken, unit=batch)
+            for entry in entries:
+                if self.max_deliveries and entry.deliveries > self.max_deliveries:
+                    self._inc("given_up")
+                    yield SkuLine(
+                        entry.sku,
+                        entry.store_id,
+                        entry.file,
+                        key,
+                        outcome=Outcome.FAILED,
+                        reason=f"handed out {entry.deliveries - 1} times without a stored outcome",
+                    )
+                    continue
+                yield SkuLine(
+                    entry.sku,
+                    entry.store_id,
+                    entry.file,
+                    key,
+                    barcode=_valid_gtin(entry.barcode),  # checked when fed; a bad one is asked
+                    name=entry.name,
+                    brand=entry.brand,
+                    size=entry.size,
+                )
 
     # -- taking ---------------------------------------------------------------------------
 
@@ -381,3 +468,10 @@ class FrontierWorker:
             )
         finally:
             await asyncio.to_thread(self.frontier.close)
+
+
+def _valid_gtin(value: str | None) -> Gtin | None:
+    try:
+        return parse_gtin(value) if value else None
+    except InvalidGtin:
+        return None

@@ -24,21 +24,12 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.exceptions import CloseSpider
 
-from colesbarcodes.config import (
-    ConfigurationError,
-    argument_int,
-    setting_bool,
-    setting_int,
-    setting_str,
-)
+from colesbarcodes.config import argument_int, setting_bool, setting_int
 from colesbarcodes.extensions.enrichment_files import EnrichmentFiles
 from colesbarcodes.extensions.site_session import SiteUnusable
-from colesbarcodes.frontier.stream import redact_url
-from colesbarcodes.frontier.worker import FrontierBatch, FrontierWorker
-from colesbarcodes.gtin import InvalidGtin, parse_gtin, shown
+from colesbarcodes.frontier.worker import FrontierWorker, redis_url
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.middlewares.retry_after import RetryAfterConfig
-from colesbarcodes.signals import work_unit_taken
 from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.coles import ProblemKind, Reading
 from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey
@@ -61,13 +52,15 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
-    from colesbarcodes.gtin import Gtin
     from colesbarcodes.site.coles import GraphQLAnswer, GraphQLProblem, SkuReading
+    from colesbarcodes.sku_source import SkuLine, SkuSource
 
 logger = logging.getLogger(__name__)
 
 ARGUMENTS = ("base_url", "frontier", "inbox", "limit", "store")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# Arguments read by components: they become their settings (for the inbox's files and the
+# frontier worker).
+SETTINGS_OF_ARGUMENTS = {"inbox": "COLES_ENRICHMENT_INBOX", "frontier": "COLES_FRONTIER_URL"}
 
 
 @dataclass(frozen=True)
@@ -78,7 +71,7 @@ class BarcodesArguments:
     for lines without a store), ``limit`` (COLES_MAX_SKUS: SKUs taken at most, 0 for no
     limit), ``frontier_url`` (argument ``frontier``, COLES_FRONTIER_URL: empty for the
     inbox), and the settings only: ``fallback_without_gtin`` (COLES_PRODUCT_PAGE_FALLBACK),
-    ``retry_times`` (RETRY_TIMES) and ``job`` (COLES_JOB, scrapyd's ``_job``).
+    ``retry_times`` (RETRY_TIMES).
     """
 
     base_url: str
@@ -87,7 +80,6 @@ class BarcodesArguments:
     frontier_url: str = ""
     fallback_without_gtin: bool = False
     retry_times: int = 4
-    job: str | None = None
 
     @classmethod
     def from_settings(
@@ -99,11 +91,8 @@ class BarcodesArguments:
         given = given or {}
         limit = given.get("limit")
         frontier_url = argument_or_setting(given, "frontier", settings, "COLES_FRONTIER_URL")
-        if frontier_url and not frontier_url.startswith(REDIS_SCHEMES):
-            raise ConfigurationError(
-                f"{named(given, 'frontier', 'COLES_FRONTIER_URL')} must be a Redis URL, "
-                f"redis://[:password@]host:6379/0, not {shown(redact_url(frontier_url))}"
-            )
+        if frontier_url:
+            redis_url(named(given, "frontier", "COLES_FRONTIER_URL"), frontier_url)
         folder_value(
             f"the inbox ({named(given, 'inbox', 'COLES_ENRICHMENT_INBOX')})",
             argument_or_setting(given, "inbox", settings, "COLES_ENRICHMENT_INBOX"),
@@ -126,7 +115,6 @@ class BarcodesArguments:
             frontier_url=frontier_url,
             fallback_without_gtin=setting_bool(settings, "COLES_PRODUCT_PAGE_FALLBACK"),
             retry_times=setting_int(settings, "RETRY_TIMES"),
-            job=setting_str(settings, "COLES_JOB") or None,
         )
 
 
@@ -148,17 +136,12 @@ class ColesBarcodesSpider(scrapy.Spider):
         "COLES_MONITOR_GTIN_SHARE": True,
         # the inbox files' life, from claim to finish
         "COLES_ENRICHMENT_FILES": True,
+        # the shared frontier's worker, when COLES_FRONTIER_URL is set
+        "COLES_FRONTIER_WORKER": True,
     }
     arguments: BarcodesArguments
-    base_url: str
-    default_store: str
-    limit: int
-    inbox_files: EnrichmentFiles
-    fallback_without_gtin: bool
     source: GraphQLBarcodeSource
-    retry_times: int
     backoff: RetryAfterConfig
-    frontier: FrontierWorker | None
 
     def __init__(
         self,
@@ -178,7 +161,6 @@ class ColesBarcodesSpider(scrapy.Spider):
             "limit": limit,
             "frontier": frontier,
         }
-        self.seen: set[str] = set()
         self.reading_done = False
         # One bound-method object per callback for all requests: Scrapy caches its
         # per-callback source inspection by object, and a fresh bound method per request
@@ -189,128 +171,61 @@ class ColesBarcodesSpider(scrapy.Spider):
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesBarcodesSpider:
         spider: ColesBarcodesSpider = super().from_crawler(crawler, *args, **kwargs)
         given = spider._arguments
-        arguments_as_settings(crawler, spider, given, {"inbox": "COLES_ENRICHMENT_INBOX"})
-        arguments = BarcodesArguments.from_settings(crawler.settings, given)
-        spider.arguments = arguments
-        spider.base_url = arguments.base_url
-        spider.default_store = arguments.default_store
-        spider.limit = arguments.limit
-        spider.fallback_without_gtin = arguments.fallback_without_gtin
-        spider.retry_times = arguments.retry_times
+        arguments_as_settings(crawler, spider, given, SETTINGS_OF_ARGUMENTS)
+        spider.arguments = BarcodesArguments.from_settings(crawler.settings, given)
         spider.backoff = RetryAfterConfig.from_settings(crawler.settings)
-        spider.source = GraphQLBarcodeSource(spider.base_url, crawler)
-        spider.frontier = (
-            FrontierWorker.from_crawler(crawler, arguments.frontier_url, arguments.job)
-            if arguments.frontier_url
-            else None
-        )
+        spider.source = GraphQLBarcodeSource(spider.arguments.base_url, crawler)
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
-        if self.frontier is not None:
-            async for obj in self._from_frontier(self.frontier):
-                yield obj
-            return
+        skus = self._sku_source()
+        if await skus.ready():
+            try:
+                await self.source.configure()
+            except SiteUnusable as exc:
+                raise CloseSpider(str(exc)) from None
+            async for line in skus.lines(self.arguments.limit):
+                yield self._lookup(line)
+        self.reading_done = True
+
+    def _sku_source(self) -> SkuSource:
+        """The shared frontier when a frontier URL is given, else the enrichment inbox."""
+        if self.arguments.frontier_url:
+            worker = self.crawler.get_extension(FrontierWorker)
+            if worker is None:
+                raise CloseSpider(
+                    "COLES_FRONTIER_WORKER is off: this spider has no frontier worker"
+                )
+            return worker
         files = self.crawler.get_extension(EnrichmentFiles)
         if files is None:
             raise CloseSpider("COLES_ENRICHMENT_FILES is off: this spider has no inbox to read")
-        if not files.has_work():
-            logger.info("The inbox %s is empty: nothing to look up", files.inbox.inbox.root)
-            self.reading_done = True
-            return
-        try:
-            await self.source.configure()
-        except SiteUnusable as exc:
-            raise CloseSpider(str(exc)) from None
-        taken = 0
-        while (job := files.claim_next()) is not None:
-            for sku, line in job.skus.items():
-                if self.limit and taken >= self.limit:
-                    break
-                taken += 1
-                base = BarcodeLookup(
-                    sku=sku,
-                    outcome=Outcome.FOUND,
-                    company=self.company,
-                    store_id=line.store_id,
-                    file=job.name,
-                )
-                if sku in self.seen:
-                    base.outcome, base.reason = (
-                        Outcome.DUPLICATE,
-                        "looked up for an earlier file of this crawl",
-                    )
-                    yield base
-                    continue
-                self.seen.add(sku)
-                if line.barcode is not None:
-                    base.gtin, base.barcode, base.name, base.brand, base.size = (
-                        line.barcode,
-                        line.barcode.code,
-                        line.name,
-                        line.brand,
-                        line.size,
-                    )
-                    base.reason = "barcode given in the inbox file"
-                    yield base
-                    continue
-                yield self.source.request(
-                    sku, line.store_id or self.default_store, {"file": job.name}, **self.callbacks
-                )
-            if self.limit and taken >= self.limit:
-                logger.info("Reached the limit of %d SKUs", self.limit)
-                break
-        self.reading_done = True
+        return files
 
-    async def _from_frontier(self, worker: FrontierWorker) -> AsyncIterator[Any]:
-        """SKUs from the shared frontier, a batch at a time, until it is drained."""
-        await worker.open()
-        try:
-            await self.source.configure()
-        except SiteUnusable as exc:
-            raise CloseSpider(str(exc)) from None
-        number = 0
-        async for entries in worker.batches(self.limit):
-            number += 1
-            key = f"{worker.consumer}#{number}"
-            batch = FrontierBatch(key, self.company, {e.sku: e.file for e in entries})
-            self.crawler.signals.send_catch_log(work_unit_taken, unit=batch)
-            for entry in entries:
-                base = BarcodeLookup(
-                    sku=entry.sku,
-                    outcome=Outcome.FOUND,
-                    company=self.company,
-                    store_id=entry.store_id,
-                    file=entry.file,
-                    batch=key,
-                )
-                if worker.max_deliveries and entry.deliveries > worker.max_deliveries:
-                    self.crawler.stats.inc_value("frontier/given_up")
-                    base.outcome = Outcome.FAILED
-                    base.reason = (
-                        f"handed out {entry.deliveries - 1} times without a stored outcome"
-                    )
-                    yield base
-                    continue
-                given = _valid_gtin(entry.barcode)  # checked when fed; a bad one is asked
-                if given is not None:
-                    base.gtin, base.barcode, base.name, base.brand, base.size = (
-                        given,
-                        given.code,
-                        entry.name,
-                        entry.brand,
-                        entry.size,
-                    )
-                    base.reason = "barcode given in the inbox file"
-                    yield base
-                    continue
-                yield self.source.request(
-                    entry.sku,
-                    entry.store_id or self.default_store,
-                    {"file": entry.file, "batch": key},
-                    **self.callbacks,
-                )
-        self.reading_done = True
+    def _lookup(self, line: SkuLine) -> BarcodeLookup | scrapy.Request:
+        """A line's outcome when it has one without asking the site (settled by its source,
+        or its barcode given in the inbox file), else the request that asks the site."""
+        if line.outcome is None and line.barcode is None:
+            return self.source.request(
+                line.sku,
+                line.store_id or self.arguments.default_store,
+                {"file": line.file, "batch": line.batch},
+                **self.callbacks,
+            )
+        lookup = BarcodeLookup(
+            sku=line.sku,
+            outcome=line.outcome or Outcome.FOUND,
+            company=self.company,
+            store_id=line.store_id,
+            file=line.file,
+            batch=line.batch,
+            reason=line.reason,
+        )
+        if line.outcome is None and line.barcode is not None:
+            lookup.gtin, lookup.barcode = line.barcode, line.barcode.code
+            lookup.name, lookup.brand, lookup.size = line.name, line.brand, line.size
+            lookup.reason = "barcode given in the inbox file"
+        return lookup
 
     def _outcome(self, key: LookupKey, outcome: Outcome, **fields: Any) -> BarcodeLookup:
         return BarcodeLookup(
@@ -392,7 +307,7 @@ class ColesBarcodesSpider(scrapy.Spider):
                 continue
             if reading.reading is not Reading.NOT_UNDERSTOOD:
                 understood = True
-                if reading.reading is Reading.NO_BARCODE and self.fallback_without_gtin:
+                if reading.reading is Reading.NO_BARCODE and self.arguments.fallback_without_gtin:
                     yield self.source.fallback(response, key, reading, **self.callbacks)
                 else:
                     yield self._fact(key, reading)
@@ -421,7 +336,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             raise self._close_rejected([key for key, _ in rejected], message)
         if spoiled:
             tries = response.meta.get("coles_product_tries", 0)
-            if tries < self.retry_times:
+            if tries < self.arguments.retry_times:
                 await self._backoff(tries)
                 yield self.source.again(response, spoiled, coles_product_tries=tries + 1)
             else:
@@ -441,7 +356,7 @@ class ColesBarcodesSpider(scrapy.Spider):
         ):
             return
         in_a_row = self.source.session.answer_unreadable()
-        if in_a_row > self.retry_times:
+        if in_a_row > self.arguments.retry_times:
             logger.error(
                 "The GraphQL API answered %d documents in a row with something that is no "
                 "answer the crawl knows (%s). Nothing was stored for their SKUs. Run `scrapy "
@@ -463,7 +378,7 @@ class ColesBarcodesSpider(scrapy.Spider):
         logger.warning("Unreadable GraphQL answer for %d SKU(s): %s", len(lookups), seen)
         self._count_unreadable(response, seen)
         tries = response.meta.get("coles_document_tries", 0)
-        if tries < self.retry_times:
+        if tries < self.arguments.retry_times:
             await self._backoff(tries)
             yield self.source.again(response, lookups, coles_document_tries=tries + 1)
         elif len(lookups) > 1:
@@ -491,7 +406,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             return
         self.crawler.stats.inc_value("coles/fallback/unreadable_pages")
         tries = response.meta.get("coles_page_tries", 0)
-        if tries < self.retry_times:
+        if tries < self.arguments.retry_times:
             await self._backoff(tries)
             yield self.source.page_again(response, coles_page_tries=tries + 1)
             return
@@ -509,7 +424,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             return
         if problem.kind is ProblemKind.SERVER:
             tries = response.meta.get("coles_document_tries", 0)
-            if tries < self.retry_times:
+            if tries < self.arguments.retry_times:
                 stats.inc_value("coles/graphql/server_errors")
                 await self._backoff(tries)
                 yield self.source.again(response, lookups, coles_document_tries=tries + 1)
@@ -594,10 +509,3 @@ _FACTS = {
     Reading.NOT_FOUND: Outcome.NOT_FOUND,
     Reading.INVALID_BARCODE: Outcome.INVALID_BARCODE,
 }
-
-
-def _valid_gtin(value: str | None) -> Gtin | None:
-    try:
-        return parse_gtin(value) if value else None
-    except InvalidGtin:
-        return None
