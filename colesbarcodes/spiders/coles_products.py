@@ -27,8 +27,8 @@ from colesbarcodes.config import setting_bool, setting_int, setting_str
 from colesbarcodes.db.engine import database_url
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.extensions.site_session import SiteUnusable as SessionUnusable
-from colesbarcodes.feeds.missing_barcodes import queue_missing_barcodes
 from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
+from colesbarcodes.inbox.missing_barcodes import queue_missing_barcodes
 from colesbarcodes.site.browser import BROWSER_UNAVAILABLE, BrowserUnavailable
 from colesbarcodes.site.coles import (
     Category,
@@ -565,15 +565,22 @@ class ColesProductsSpider(scrapy.Spider):
         for store in (store for store in self.stores if store in self.published):
             for sku in self.walks[store].seen:
                 skus.setdefault(sku, store)
-        path, count = await asyncio.to_thread(
+        queued = await asyncio.to_thread(
             queue_missing_barcodes,
             self.arguments.database_url,
             self.arguments.enrichment_inbox,
-            skus,
-            self.stamp,
+            self.company,
+            listed=skus,
+            prefix="listing",
+            stamp=self.stamp,
         )
-        self.crawler.stats.set_value("listing/barcodes_queued", count)
-        if path is not None:
-            logger.info("Queued %d of %d SKUs without a known barcode: %s", count, len(skus), path)
+        self.crawler.stats.set_value("listing/barcodes_queued", queued.count)
+        if queued.path is not None:
+            logger.info(
+                "Queued %d of %d SKUs without a known barcode: %s",
+                queued.count,
+                len(skus),
+                queued.path,
+            )
         else:
             logger.info("Every listed SKU has a known barcode: nothing queued")
