@@ -32,7 +32,6 @@ from colesbarcodes.config import (
     setting_str,
 )
 from colesbarcodes.extensions.enrichment_files import EnrichmentFiles
-from colesbarcodes.extensions.site_session import SiteUnusable
 from colesbarcodes.frontier.stream import redact_url
 from colesbarcodes.frontier.worker import FrontierBatch, FrontierWorker
 from colesbarcodes.gtin import InvalidGtin, parse_gtin, shown
@@ -42,6 +41,7 @@ from colesbarcodes.signals import work_unit_taken
 from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.coles import ProblemKind, Reading
 from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey
+from colesbarcodes.site.unusable import SiteUnusable, Unusable, finish_reason
 from colesbarcodes.spiders.arguments import (
     argument_or_setting,
     arguments_as_settings,
@@ -449,8 +449,12 @@ class ColesBarcodesSpider(scrapy.Spider):
                 in_a_row,
                 seen,
             )
-            reason = f"site_changed: GraphQL answered {in_a_row} documents in a row unreadably"
-            raise CloseSpider(f"{reason}: {seen}"[:500])
+            raise CloseSpider(
+                finish_reason(
+                    Unusable.CHANGED,
+                    f"GraphQL answered {in_a_row} documents in a row unreadably: {seen}",
+                )
+            )
 
     async def _unreadable(
         self, response: Response, lookups: list[LookupKey], seen: str
@@ -547,8 +551,10 @@ class ColesBarcodesSpider(scrapy.Spider):
             message,
         )
         return CloseSpider(
-            f"site_changed: GraphQL refused GetProductDetails (store {', '.join(stores)}): "
-            f"{message}"[:500]
+            finish_reason(
+                Unusable.CHANGED,
+                f"GraphQL refused GetProductDetails (store {', '.join(stores)}): {message}",
+            )
         )
 
     def lookup_failed(self, failure: Failure) -> Any:
