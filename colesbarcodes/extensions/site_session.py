@@ -1,11 +1,12 @@
 """The crawl's session with the site: what its home page publishes, and the GraphQL batch size.
 
 One extension owns this lifecycle for both spiders: reading the home page (build id,
-subscription key, GraphQL URL; :mod:`colesbarcodes.site.home`), reading it again when the key is refused (once for all the
-requests that were refused together), the number of SKUs a GraphQL document carries
+subscription key, GraphQL URL: :mod:`colesbarcodes.site.home`), reading it again when the
+key is refused (once for all the requests that were refused together) or, for the listing
+crawl, when its build id went stale, the number of SKUs a GraphQL document carries
 (lowered when the server refuses a document as too complex, then kept), and how many
-answers in a row were no answer the crawl can read (the crawl stops when they keep coming). Other components
-find it with ``crawler.get_extension(SiteSession)``.
+answers in a row were no answer the crawl can read (the crawl stops when they keep coming).
+Other components find it with ``crawler.get_extension(SiteSession)``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """``scrapy crawl coles_products``: fill the product inbox from the site's category listings.
 
 Reads the build id from the home page (through the crawl's
-:class:`~colesbarcodes.extensions.site_session.SiteSession`) and the category tree, then walks every category for
-every store asked for (``-a stores=0584,0601``). A category too big to list whole (more
-than ``COLES_LISTING_PAGE_SIZE`` x ``COLES_LISTING_MAX_PAGES`` products) is walked through
-its sub-categories; promotional groupings (``COLES_LISTING_SKIP_GROUPS``) are left out; ad
-rows are dropped; each (store, SKU) is written once, as a canonical inbox line. Each store
-gets one file in the product inbox, published only when its walk is complete
-(:mod:`colesbarcodes.listing`). Parsing lives in :mod:`colesbarcodes.site.coles`.
+:class:`~colesbarcodes.extensions.site_session.SiteSession`) and the category tree, then
+walks every category for every store asked for (``-a stores=0584,0601``). A category too
+big to list whole (more than ``COLES_LISTING_PAGE_SIZE`` x ``COLES_LISTING_MAX_PAGES``
+products) is walked through its sub-categories; promotional groupings
+(``COLES_LISTING_SKIP_GROUPS``) are left out; ad rows are dropped; each (store, SKU) is
+written once, as a canonical inbox line. Each store gets one file in the product inbox,
+published only when its walk is complete (:mod:`colesbarcodes.listing`). Parsing lives in :mod:`colesbarcodes.site.coles`.
 """
 
 from __future__ import annotations
