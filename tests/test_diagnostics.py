@@ -132,6 +132,27 @@ def test_compare_store_skus_splits_file_and_database(loaded: str, tmp_path: Path
     assert report["unreadable_lines"] == 1
 
 
+def test_queue_missing_barcodes_writes_the_skus_without_barcode_for_the_barcode_crawl(
+    loaded: str, enrichment_inbox: Path
+) -> None:
+    result = run_loader(loaded, "queue-missing-barcodes", "--inbox", str(enrichment_inbox))
+    assert result.exit_code == 0, result.output
+    (queued,) = enrichment_inbox.glob("missing-coles-*.jsonl")
+    assert f"Queued 2 coles SKUs without barcode: {queued}" in result.output
+    rows = [json.loads(line) for line in queued.read_text().splitlines()]
+    assert rows == [
+        {"company": "coles", "sku": 2, "store_id": "0584"},
+        {"company": "coles", "sku": 3, "store_id": "0584"},
+    ]
+    queued.unlink()
+    at_0601 = run_loader(
+        loaded, "queue-missing-barcodes", "--store", "0601", "--inbox", str(enrichment_inbox)
+    )
+    assert at_0601.exit_code == 0, at_0601.output
+    assert "nothing to queue" in at_0601.output
+    assert not list(enrichment_inbox.iterdir())
+
+
 def test_analyze_jsonl_reports_fields_types_and_bad_lines(tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "store-0584.jsonl",

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from colesbarcodes.commands.crawl import EXIT_STATUSES, exit_status
+from colesbarcodes.commands.crawl import EXIT_STATUSES, SITE_EXIT_STATUSES, exit_status
 from colesbarcodes.site.exits import Exit, ProxyConfigError, exits_from_setting, parse_proxies
+from colesbarcodes.site.unusable import SiteUnusable, Unusable
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -79,3 +80,11 @@ def test_a_failed_monitor_is_non_zero_whatever_the_finish_reason() -> None:
     assert exit_status({"finish_reason": "shutdown", "monitor/result": "failed"}) == 3
     assert exit_status({"finish_reason": "blocked: x", "monitor/result": "failed"}) == 5
     assert len(set(EXIT_STATUSES.values())) == 7
+
+
+@pytest.mark.parametrize("reason", list(Unusable))
+def test_every_reason_the_site_is_unusable_ends_with_its_own_exit_status(reason: Unusable) -> None:
+    unusable = SiteUnusable(reason, "home page answered HTTP 503")
+    assert str(unusable) == f"{reason}: home page answered HTTP 503"
+    stats = {"finish_reason": str(unusable), "monitor/result": "passed"}
+    assert exit_status(stats) == SITE_EXIT_STATUSES[reason] > 0

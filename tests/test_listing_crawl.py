@@ -241,6 +241,32 @@ def test_the_category_tree_comes_from_graphql_without_the_fallback(
     assert two_stores.site_stats["by_kind"]["categories"] == 0  # browse.json
 
 
+def test_the_home_page_is_read_once_for_the_build_id_and_the_key(
+    two_stores: ListingCrawl,
+) -> None:
+    """The crawl's SiteSession reads the home page; the listing crawl takes its build id and
+    GraphQL key from that one reading."""
+    assert two_stores.site_stats["by_kind"]["home"] == 1
+    assert two_stores.stats["coles/site/key_source"]
+
+
+def test_a_home_page_without_build_id_ends_the_crawl_after_one_reading(
+    small_replica: ReplicaProcess, tmp_path: Path
+) -> None:
+    """The key is there but no build id: nothing can be listed (exit status 4), and the page
+    the session read is not asked for again."""
+    small_replica.configure(breaks=["build-id-missing"])
+    small_replica.reset_stats()
+    try:
+        result = run_listing(tmp_path, small_replica.url)
+    finally:
+        small_replica.configure(breaks=[])
+    assert result.returncode == 4, result.log[-3000:]
+    assert result.stats["finish_reason"] == "site_unusable: home page: __NEXT_DATA__ has no buildId"
+    assert small_replica.stats()["by_kind"]["home"] == 1
+    assert not list(result.inbox.glob("*.jsonl*"))
+
+
 @pytest.mark.parametrize(
     ("mode", "refusal"),
     [

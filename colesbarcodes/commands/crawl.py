@@ -43,7 +43,8 @@ from twisted.internet.defer import Deferred
 
 from colesbarcodes.config import ConfigurationError
 from colesbarcodes.extensions.crawl_monitor import MONITOR_FAILED
-from colesbarcodes.site.browser import BROWSER_UNAVAILABLE, LATE_REMEDY
+from colesbarcodes.site.browser import LATE_REMEDY
+from colesbarcodes.site.unusable import Unusable
 
 if TYPE_CHECKING:
     import argparse
@@ -56,6 +57,7 @@ __all__ = [
     "BAD_CONFIGURATION_EXIT",
     "EXIT_STATUSES",
     "MONITOR_FAILED_EXIT",
+    "SITE_EXIT_STATUSES",
     "Command",
     "exit_status",
     "run_crawler",
@@ -65,14 +67,19 @@ logger = logging.getLogger(__name__)
 
 BAD_CONFIGURATION_EXIT = 2
 MONITOR_FAILED_EXIT = 3
+# Why the site could not be used (each reason's value begins the finish reason).
+SITE_EXIT_STATUSES: dict[Unusable, int] = {
+    Unusable.BROWSER_UNAVAILABLE: BAD_CONFIGURATION_EXIT,
+    Unusable.UNREACHABLE: 4,
+    Unusable.CHANGED: 4,
+    Unusable.UNUSABLE: 4,
+    Unusable.BLOCKED: 5,
+    Unusable.KEY_REFUSED: 6,
+}
+# By the finish reason's first word.
 EXIT_STATUSES: dict[str, int] = {
-    BROWSER_UNAVAILABLE: BAD_CONFIGURATION_EXIT,
+    **{reason.value: status for reason, status in SITE_EXIT_STATUSES.items()},
     MONITOR_FAILED: MONITOR_FAILED_EXIT,
-    "site_unreachable": 4,
-    "site_changed": 4,
-    "site_unusable": 4,
-    "blocked": 5,
-    "key_refused": 6,
     "database_unavailable": 7,
     "frontier_unavailable": 8,
 }

@@ -18,7 +18,7 @@ from colesbarcodes.db.models import (
     Store,
     StorePrice,
 )
-from colesbarcodes.db.reports import pct, sku_value
+from colesbarcodes.db.reports import conflict_row, pct, sku_value
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -216,16 +216,7 @@ def inspect_product(session: Session, product_id: int) -> dict[str, Any] | None:
         )
     ]
     conflicts = [
-        {
-            "company": c.company,
-            "sku": sku_value(c.company, c.sku),
-            "existing_barcode": c.existing_barcode or None,
-            "offered_barcode": c.offered_barcode,
-            "reason": c.reason,
-            "source": c.source,
-            "detected_at": _iso(c.detected_at),
-            "resolved_at": _iso(c.resolved_at),
-        }
+        {**conflict_row(c, _iso), "resolved_at": _iso(c.resolved_at)}
         for c in session.scalars(
             select(BarcodeConflict)
             .where(BarcodeConflict.product_id == product_id)

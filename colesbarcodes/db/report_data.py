@@ -14,6 +14,7 @@ from typing import Any, NotRequired, TypedDict
 __all__ = [
     "CompanyCoverage",
     "Conflict",
+    "ConflictFields",
     "Conflicts",
     "CrawlRunRow",
     "DataQuality",
@@ -107,11 +108,9 @@ class CrawlRunRow(TypedDict):
     stats: NotRequired[dict[str, Any]]  # the crawl's Scrapy stats, when asked for
 
 
-class Conflict(TypedDict):
-    """An open barcode conflict: a barcode offered for a product that holds another."""
+class ConflictFields(TypedDict):
+    """What a barcode conflict says: a barcode offered for a product that holds another."""
 
-    id: int
-    product_id: int
     company: str
     sku: int | str
     existing_barcode: str | None
@@ -119,6 +118,13 @@ class Conflict(TypedDict):
     reason: str
     source: str | None
     detected_at: str | None
+
+
+class Conflict(ConflictFields):
+    """An open barcode conflict, with its product."""
+
+    id: int
+    product_id: int
 
 
 class Conflicts(TypedDict):

@@ -25,13 +25,14 @@ from colesbarcodes.db.models import (
 from colesbarcodes.db.sqlutil import in_chunks, sql_in
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from sqlalchemy.orm import Session
 
     from colesbarcodes.db.report_data import (
         CompanyCoverage,
         Conflict,
+        ConflictFields,
         Conflicts,
         CrawlRunRow,
         DataQuality,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "conflict_row",
     "coverage_timeline",
     "crawl_runs",
     "data_quality",
@@ -311,21 +313,27 @@ def coverage_timeline(session: Session) -> list[TimelineDay]:
     return timeline
 
 
+def conflict_row(
+    conflict: BarcodeConflict, iso: Callable[[datetime | None], str | None]
+) -> ConflictFields:
+    """What a barcode conflict says, as the report and ``inspect-product`` show it (each
+    writes its times with ``iso``)."""
+    return {
+        "company": conflict.company,
+        "sku": sku_value(conflict.company, conflict.sku),
+        "existing_barcode": conflict.existing_barcode or None,
+        "offered_barcode": conflict.offered_barcode,
+        "reason": conflict.reason,
+        "source": conflict.source,
+        "detected_at": iso(conflict.detected_at),
+    }
+
+
 def open_conflicts(session: Session, limit: int = 200) -> Conflicts:
     """Unresolved barcode conflicts, newest first: ``{"total": n, "rows": [...]}``."""
     total = session.scalar(select(func.count()).where(BarcodeConflict.resolved_at.is_(None)))
     rows: list[Conflict] = [
-        {
-            "id": c.id,
-            "product_id": c.product_id,
-            "company": c.company,
-            "sku": sku_value(c.company, c.sku),
-            "existing_barcode": c.existing_barcode or None,
-            "offered_barcode": c.offered_barcode,
-            "reason": c.reason,
-            "source": c.source,
-            "detected_at": _utc_iso(c.detected_at),
-        }
+        {"id": c.id, "product_id": c.product_id, **conflict_row(c, _utc_iso)}
         for c in session.scalars(
             select(BarcodeConflict)
             .where(BarcodeConflict.resolved_at.is_(None))

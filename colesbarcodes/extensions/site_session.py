@@ -1,11 +1,12 @@
 """The crawl's session with the site: what its home page publishes, and the GraphQL batch size.
 
 One extension owns this lifecycle for both spiders: reading the home page (build id,
-subscription key, GraphQL URL), reading it again when the key is refused (once for all the
-requests that were refused together), the number of SKUs a GraphQL document carries
+subscription key, GraphQL URL: :mod:`colesbarcodes.site.home`), reading it again when the
+key is refused (once for all the requests that were refused together) or, for the listing
+crawl, when its build id went stale, the number of SKUs a GraphQL document carries
 (lowered when the server refuses a document as too complex, then kept), and how many
-answers in a row were no answer the crawl can read (the crawl stops when they keep coming). Other components
-find it with ``crawler.get_extension(SiteSession)``.
+answers in a row were no answer the crawl can read (the crawl stops when they keep coming).
+Other components find it with ``crawler.get_extension(SiteSession)``.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ import scrapy
 
 from colesbarcodes.config import setting_int
 from colesbarcodes.site.browser import BrowserUnavailable
-from colesbarcodes.site.coles import SiteConfig, SiteFormatError, parse_site_config
 from colesbarcodes.site.exits import BlockedByProtection
+from colesbarcodes.site.home import HomePage, read_home_page
+from colesbarcodes.site.unusable import SiteUnusable, Unusable
 
 if TYPE_CHECKING:
     from typing import Self
 
     from scrapy.crawler import Crawler
 
-__all__ = ["SiteSession", "SiteUnusable"]
+    from colesbarcodes.site.coles import SiteConfig
+
+__all__ = ["SiteSession"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +55,6 @@ class _RobotsErrorWithoutTraceback(logging.Filter):
 
 
 _ROBOTS_FILTER = _RobotsErrorWithoutTraceback()
-
-
-class SiteUnusable(Exception):
-    """The home page could not be read, or no longer has the shape the crawl relies on."""
 
 
 class SiteSession:
@@ -89,8 +89,17 @@ class SiteSession:
         return cls(crawler, setting_int(crawler.settings, "COLES_GRAPHQL_BATCH"))
 
     async def configure(self, base_url: str) -> SiteConfig:
+        """Read the site's home page for its key and GraphQL URL. Raises
+        :class:`SiteUnusable` (``site_changed`` when the page has no key)."""
+        home = await self.read_home(base_url)
+        if home.config is None:
+            raise SiteUnusable(Unusable.CHANGED, f"home page: {home.no_config}")
+        return home.config
+
+    async def read_home(self, base_url: str) -> HomePage:
         """Read the site's home page (through the downloader middlewares, so protection met
-        here is handled like anywhere else). Raises :class:`SiteUnusable`."""
+        here is handled like anywhere else) and keep its key when it has one. Raises
+        :class:`SiteUnusable` when no page came: blocked, unreachable, or no browser."""
         self.base_url = base_url.rstrip("/")
         engine = self.crawler.engine
         if engine is None:
@@ -101,20 +110,22 @@ class SiteSession:
             )
         except BlockedByProtection as exc:
             raise SiteUnusable(
-                f"blocked: home page: {exc}; set COLES_PROXIES to an exit the site accepts"
+                Unusable.BLOCKED,
+                f"home page: {exc}; set COLES_PROXIES to an exit the site accepts",
             ) from None
         except BrowserUnavailable as exc:  # this machine's browser, not the site
-            raise SiteUnusable(str(exc)) from None
+            raise exc.unusable() from None
         except Exception as exc:  # any download failure: the site is unreachable
             raise SiteUnusable(
-                f"site_unreachable: home page {self.base_url}/: {type(exc).__name__}: {exc}"[:500]
+                Unusable.UNREACHABLE,
+                f"home page {self.base_url}/: {type(exc).__name__}: {exc}",
             ) from None
         if response.status != 200:
-            raise SiteUnusable(f"site_unreachable: home page answered HTTP {response.status}")
-        try:
-            config = parse_site_config(response.body, response.url)
-        except SiteFormatError as exc:
-            raise SiteUnusable(f"site_changed: home page: {exc}") from None
+            raise SiteUnusable(Unusable.UNREACHABLE, f"home page answered HTTP {response.status}")
+        home = read_home_page(response.body, response.url)
+        config = home.config
+        if config is None:
+            return home
         self.config = config
         self.generation += 1
         self.crawler.stats.set_value("coles/graphql/batch_size", self.batch_size)
@@ -125,7 +136,7 @@ class SiteSession:
             config.key_source,
             config.graphql_url,
         )
-        return config
+        return home
 
     async def refresh(self, seen_generation: int) -> bool:
         """Read the home page again unless someone already did since ``seen_generation``;

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from colesbarcodes.crawl_control import close_crawl
 from colesbarcodes.extensions.site_session import SiteSession
+from colesbarcodes.site.unusable import Unusable, finish_reason
 
 if TYPE_CHECKING:
     from typing import Self
@@ -82,7 +83,10 @@ class ApiKeyMiddleware:
             self._closing = asyncio.ensure_future(
                 close_crawl(
                     self.crawler,
-                    "key_refused: the site refuses the subscription key its home page publishes",
+                    finish_reason(
+                        Unusable.KEY_REFUSED,
+                        "the site refuses the subscription key its home page publishes",
+                    ),
                 )
             )
         return response

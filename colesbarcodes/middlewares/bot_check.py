@@ -84,7 +84,7 @@ class BotCheckMiddleware:
         self.user_agent: str | None = None
         self.pages = 0
         self._solving: asyncio.Future[bool] | None = None
-        self.unavailable = ""  # the finish reason once the browser failed to start
+        self.unavailable: BrowserUnavailable | None = None  # once the browser failed to start
         self._closing: asyncio.Future[None] | None = None
 
     @classmethod
@@ -114,13 +114,13 @@ class BotCheckMiddleware:
             stats.inc_value("botcheck/gave_up")
             logger.warning("Still the challenge after solving it: giving up on %s", request)
             return response
-        if self.unavailable:
-            raise self._refuse(request)
+        if self.unavailable is not None:
+            raise self._refuse(request, self.unavailable)
         if request.meta.get("botcheck_generation", 0) >= self.generation and not await self._solve(
             request
         ):
-            if self.unavailable:
-                raise self._refuse(request)
+            if self.unavailable is not None:
+                raise self._refuse(request, self.unavailable)
             return response
         exit_index = int(request.meta.get("coles_exit", 0))
         retry = request.replace(
@@ -151,7 +151,7 @@ class BotCheckMiddleware:
             solved = await self._solve_in_browser(request)
         except Exception as exc:
             if is_launch_failure(exc):
-                self.unavailable = str(browser_unavailable(self.crawler.settings, exc))
+                self.unavailable = browser_unavailable(self.crawler.settings, exc)
                 logger.error("%s: closing the crawl; %s", self.unavailable, LATE_REMEDY)
             else:
                 logger.error(
@@ -162,7 +162,9 @@ class BotCheckMiddleware:
         self._solving = None
         return solved
 
-    def _refuse(self, request: scrapy.Request) -> BrowserUnavailable:
+    def _refuse(
+        self, request: scrapy.Request, unavailable: BrowserUnavailable
+    ) -> BrowserUnavailable:
         """The error for a challenged request with no browser to solve it; closes the crawl
         unless a caller at the start does (two closes would race for the reason)."""
         self.crawler.stats.inc_value("botcheck/browser_unavailable")
@@ -170,8 +172,8 @@ class BotCheckMiddleware:
             request.meta.get("dont_obey_robotstxt")  # robots.txt: the home page comes next
         )
         if self._closing is None and not starting and self.crawler.engine is not None:
-            self._closing = asyncio.ensure_future(close_crawl(self.crawler, self.unavailable))
-        return BrowserUnavailable(self.unavailable)
+            self._closing = asyncio.ensure_future(close_crawl(self.crawler, str(unavailable)))
+        return BrowserUnavailable(unavailable.detail)
 
     async def _solve_in_browser(self, request: scrapy.Request) -> bool:
         stats = self.crawler.stats

@@ -12,6 +12,7 @@ from colesbarcodes.config import setting_float, setting_int
 from colesbarcodes.crawl_control import close_crawl
 from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE, protection_kind
 from colesbarcodes.site.exits import BlockedByProtection, Exit, exits_from_setting
+from colesbarcodes.site.unusable import Unusable, finish_reason
 
 if TYPE_CHECKING:
     from typing import Self
@@ -173,7 +174,10 @@ class ExitPoolMiddleware:
             )
             self._closing = asyncio.ensure_future(
                 close_crawl(
-                    self.crawler, f"blocked: the site's protection blocks {where}; {remedy}"
+                    self.crawler,
+                    finish_reason(
+                        Unusable.BLOCKED, f"the site's protection blocks {where}; {remedy}"
+                    ),
                 )
             )
         raise BlockedByProtection(f"blocked by the site's protection on {label}")

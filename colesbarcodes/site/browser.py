@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy.exceptions import IgnoreRequest
 
 from colesbarcodes.config import ConfigurationError, setting_bool, setting_int
+from colesbarcodes.site.unusable import SiteUnusable, Unusable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
 __all__ = [
-    "BROWSER_UNAVAILABLE",
     "LATE_REMEDY",
     "SYSTEM_CHROMIUMS",
     "BrowserUnavailable",
@@ -47,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BROWSER_UNAVAILABLE = "browser_unavailable"  # the finish reason's kind (exit status 2)
 SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")  # Debian's, Ubuntu's
 REMEDY = "give the path of a Chromium binary, or unset it and apt-get install chromium"
 LATE_REMEDY = "apt-get install chromium, or set COLES_CHROMIUM_PATH to a Chromium binary"
@@ -61,6 +60,14 @@ _CHROMIUM_VERSION = re.compile(r"\b\d+\.\d+\.\d+\.\d+\b")
 class BrowserUnavailable(IgnoreRequest):
     """The browser did not start when a challenge needed it. The message is the finish
     reason: ``browser_unavailable: COLES_CHROMIUM_PATH <path> did not start ...``."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{Unusable.BROWSER_UNAVAILABLE}: {detail}")
+        self.detail = detail
+
+    def unusable(self) -> SiteUnusable:
+        """The reason the crawl that needed the browser ends with."""
+        return SiteUnusable(Unusable.BROWSER_UNAVAILABLE, self.detail)
 
 
 def browser_needed(settings: BaseSettings) -> bool:
@@ -170,9 +177,7 @@ def browser_unavailable(settings: BaseSettings, error: BaseException) -> Browser
     path = _executable(settings)
     what = f"COLES_CHROMIUM_PATH {path}" if path else "Playwright's own browser"
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return BrowserUnavailable(
-        f"{BROWSER_UNAVAILABLE}: {what} did not start when the challenge needed it ({first[:200]})"
-    )
+    return BrowserUnavailable(f"{what} did not start when the challenge needed it ({first[:200]})")
 
 
 async def _launch(options: dict[str, Any]) -> str:

@@ -41,6 +41,7 @@ from colesbarcodes.site.coles import (
     parse_site_config,
     protection_kind,
 )
+from colesbarcodes.site.unusable import SiteUnusable, Unusable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -71,6 +72,7 @@ __all__ = [
     "failed",
     "mask",
     "render_table",
+    "site_unusable",
     "skipped",
 ]
 
@@ -422,6 +424,24 @@ def check_product_page(answer: Answer, sku: str) -> CheckResult:
 def failed(results: Iterable[CheckResult]) -> list[CheckResult]:
     """The required checks that are not ok (skipped ones only follow from these)."""
     return [r for r in results if r.required and r.status is not Status.OK]
+
+
+# Why a crawl could not use the site, for a required check failing with this status.
+_UNUSABLE = {
+    Status.CHANGED: Unusable.CHANGED,
+    Status.UNREACHABLE: Unusable.UNREACHABLE,
+    Status.BLOCKED: Unusable.BLOCKED,
+}
+
+
+def site_unusable(results: Iterable[CheckResult]) -> SiteUnusable | None:
+    """Why the crawls cannot use the site, from the first required check that says so
+    (``scrapy crawl site_check`` ends with it, and exits as the crawls would); None when
+    they can."""
+    first = next((r for r in failed(results) if r.status in _UNUSABLE), None)
+    if first is None:
+        return None
+    return SiteUnusable(_UNUSABLE[first.status], f"{first.check}: {first.seen}")
 
 
 def mask(body: bytes, secrets: Iterable[str]) -> bytes:

@@ -26,13 +26,13 @@ from scrapy.exceptions import CloseSpider
 
 from colesbarcodes.config import argument_int, setting_bool, setting_int
 from colesbarcodes.extensions.enrichment_files import EnrichmentFiles
-from colesbarcodes.extensions.site_session import SiteUnusable
 from colesbarcodes.frontier.worker import FrontierWorker, redis_url
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.middlewares.retry_after import RetryAfterConfig
 from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.coles import ProblemKind, Reading
 from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey
+from colesbarcodes.site.unusable import SiteUnusable, Unusable, finish_reason
 from colesbarcodes.spiders.arguments import (
     argument_or_setting,
     arguments_as_settings,
@@ -364,8 +364,12 @@ class ColesBarcodesSpider(scrapy.Spider):
                 in_a_row,
                 seen,
             )
-            reason = f"site_changed: GraphQL answered {in_a_row} documents in a row unreadably"
-            raise CloseSpider(f"{reason}: {seen}"[:500])
+            raise CloseSpider(
+                finish_reason(
+                    Unusable.CHANGED,
+                    f"GraphQL answered {in_a_row} documents in a row unreadably: {seen}",
+                )
+            )
 
     async def _unreadable(
         self, response: Response, lookups: list[LookupKey], seen: str
@@ -462,8 +466,10 @@ class ColesBarcodesSpider(scrapy.Spider):
             message,
         )
         return CloseSpider(
-            f"site_changed: GraphQL refused GetProductDetails (store {', '.join(stores)}): "
-            f"{message}"[:500]
+            finish_reason(
+                Unusable.CHANGED,
+                f"GraphQL refused GetProductDetails (store {', '.join(stores)}): {message}",
+            )
         )
 
     def lookup_failed(self, failure: Failure) -> Any:

@@ -1,12 +1,13 @@
 """``scrapy crawl coles_products``: fill the product inbox from the site's category listings.
 
-Reads the build id from the home page and the category tree, then walks every category for
-every store asked for (``-a stores=0584,0601``). A category too big to list whole (more
-than ``COLES_LISTING_PAGE_SIZE`` x ``COLES_LISTING_MAX_PAGES`` products) is walked through
-its sub-categories; promotional groupings (``COLES_LISTING_SKIP_GROUPS``) are left out; ad
-rows are dropped; each (store, SKU) is written once, as a canonical inbox line. Each store
-gets one file in the product inbox, published only when its walk is complete
-(:mod:`colesbarcodes.listing`). Parsing lives in :mod:`colesbarcodes.site.coles`.
+Reads the build id from the home page (through the crawl's
+:class:`~colesbarcodes.extensions.site_session.SiteSession`) and the category tree, then
+walks every category for every store asked for (``-a stores=0584,0601``). A category too
+big to list whole (more than ``COLES_LISTING_PAGE_SIZE`` x ``COLES_LISTING_MAX_PAGES``
+products) is walked through its sub-categories; promotional groupings
+(``COLES_LISTING_SKIP_GROUPS``) are left out; ad rows are dropped; each (store, SKU) is
+written once, as a canonical inbox line. Each store gets one file in the product inbox,
+published only when its walk is complete (:mod:`colesbarcodes.listing`). Parsing lives in :mod:`colesbarcodes.site.coles`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import scrapy
 from scrapy import signals
@@ -26,11 +27,10 @@ from scrapy.settings import SETTINGS_PRIORITIES
 from colesbarcodes.config import setting_bool, setting_int, setting_str
 from colesbarcodes.db.engine import database_url
 from colesbarcodes.extensions.site_session import SiteSession
-from colesbarcodes.extensions.site_session import SiteUnusable as SessionUnusable
-from colesbarcodes.feeds.missing_barcodes import queue_missing_barcodes
 from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
+from colesbarcodes.inbox.missing_barcodes import queue_missing_barcodes
 from colesbarcodes.signals import feed_incomplete, feed_published
-from colesbarcodes.site.browser import BROWSER_UNAVAILABLE, BrowserUnavailable
+from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.coles import (
     Category,
     CategoryTreeRefused,
@@ -43,11 +43,11 @@ from colesbarcodes.site.coles import (
     listing_page_count,
     listing_path,
     listing_plan,
-    parse_build_id,
     parse_category_tree,
     parse_graphql_category_tree,
     parse_listing,
 )
+from colesbarcodes.site.unusable import SiteUnusable, Unusable
 from colesbarcodes.spiders.arguments import (
     argument_or_setting,
     arguments_as_settings,
@@ -59,7 +59,7 @@ from colesbarcodes.spiders.arguments import (
 from colesbarcodes.spiders.store_walk import StoreWalk, parse_stores
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
     from typing import Self
 
     from scrapy.crawler import Crawler
@@ -67,22 +67,41 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
+    from colesbarcodes.site.home import HomePage
+
 logger = logging.getLogger(__name__)
 
 BARCODE_PIPELINE = "colesbarcodes.pipelines.BarcodeUpsertPipeline"
 PREFILL_MIDDLEWARE = "colesbarcodes.middlewares.prefill.PrefillMiddleware"
 
+T = TypeVar("T")
 
-class SiteUnusable(Exception):
-    """The home page or the category tree cannot be read: nothing can be listed.
 
-    ``reason`` begins the finish reason: ``site_changed`` when the site refused what the
-    crawl asked (its document no longer fits the site's), else ``site_unusable``.
-    """
+def _parsed(
+    what: str,
+    parse: Callable[[Response], T],
+    response: Response,
+    statuses: Collection[int] | None = (200,),
+) -> T:
+    """``response`` (of one of ``statuses``, None: any) read by ``parse``. Else nothing can
+    be listed: :class:`SiteUnusable` naming ``what``, ``site_changed`` when the site refused
+    the crawl's document (it no longer fits the site's), else ``site_unusable``."""
+    if statuses is not None and response.status not in statuses:
+        raise SiteUnusable(Unusable.UNUSABLE, f"{what} answered {response.status}")
+    try:
+        return parse(response)
+    except CategoryTreeRefused as exc:
+        reason = Unusable.CHANGED if exc.site_changed else Unusable.UNUSABLE
+        raise SiteUnusable(reason, str(exc)) from None
+    except SiteFormatError as exc:
+        raise SiteUnusable(Unusable.UNUSABLE, f"{what}: {exc}") from None
 
-    def __init__(self, message: str, reason: str = "site_unusable") -> None:
-        super().__init__(message)
-        self.reason = reason
+
+def _build_id(home: HomePage) -> str:
+    """The build id every listing URL needs: without it nothing can be listed."""
+    if not home.build_id:
+        raise SiteUnusable(Unusable.UNUSABLE, f"home page: {home.no_build_id}")
+    return home.build_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,16 +284,15 @@ class ColesProductsSpider(scrapy.Spider):
                 scrapy.Request(url, dont_filter=True, meta=meta, **kwargs)
             )
         except BrowserUnavailable as exc:  # this machine's browser, not the site
-            raise CloseSpider(str(exc)) from None
+            raise exc.unusable() from None
         except Exception as exc:
-            raise SiteUnusable(f"{url}: {type(exc).__name__}: {exc}") from None
+            raise SiteUnusable(Unusable.UNUSABLE, f"{url}: {type(exc).__name__}: {exc}") from None
 
     async def _read_tree_graphql(self) -> tuple[Category, ...]:
         """The tree from GraphQL ``GetShopProductsMenu`` (the site since February 2026)."""
-        session = self.crawler.get_extension(SiteSession)
-        if session is None or session.config is None:
-            raise SiteUnusable("no subscription key on the home page")
-        config = session.config
+        config = SiteSession.of(self.crawler).config
+        if config is None:
+            raise SiteUnusable(Unusable.UNUSABLE, "no subscription key on the home page")
         response = await self._get(
             config.graphql_url,
             method="POST",
@@ -282,23 +300,26 @@ class ColesProductsSpider(scrapy.Spider):
             headers=graphql_headers(self.base_url, config.api_key),
             meta={"coles_api": True, "handle_httpstatus_list": [400, 413]},
         )
+        return _parsed(
+            "GetShopProductsMenu",
+            lambda r: parse_graphql_category_tree(r.body, r.status),
+            response,
+            statuses=None,  # a refusal's reason is in the body
+        )
+
+    async def _home_page(self) -> HomePage:
+        """The home page, read by the crawl's SiteSession (which keeps the key GraphQL
+        needs); a page that did not come leaves nothing to list (``site_unusable``), unless
+        blocked or without a browser, which keep their own reasons."""
         try:
-            return parse_graphql_category_tree(response.body, response.status)
-        except CategoryTreeRefused as exc:
-            raise SiteUnusable(
-                str(exc), "site_changed" if exc.site_changed else "site_unusable"
-            ) from None
-        except SiteFormatError as exc:
-            raise SiteUnusable(f"GetShopProductsMenu: {exc}") from None
+            return await SiteSession.of(self.crawler).read_home(self.base_url)
+        except SiteUnusable as exc:
+            if exc.reason is Unusable.UNREACHABLE:
+                raise SiteUnusable(Unusable.UNUSABLE, exc.detail) from None
+            raise
 
     async def _read_build_id(self) -> str:
-        response = await self._get(f"{self.base_url}/")
-        if response.status != 200:
-            raise SiteUnusable(f"home page answered {response.status}")
-        try:
-            return parse_build_id(response.body)
-        except SiteFormatError as exc:
-            raise SiteUnusable(f"home page: {exc}") from None
+        return _build_id(await self._home_page())
 
     async def _fresh_build_id(self, stale: str) -> str:
         """The build id after a 404 for ``stale``: the home page is read again once per
@@ -312,7 +333,9 @@ class ColesProductsSpider(scrapy.Spider):
         try:
             fresh = await asyncio.shield(refresh)
         except SiteUnusable as exc:
-            logger.error("Could not re-read the build id after a 404: %s", exc)
+            if exc.reason is Unusable.BROWSER_UNAVAILABLE:
+                raise CloseSpider(str(exc)) from None
+            logger.error("Could not re-read the build id after a 404: %s", exc.detail)
             return self.build_id
         if fresh != self.build_id and self.build_id == stale:
             self.crawler.stats.inc_value("listing/build_id_changed")
@@ -331,11 +354,13 @@ class ColesProductsSpider(scrapy.Spider):
         try:
             tree = await self._read_tree_graphql()
         except SiteUnusable as exc:
+            if exc.reason is Unusable.BROWSER_UNAVAILABLE:
+                raise
             first = exc
             stats.inc_value("listing/categories_fallback")
             logger.warning(
                 "Category tree from GraphQL unusable (%s): reading the older browse.json route",
-                exc,
+                exc.detail,
             )
         else:
             stats.set_value("listing/categories_source", "graphql")
@@ -344,7 +369,9 @@ class ColesProductsSpider(scrapy.Spider):
         try:
             return await self._read_tree_route()
         except SiteUnusable as exc:
-            raise SiteUnusable(f"{first}; {exc}", first.reason) from None
+            if exc.reason is Unusable.BROWSER_UNAVAILABLE:
+                raise
+            raise SiteUnusable(first.reason, f"{first.detail}; {exc.detail}") from None
 
     async def _read_tree_route(self) -> tuple[Category, ...]:
         """The tree from ``/_next/data/{buildId}/en/browse.json`` (the site until 2026)."""
@@ -353,32 +380,18 @@ class ColesProductsSpider(scrapy.Spider):
             stale = self.build_id
             if await self._fresh_build_id(stale) != stale:
                 response = await self._get(self.base_url + categories_path(self.build_id))
-        if response.status != 200:
-            raise SiteUnusable(f"browse.json answered {response.status}")
-        try:
-            return parse_category_tree(response.body)
-        except SiteFormatError as exc:
-            raise SiteUnusable(f"browse.json: {exc}") from None
+        return _parsed("browse.json", lambda r: parse_category_tree(r.body), response)
 
     async def start(self) -> AsyncIterator[Any]:
-        session = self.crawler.get_extension(SiteSession)
         try:
-            if session is not None:
-                try:
-                    config = await session.configure(self.base_url)
-                except SessionUnusable as exc:
-                    if str(exc).startswith(("blocked", BROWSER_UNAVAILABLE)):
-                        raise CloseSpider(str(exc)) from None
-                    if str(exc).startswith("site_unreachable"):
-                        raise SiteUnusable(str(exc).split(": ", 1)[1]) from None
-                    logger.warning("%s: listing without GraphQL", exc)
-                else:
-                    self.build_id = config.build_id
-            if not self.build_id:
-                self.build_id = await self._read_build_id()
+            home = await self._home_page()
+            if home.config is None:
+                no_key = SiteUnusable(Unusable.CHANGED, f"home page: {home.no_config}")
+                logger.warning("%s: listing without GraphQL", no_key)
+            self.build_id = _build_id(home)
             tree = await self._read_tree()
         except SiteUnusable as exc:
-            raise CloseSpider(f"{exc.reason}: {exc}") from None
+            raise CloseSpider(str(exc)) from None
         listed, skipped = listing_plan(tree, self.skip, self.page_size * self.max_pages)
         stats = self.crawler.stats
         stats.set_value("listing/categories_planned", len(listed))
@@ -564,15 +577,22 @@ class ColesProductsSpider(scrapy.Spider):
         for store in (store for store in self.stores if store in self.published):
             for sku in self.walks[store].seen:
                 skus.setdefault(sku, store)
-        path, count = await asyncio.to_thread(
+        queued = await asyncio.to_thread(
             queue_missing_barcodes,
             self.arguments.database_url,
             self.arguments.enrichment_inbox,
-            skus,
-            self.stamp,
+            self.company,
+            listed=skus,
+            prefix="listing",
+            stamp=self.stamp,
         )
-        self.crawler.stats.set_value("listing/barcodes_queued", count)
-        if path is not None:
-            logger.info("Queued %d of %d SKUs without a known barcode: %s", count, len(skus), path)
+        self.crawler.stats.set_value("listing/barcodes_queued", queued.count)
+        if queued.path is not None:
+            logger.info(
+                "Queued %d of %d SKUs without a known barcode: %s",
+                queued.count,
+                len(skus),
+                queued.path,
+            )
         else:
             logger.info("Every listed SKU has a known barcode: nothing queued")

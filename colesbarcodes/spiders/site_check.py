@@ -46,6 +46,7 @@ from colesbarcodes.site.checks import (
     check_product_page,
     failed,
     mask,
+    site_unusable,
     skipped,
 )
 from colesbarcodes.site.coles import (
@@ -80,12 +81,6 @@ logger = logging.getLogger(__name__)
 
 RESULTS_STAT = "site_check/results"
 ARGUMENTS = ("base_url", "save", "skus", "store")
-# A finish reason per status, so that `scrapy crawl site_check` exits as the crawls do.
-_REASONS = {
-    Status.CHANGED: "site_changed",
-    Status.UNREACHABLE: "site_unreachable",
-    Status.BLOCKED: "blocked",
-}
 
 
 @dataclass(frozen=True)
@@ -207,7 +202,7 @@ class SiteCheckSpider(scrapy.Spider):
             self._keep(check, url, answer, None)
             return answer
         except BrowserUnavailable as exc:  # this machine's browser: no verdict on the site
-            raise CloseSpider(str(exc)) from None
+            raise CloseSpider(str(exc.unusable())) from None
         except Exception as exc:  # any download failure: the site did not answer
             answer = Answer(error=f"{type(exc).__name__}: {exc}"[:300])
             self._keep(check, url, answer, None)
@@ -269,9 +264,9 @@ class SiteCheckSpider(scrapy.Spider):
             quiet = result.status in (Status.OK, Status.SKIPPED)
             log = logger.info if quiet else logger.warning
             log("site-check %s: %s: %s", result.check, result.status, result.seen)
-        first = next((r for r in failing if r.status in _REASONS), None)
-        if first is not None:
-            raise CloseSpider(f"{_REASONS[first.status]}: {first.check}: {first.seen}"[:500])
+        unusable = site_unusable(results)
+        if unusable is not None:  # `scrapy crawl site_check` exits as the crawls would
+            raise CloseSpider(str(unusable))
         return
         yield  # an async generator that yields nothing: every request is awaited above
 

@@ -230,7 +230,7 @@ def queue_missing_barcodes(
     as one file for `scrapy crawl coles_barcodes` to take."""
     from colesbarcodes.db import diagnostics as queries
     from colesbarcodes.db.engine import session_factory
-    from loaders.enrichment import queue_missing_barcodes as queue
+    from colesbarcodes.inbox.missing_barcodes import queue_missing_barcodes as queue
 
     store = canonical_store_id(company, store_id, "'--store'") if store_id is not None else None
     engine = app_of(ctx).engine()
@@ -239,12 +239,12 @@ def queue_missing_barcodes(
             if not queries.store_exists(session, company, store):
                 raise click.ClickException(_no_store(company, store))
     try:
-        queued, target = queue(engine, inbox, company, store, limit)
+        queued = queue(engine, inbox, company, store=store, limit=limit)
     except OSError as exc:
         raise click.ClickException(
             f"cannot write to the inbox {inbox}: {exc.strerror or exc}"
         ) from None
-    if target is None:
+    if queued.path is None:
         click.echo(f"Every {company} SKU has a barcode: nothing to queue.")
         return
-    click.echo(f"Queued {queued} {company} SKUs without barcode: {target}")
+    click.echo(f"Queued {queued.count} {company} SKUs without barcode: {queued.path}")
