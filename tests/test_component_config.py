@@ -29,7 +29,7 @@ from colesbarcodes.middlewares.prefill import PrefillConfig, PrefillMiddleware
 from colesbarcodes.middlewares.retry_after import RetryAfterConfig
 from colesbarcodes.pipelines.barcode_upsert import BarcodeUpsertPipeline, UpsertConfig
 from colesbarcodes.spiders.coles_barcodes import BarcodesArguments, ColesBarcodesSpider
-from colesbarcodes.spiders.coles_products import ProductsArguments
+from colesbarcodes.spiders.coles_products import ColesProductsSpider, ProductsArguments
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -218,3 +218,24 @@ def test_an_argument_given_empty_is_refused_not_taken_for_the_default(
 ) -> None:
     with pytest.raises(ConfigurationError, match=r"^the argument -a frontier= is empty"):
         BarcodesArguments.from_settings(project_settings, {"frontier": ""})
+
+
+def test_a_spider_disables_a_component_whatever_path_spells_it() -> None:
+    """The listing crawl turns the barcode pipeline off by its class: every spelling of its
+    path goes, and one key is left (Scrapy warns when two keys load the same class)."""
+    settings = Settings(
+        {
+            "ITEM_PIPELINES": {
+                "colesbarcodes.pipelines.BarcodeUpsertPipeline": 300,
+                "colesbarcodes.pipelines.barcode_upsert.BarcodeUpsertPipeline": 300,
+            },
+            "SPIDER_MIDDLEWARES": {"colesbarcodes.middlewares.prefill.PrefillMiddleware": 50},
+        }
+    )
+    ColesProductsSpider.update_settings(settings)
+    assert settings.getdict("ITEM_PIPELINES") == {
+        "colesbarcodes.pipelines.barcode_upsert.BarcodeUpsertPipeline": None
+    }
+    assert settings.getdict("SPIDER_MIDDLEWARES") == {
+        "colesbarcodes.middlewares.prefill.PrefillMiddleware": None
+    }

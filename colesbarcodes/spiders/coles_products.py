@@ -29,6 +29,8 @@ from colesbarcodes.db.engine import database_url
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
 from colesbarcodes.inbox.missing_barcodes import queue_missing_barcodes
+from colesbarcodes.middlewares.prefill import PrefillMiddleware
+from colesbarcodes.pipelines.barcode_upsert import BarcodeUpsertPipeline
 from colesbarcodes.signals import feed_incomplete, feed_published
 from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.coles import (
@@ -56,6 +58,7 @@ from colesbarcodes.spiders.arguments import (
     named,
     refuse_unknown_arguments,
 )
+from colesbarcodes.spiders.components import disable_components
 from colesbarcodes.spiders.store_walk import StoreWalk, parse_stores
 
 if TYPE_CHECKING:
@@ -70,9 +73,6 @@ if TYPE_CHECKING:
     from colesbarcodes.site.home import HomePage
 
 logger = logging.getLogger(__name__)
-
-BARCODE_PIPELINE = "colesbarcodes.pipelines.BarcodeUpsertPipeline"
-PREFILL_MIDDLEWARE = "colesbarcodes.middlewares.prefill.PrefillMiddleware"
 
 T = TypeVar("T")
 
@@ -235,16 +235,10 @@ class ColesProductsSpider(scrapy.Spider):
         # The listing crawl stores nothing in the database: without the barcode pipeline it
         # needs none (that pipeline would migrate the database on opening and close the
         # crawl when the database is down).
-        pipelines = settings.getdict("ITEM_PIPELINES")
-        pipelines[BARCODE_PIPELINE] = None
-        settings.set("ITEM_PIPELINES", pipelines, _raise_priority(settings, "ITEM_PIPELINES"))
+        disable_components(settings, "ITEM_PIPELINES", BarcodeUpsertPipeline)
         # Nor the barcode crawl's prefill: it has no SKUs to skip here, and it would be
         # one more layer that each of the tens of thousands of items passes through.
-        middlewares = settings.getdict("SPIDER_MIDDLEWARES")
-        middlewares[PREFILL_MIDDLEWARE] = None
-        settings.set(
-            "SPIDER_MIDDLEWARES", middlewares, _raise_priority(settings, "SPIDER_MIDDLEWARES")
-        )
+        disable_components(settings, "SPIDER_MIDDLEWARES", PrefillMiddleware)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesProductsSpider:

@@ -23,6 +23,8 @@ from scrapy.exceptions import CloseSpider
 
 from colesbarcodes.config import ConfigurationError
 from colesbarcodes.gtin import shown
+from colesbarcodes.middlewares.lookup_batch import LookupBatchMiddleware
+from colesbarcodes.middlewares.prefill import PrefillMiddleware
 from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.checks import (
     BATCH,
@@ -65,6 +67,7 @@ from colesbarcodes.spiders.arguments import (
     http_url,
     refuse_unknown_arguments,
 )
+from colesbarcodes.spiders.components import disable_components
 from colesbarcodes.spiders.store_walk import store_id
 
 if TYPE_CHECKING:
@@ -148,10 +151,6 @@ class SiteCheckSpider(scrapy.Spider):
     # once rather than waited out (COLES_BLOCK_MAX_RETRIES=0); retries stay few.
     custom_settings = {
         "ITEM_PIPELINES": {},
-        "SPIDER_MIDDLEWARES": {
-            "colesbarcodes.middlewares.prefill.PrefillMiddleware": None,
-            "colesbarcodes.middlewares.lookup_batch.LookupBatchMiddleware": None,
-        },
         "COLES_RUN_LEDGER_ENABLED": False,
         "COLES_MONITOR_ENABLED": False,
         "COLES_BLOCK_MAX_RETRIES": 0,
@@ -164,6 +163,12 @@ class SiteCheckSpider(scrapy.Spider):
     store: str
     skus: list[str]
     save: Path | None
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        # No SKUs to prefill or to batch: the probes are single requests.
+        disable_components(settings, "SPIDER_MIDDLEWARES", PrefillMiddleware, LookupBatchMiddleware)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SiteCheckSpider:
