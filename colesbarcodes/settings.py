@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from colesbarcodes.crawl.browser import SYSTEM_CHROMIUMS
 from colesbarcodes.db.engine import database_url
-from colesbarcodes.site.browser import SYSTEM_CHROMIUMS
 
 # Scrapy's cookie handling asks tldextract for the public suffix list, which it would
 # download on first use (logging tracebacks where there is no internet) before falling

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
-from colesbarcodes.inbox.claims import iter_lines
 from colesbarcodes.inbox.lines import LineError, decode_line, parse_object, store_from_filename
+from colesbarcodes.inbox.reading import iter_lines
 
 if TYPE_CHECKING:
     from pathlib import Path

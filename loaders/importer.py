@@ -30,8 +30,8 @@ from colesbarcodes.db.catalog import BatchReader, BatchStats, apply_lines
 from colesbarcodes.db.engine import with_retries
 from colesbarcodes.db.models import QuarantinedLine
 from colesbarcodes.files import write_json_lines
-from colesbarcodes.inbox.claims import ClaimedFile, Inbox, iter_lines
 from colesbarcodes.inbox.lines import LineError, ProductLine, parse_line, store_from_filename
+from colesbarcodes.inbox.reading import iter_lines
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
+
+    from colesbarcodes.inbox.claims import ClaimedFile, Inbox
 
 __all__ = ["CycleFiles", "FileReport", "ImportOptions", "count_lines", "import_file"]
 

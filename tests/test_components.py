@@ -17,6 +17,8 @@ from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.test import get_crawler
 
 from colesbarcodes.config import ConfigurationError
+from colesbarcodes.crawl.exits import ProxyConfigError
+from colesbarcodes.crawl.lookups import lookup_request
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.frontier.worker import FrontierWorker
 from colesbarcodes.items import Outcome
@@ -24,8 +26,6 @@ from colesbarcodes.middlewares.exit_pool import ExitPoolMiddleware
 from colesbarcodes.middlewares.lookup_batch import LookupBatchMiddleware
 from colesbarcodes.signals import work_unit_taken
 from colesbarcodes.site.coles import SiteConfig
-from colesbarcodes.site.exits import ProxyConfigError
-from colesbarcodes.site.source import lookup_request
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
     from scrapy.crawler import Crawler
 
+    from colesbarcodes.crawl.sku_source import SkuLine
     from colesbarcodes.frontier.stream import Frontier
-    from colesbarcodes.sku_source import SkuLine
 
 CONFIG = SiteConfig("build", "0" * 32, "http://site.test/api/graphql")
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from sqlalchemy.engine import Engine
 
-    from colesbarcodes.sku_source import SkuLine
+    from colesbarcodes.crawl.sku_source import SkuLine
 
 MILK = "9300633600082"
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from colesbarcodes.commands.crawl import EXIT_STATUSES, SITE_EXIT_STATUSES, exit_status
-from colesbarcodes.site.exits import Exit, ProxyConfigError, exits_from_setting, parse_proxies
+from colesbarcodes.crawl.exits import Exit, ProxyConfigError, exits_from_setting, parse_proxies
 from colesbarcodes.site.unusable import SiteUnusable, Unusable
 
 if TYPE_CHECKING:

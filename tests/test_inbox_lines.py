@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colesbarcodes.inbox.claims import iter_lines
+from colesbarcodes.inbox.reading import iter_lines
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

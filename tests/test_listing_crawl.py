@@ -27,6 +27,7 @@ from colesbarcodes.db.catalog import apply_lines
 from colesbarcodes.db.engine import make_engine, migrate, session_factory
 from colesbarcodes.db.models import CompanySku, StorePrice
 from colesbarcodes.feeds.storage import AtomicFileFeedStorage
+from colesbarcodes.feeds.store_walk import StoreWalk, parse_stores
 from colesbarcodes.inbox.lines import parse_line, parse_object, store_from_filename
 from colesbarcodes.replica.catalogue import Catalogue
 from colesbarcodes.replica.categories import PROMO_GROUPS
@@ -37,7 +38,6 @@ from colesbarcodes.site.coles import (
     parse_category_tree,
     parse_listing,
 )
-from colesbarcodes.spiders.store_walk import StoreWalk, parse_stores
 from tests.helpers import FAST_CRAWL, PROJECT, dump, run_loader, write_jsonl
 
 if TYPE_CHECKING:

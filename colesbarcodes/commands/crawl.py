@@ -42,8 +42,8 @@ from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 
 from colesbarcodes.config import ConfigurationError
+from colesbarcodes.crawl.browser import LATE_REMEDY
 from colesbarcodes.extensions.crawl_monitor import MONITOR_FAILED
-from colesbarcodes.site.browser import LATE_REMEDY
 from colesbarcodes.site.unusable import Unusable
 
 if TYPE_CHECKING:

@@ -11,10 +11,10 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
 from colesbarcodes.config import setting_bool, setting_str
+from colesbarcodes.crawl.sku_source import SkuLine
 from colesbarcodes.inbox.enrichment import EnrichmentFile, EnrichmentInbox, sku_value, spill_file
 from colesbarcodes.items import Outcome
 from colesbarcodes.signals import lookups_stored, lookups_unstored, work_unit_taken
-from colesbarcodes.sku_source import SkuLine
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable
@@ -50,7 +50,7 @@ class EnrichmentFilesConfig:
 class EnrichmentFiles:
     """Owns the life of the enrichment inbox's files during a crawl.
 
-    A :class:`~colesbarcodes.sku_source.SkuSource`: the spider reads the SKUs of one file
+    A :class:`~colesbarcodes.crawl.sku_source.SkuSource`: the spider reads the SKUs of one file
     after another (:meth:`lines`, which claims them with :meth:`claim_next`) and makes
     requests for them; every other step happens here, driven by signals: a claimed file is announced
     (``work_unit_taken``, for the prefill); the outcomes the pipeline committed

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import NotConfigured
 
 from colesbarcodes.config import ConfigurationError, check_settings
+from colesbarcodes.crawl.browser import check_browser
+from colesbarcodes.crawl.exits import exits_from_setting
 from colesbarcodes.db.engine import DatabaseUrlError, check_database_url, database_url
-from colesbarcodes.site.browser import check_browser
-from colesbarcodes.site.exits import exits_from_setting
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -27,7 +27,7 @@ def check_crawl_settings(settings: BaseSettings) -> None:
     ``COLES_PROXIES``, ``COLES_STATS_FILE``
     (its folder must exist: it is written at the end) and the bot check's browser
     (``COLES_CHROMIUM_PATH``: it must start now, not fail when a challenge first needs it,
-    maybe hours later; see :func:`~colesbarcodes.site.browser.check_browser`)."""
+    maybe hours later; see :func:`~colesbarcodes.crawl.browser.check_browser`)."""
     check_settings(settings)
     url = settings.get("DATABASE_URL")
     try:  # every crawl records its run in the database; a MySQL URL is what users try

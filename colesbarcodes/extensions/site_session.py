@@ -1,7 +1,7 @@
 """The crawl's session with the site: what its home page publishes, and the GraphQL batch size.
 
 One extension owns this lifecycle for both spiders: reading the home page (build id,
-subscription key, GraphQL URL: :mod:`colesbarcodes.site.home`), reading it again when the
+subscription key, GraphQL URL: :mod:`colesbarcodes.site.coles.home`), reading it again when the
 key is refused (once for all the requests that were refused together) or, for the listing
 crawl, when its build id went stale, the number of SKUs a GraphQL document carries
 (lowered when the server refuses a document as too complex, then kept), and how many
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 import scrapy
 
 from colesbarcodes.config import setting_int
-from colesbarcodes.site.browser import BrowserUnavailable
-from colesbarcodes.site.exits import BlockedByProtection
-from colesbarcodes.site.home import HomePage, read_home_page
+from colesbarcodes.crawl.browser import BrowserUnavailable
+from colesbarcodes.crawl.exits import BlockedByProtection
+from colesbarcodes.site.retailer import retailer_site
 from colesbarcodes.site.unusable import SiteUnusable, Unusable
 
 if TYPE_CHECKING:
@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from colesbarcodes.site.coles import SiteConfig
+    from colesbarcodes.site.coles.home import HomePage
 
 __all__ = ["SiteSession"]
+
+SITE = retailer_site()  # the retailer's pages and answers (colesbarcodes.site.retailer)
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +125,7 @@ class SiteSession:
             ) from None
         if response.status != 200:
             raise SiteUnusable(Unusable.UNREACHABLE, f"home page answered HTTP {response.status}")
-        home = read_home_page(response.body, response.url)
+        home = SITE.read_home_page(response.body, response.url)
         config = home.config
         if config is None:
             return home

@@ -2,7 +2,7 @@
 
 With ``COLES_FRONTIER_URL`` set (or ``-a frontier=...``), ``coles_barcodes`` takes its SKUs
 from the Redis stream instead of the inbox, through one :class:`FrontierWorker` per crawl
-process, an extension the spider reads as its :class:`~colesbarcodes.sku_source.SkuSource`:
+process, an extension the spider reads as its :class:`~colesbarcodes.crawl.sku_source.SkuSource`:
 
 - it takes entries a batch at a time, only while fewer than ``COLES_FRONTIER_PREFETCH``
   of its SKUs are still unanswered (Scrapy reads a spider's ``start()`` eagerly: without
@@ -42,12 +42,12 @@ from colesbarcodes.config import (
     setting_int,
     setting_str,
 )
+from colesbarcodes.crawl.sku_source import SkuLine
 from colesbarcodes.frontier import DEFAULT_KEY
 from colesbarcodes.frontier.stream import FRONTIER_ERRORS, Frontier, FrontierEntry, redact_url
 from colesbarcodes.gtin import InvalidGtin, parse_gtin, shown
 from colesbarcodes.items import BarcodeLookup, Outcome
 from colesbarcodes.signals import flush_requested, lookups_stored, work_unit_taken
-from colesbarcodes.sku_source import SkuLine
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

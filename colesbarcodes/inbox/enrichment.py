@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from colesbarcodes.files import write_json_lines
-from colesbarcodes.inbox.claims import ClaimedFile, Inbox, iter_lines
+from colesbarcodes.inbox.claims import ClaimedFile, Inbox
 from colesbarcodes.inbox.lines import LineError, parse_line, store_from_filename
+from colesbarcodes.inbox.reading import iter_lines
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from colesbarcodes.crawl_control import close_crawl
+from colesbarcodes.crawl.control import close_crawl
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.site.unusable import Unusable, finish_reason
 

@@ -13,15 +13,16 @@ import scrapy
 from scrapy.exceptions import NotConfigured
 
 from colesbarcodes.config import setting_bool, setting_float, setting_int
-from colesbarcodes.crawl_control import close_crawl
-from colesbarcodes.extensions.site_session import SiteSession
-from colesbarcodes.site.browser import (
+from colesbarcodes.crawl.browser import (
     LATE_REMEDY,
     BrowserUnavailable,
     browser_unavailable,
     is_launch_failure,
 )
-from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE, protection_kind
+from colesbarcodes.crawl.control import close_crawl
+from colesbarcodes.extensions.site_session import SiteSession
+from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE
+from colesbarcodes.site.retailer import retailer_site
 
 if TYPE_CHECKING:
     from typing import Self
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
 __all__ = ["BotCheckConfig", "BotCheckMiddleware"]
+
+SITE = retailer_site()  # the retailer's pages and answers (colesbarcodes.site.retailer)
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ class BotCheckMiddleware:
             request.headers["User-Agent"] = self.user_agent
 
     async def process_response(self, request: scrapy.Request, response: Response) -> Any:
-        if request.meta.get("playwright") or protection_kind(response.body) != (
+        if request.meta.get("playwright") or SITE.protection_kind(response.body) != (
             PROTECTION_CHALLENGE
         ):
             return response
@@ -198,7 +201,7 @@ class BotCheckMiddleware:
             kind: str | None = PROTECTION_CHALLENGE
             while time.monotonic() < deadline:
                 try:
-                    kind = protection_kind((await page.content()).encode())
+                    kind = SITE.protection_kind((await page.content()).encode())
                 except Exception:  # the script is reloading the page: look again
                     kind = PROTECTION_CHALLENGE
                 if kind != PROTECTION_CHALLENGE:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from colesbarcodes.config import setting_float, setting_int
-from colesbarcodes.crawl_control import close_crawl
-from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE, protection_kind
-from colesbarcodes.site.exits import BlockedByProtection, Exit, exits_from_setting
+from colesbarcodes.crawl.control import close_crawl
+from colesbarcodes.crawl.exits import BlockedByProtection, Exit, exits_from_setting
+from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE
+from colesbarcodes.site.retailer import retailer_site
 from colesbarcodes.site.unusable import Unusable, finish_reason
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
 __all__ = ["ExitPoolConfig", "ExitPoolMiddleware"]
+
+SITE = retailer_site()  # the retailer's pages and answers (colesbarcodes.site.retailer)
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ class ExitPoolMiddleware:
         logger.warning("%s: moving to %s", why, self.exit.label)
 
     async def process_response(self, request: scrapy.Request, response: Response) -> Any:
-        kind = protection_kind(response.body)
+        kind = SITE.protection_kind(response.body)
         if kind != PROTECTION_BLOCK and not (response.status == 403 and kind is None):
             if kind != PROTECTION_CHALLENGE:
                 self.failures = 0

@@ -10,8 +10,8 @@ import scrapy
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from colesbarcodes.config import setting_float
+from colesbarcodes.crawl.lookups import merge_lookup_requests
 from colesbarcodes.extensions.site_session import SiteSession
-from colesbarcodes.site.source import merge_lookup_requests
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy.exceptions import CloseSpider
 
 from colesbarcodes.config import setting_bool, setting_float, setting_int, setting_str
-from colesbarcodes.crawl_control import close_crawl
+from colesbarcodes.crawl.control import close_crawl
 from colesbarcodes.db.engine import (
     DATABASE_ERRORS,
     database_url,

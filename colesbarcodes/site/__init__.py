@@ -1,3 +1,4 @@
-"""The retailer's site: its pages' and answers' shapes (``coles``, pure functions), the
-barcode source that asks it (``source``), the site check's verdicts (``checks``) and the
-exits (forward proxies) the crawls go out through (``exits``)."""
+"""The retailers' sites, as pure functions (no Scrapy, no database): each retailer's pages'
+and answers' shapes in its own package (``coles``), the adapter interface the crawl's
+components use (``retailer``), the site check's verdicts (``checks``) and why a site
+cannot be used (``unusable``)."""

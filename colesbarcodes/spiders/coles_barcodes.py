@@ -3,7 +3,7 @@
 Files are taken one at a time, oldest first, until the inbox is empty (files arriving
 during the crawl are taken too). The :class:`~colesbarcodes.middlewares.prefill.PrefillMiddleware`
 answers SKUs whose barcode is already known before any request leaves; the rest are
-looked up through :class:`~colesbarcodes.site.source.GraphQLBarcodeSource`; every outcome is
+looked up through :class:`~colesbarcodes.crawl.lookups.GraphQLBarcodeSource`; every outcome is
 stored by :class:`~colesbarcodes.pipelines.barcode_upsert.BarcodeUpsertPipeline`; the inbox
 files' life (claim, accounting, finishing, retry and spill files, releasing claims) is
 :class:`~colesbarcodes.extensions.enrichment_files.EnrichmentFiles`'s work.
@@ -25,15 +25,7 @@ import scrapy
 from scrapy.exceptions import CloseSpider
 
 from colesbarcodes.config import argument_int, setting_bool, setting_int
-from colesbarcodes.extensions.enrichment_files import EnrichmentFiles
-from colesbarcodes.frontier.worker import FrontierWorker, redis_url
-from colesbarcodes.items import BarcodeLookup, Outcome
-from colesbarcodes.middlewares.retry_after import RetryAfterConfig
-from colesbarcodes.site.browser import BrowserUnavailable
-from colesbarcodes.site.coles import ProblemKind, Reading
-from colesbarcodes.site.source import GraphQLBarcodeSource, LookupKey
-from colesbarcodes.site.unusable import SiteUnusable, Unusable, finish_reason
-from colesbarcodes.spiders.arguments import (
+from colesbarcodes.crawl.arguments import (
     argument_or_setting,
     arguments_as_settings,
     folder_value,
@@ -41,7 +33,15 @@ from colesbarcodes.spiders.arguments import (
     named,
     refuse_unknown_arguments,
 )
-from colesbarcodes.spiders.store_walk import store_id
+from colesbarcodes.crawl.browser import BrowserUnavailable
+from colesbarcodes.crawl.lookups import GraphQLBarcodeSource, LookupKey
+from colesbarcodes.extensions.enrichment_files import EnrichmentFiles
+from colesbarcodes.feeds.store_walk import store_id
+from colesbarcodes.frontier.worker import FrontierWorker, redis_url
+from colesbarcodes.items import BarcodeLookup, Outcome
+from colesbarcodes.middlewares.retry_after import RetryAfterConfig
+from colesbarcodes.site.coles import ProblemKind, Reading
+from colesbarcodes.site.unusable import SiteUnusable, Unusable, finish_reason
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
+    from colesbarcodes.crawl.sku_source import SkuLine, SkuSource
     from colesbarcodes.site.coles import GraphQLAnswer, GraphQLProblem, SkuReading
-    from colesbarcodes.sku_source import SkuLine, SkuSource
 
 logger = logging.getLogger(__name__)
 

@@ -25,14 +25,24 @@ from scrapy.exceptions import CloseSpider
 from scrapy.settings import SETTINGS_PRIORITIES
 
 from colesbarcodes.config import setting_bool, setting_int, setting_str
+from colesbarcodes.crawl.arguments import (
+    argument_or_setting,
+    arguments_as_settings,
+    folder_value,
+    http_url,
+    named,
+    refuse_unknown_arguments,
+)
+from colesbarcodes.crawl.browser import BrowserUnavailable
+from colesbarcodes.crawl.components import disable_components
 from colesbarcodes.db.engine import database_url
 from colesbarcodes.extensions.site_session import SiteSession
+from colesbarcodes.feeds.store_walk import StoreWalk, parse_stores
 from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
 from colesbarcodes.inbox.missing_barcodes import queue_missing_barcodes
 from colesbarcodes.middlewares.prefill import PrefillMiddleware
 from colesbarcodes.pipelines.barcode_upsert import BarcodeUpsertPipeline
 from colesbarcodes.signals import feed_incomplete, feed_published
-from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.coles import (
     Category,
     CategoryTreeRefused,
@@ -50,16 +60,6 @@ from colesbarcodes.site.coles import (
     parse_listing,
 )
 from colesbarcodes.site.unusable import SiteUnusable, Unusable
-from colesbarcodes.spiders.arguments import (
-    argument_or_setting,
-    arguments_as_settings,
-    folder_value,
-    http_url,
-    named,
-    refuse_unknown_arguments,
-)
-from colesbarcodes.spiders.components import disable_components
-from colesbarcodes.spiders.store_walk import StoreWalk, parse_stores
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
-    from colesbarcodes.site.home import HomePage
+    from colesbarcodes.site.coles.home import HomePage
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,19 @@ import scrapy
 from scrapy.exceptions import CloseSpider
 
 from colesbarcodes.config import ConfigurationError
+from colesbarcodes.crawl.arguments import (
+    argument_or_setting,
+    folder_value,
+    http_url,
+    refuse_unknown_arguments,
+)
+from colesbarcodes.crawl.browser import BrowserUnavailable
+from colesbarcodes.crawl.components import disable_components
+from colesbarcodes.crawl.exits import BlockedByProtection, Exit, exits_from_setting
+from colesbarcodes.feeds.store_walk import store_id
 from colesbarcodes.gtin import shown
 from colesbarcodes.middlewares.lookup_batch import LookupBatchMiddleware
 from colesbarcodes.middlewares.prefill import PrefillMiddleware
-from colesbarcodes.site.browser import BrowserUnavailable
 from colesbarcodes.site.checks import (
     BATCH,
     BUILD_ID,
@@ -60,15 +69,6 @@ from colesbarcodes.site.coles import (
     listing_plan,
     product_page_path,
 )
-from colesbarcodes.site.exits import BlockedByProtection, Exit, exits_from_setting
-from colesbarcodes.spiders.arguments import (
-    argument_or_setting,
-    folder_value,
-    http_url,
-    refuse_unknown_arguments,
-)
-from colesbarcodes.spiders.components import disable_components
-from colesbarcodes.spiders.store_walk import store_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping

@@ -26,12 +26,8 @@ from colesbarcodes.site.coles import (
     Reading,
     SiteConfig,
     SkuReading,
-    graphql_body,
-    graphql_headers,
-    parse_graphql_products,
-    product_page_path,
-    read_product_page,
 )
+from colesbarcodes.site.retailer import retailer_site
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,6 +42,8 @@ __all__ = [
     "lookup_request",
     "merge_lookup_requests",
 ]
+
+SITE = retailer_site()  # the retailer's pages and answers (colesbarcodes.site.retailer)
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +64,8 @@ def lookup_request(
     return scrapy.Request(
         config.graphql_url,
         method="POST",
-        body=graphql_body(skus, str(lookups[0]["store_id"])),
-        headers=graphql_headers(base_url, config.api_key),
+        body=SITE.graphql_body(skus, str(lookups[0]["store_id"])),
+        headers=SITE.graphql_headers(base_url, config.api_key),
         meta={
             **meta,
             "lookups": list(lookups),
@@ -88,7 +86,7 @@ def merge_lookup_requests(requests: Sequence[scrapy.Request]) -> scrapy.Request:
     lookups = [key for request in requests for key in request.meta["lookups"]]
     skus = [str(key["sku"]) for key in lookups]
     return first.replace(
-        body=graphql_body(skus, str(lookups[0]["store_id"])),
+        body=SITE.graphql_body(skus, str(lookups[0]["store_id"])),
         meta={**first.meta, "lookups": lookups},
     )
 
@@ -142,10 +140,10 @@ class GraphQLBarcodeSource:
         if request is None:
             raise RuntimeError("a response without its request")
         skus = [str(key["sku"]) for key in lookups]
-        headers = graphql_headers(self.base_url, self.config.api_key)
+        headers = SITE.graphql_headers(self.base_url, self.config.api_key)
         return request.replace(
             url=self.config.graphql_url,
-            body=graphql_body(skus, str(lookups[0]["store_id"])),
+            body=SITE.graphql_body(skus, str(lookups[0]["store_id"])),
             headers=headers,
             meta={
                 **{
@@ -168,7 +166,7 @@ class GraphQLBarcodeSource:
         sku = str(key["sku"])
         record = api.record or ProductRecord(sku)
         return scrapy.Request(
-            f"{self.base_url}{product_page_path(sku)}",
+            f"{self.base_url}{SITE.product_page_path(sku)}",
             meta={
                 "lookups": [key],
                 "sku": sku,
@@ -216,6 +214,6 @@ class GraphQLBarcodeSource:
         skus = [str(key["sku"]) for key in lookups]
         content_type = (response.headers.get(b"Content-Type") or b"").decode("latin-1")
         if self.is_fallback(response):
-            reading = read_product_page(response.body, skus[0], response.status, content_type)
+            reading = SITE.read_product_page(response.body, skus[0], response.status, content_type)
             return GraphQLAnswer(readings={skus[0]: reading})
-        return parse_graphql_products(response.body, skus, response.status, content_type)
+        return SITE.parse_graphql_products(response.body, skus, response.status, content_type)
