@@ -12,9 +12,9 @@ lookups_stored = object()
 #: take sends it, so that the other workers need not wait for its last outcomes.
 flush_requested = object()
 
-#: Sent when a crawl takes a unit of SKUs to look up, with ``unit``: an inbox file claimed
-#: by :class:`~colesbarcodes.extensions.enrichment_files.EnrichmentFiles`, or a batch taken
-#: from the shared frontier. The prefill loads what the database knows about its SKUs.
+#: Sent when a crawl takes a work unit of SKUs to look up, with ``unit``: an enrichment file
+#: claimed by :class:`~colesbarcodes.extensions.enrichment_files.EnrichmentFiles`, or a
+#: frontier read (:class:`~colesbarcodes.frontier.worker.FrontierRead`). The prefill loads what the database knows about its SKUs.
 work_unit_taken = object()
 
 #: Sent by the pipeline when it gives up storing outcomes (the database stays

@@ -137,7 +137,7 @@ def test_a_lowered_batch_size_applies_to_the_next_documents() -> None:
     out = asyncio.run(drain(middleware, start()))
     assert [len(skus_of(r)) for r in out] == [2, 2, 1]
     assert crawler.stats is not None
-    assert crawler.stats.get_value("coles/graphql/batch_size") == 2
+    assert crawler.stats.get_value("coles/graphql/document_size") == 2
 
 
 # --- the exit pool ------------------------------------------------------------------------
@@ -188,8 +188,8 @@ def test_a_block_page_is_counted_and_the_request_asked_again_through_the_next_ex
         1,
     )
     assert crawler.stats is not None
-    assert crawler.stats.get_value("botcheck/block") == 1
-    assert crawler.stats.get_value("proxy/rotated") == 1
+    assert crawler.stats.get_value("exit/blocked") == 1
+    assert crawler.stats.get_value("exit/rotated") == 1
     # An answer that is no block page passes untouched, on the new exit.
     page = HtmlResponse(again.url, body=b"<html>content</html>", request=again)
     assert asyncio.run(pool.process_response(again, page)) is page

@@ -300,7 +300,7 @@ def test_the_barcode_crawls_components_leave_the_listing_crawl_alone(
     spider (it has no SKUs to skip and needs no database); the politeness parts are."""
     keys = set(two_stores.stats)
     # the site session (key, GraphQL) is shared by both spiders; the rest is the barcode crawl's
-    shared = ("coles/site/", "coles/graphql/batch_size")
+    shared = ("coles/site/", "coles/graphql/document_size")
     assert not {
         k for k in keys if k.startswith(("prefill/", "coles/")) and not k.startswith(shared)
     }

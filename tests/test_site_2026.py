@@ -122,7 +122,7 @@ def test_a_document_refused_as_too_complex_is_split_and_the_smaller_size_kept(
         )
         site_stats = site.stats()
     assert result.returncode == 0, result.log[-3000:]
-    assert result.stats["coles/graphql/batch_size"] == 5  # the limit the refusal stated
+    assert result.stats["coles/graphql/document_size"] == 5  # the limit the refusal stated
     # each document made before the refusal came back is refused once, none afterwards
     assert site_stats["too_complex"] <= -(-len(products) // 24) + 1
     assert stored_outcomes(engine) == expected(products)
@@ -139,7 +139,7 @@ def test_a_refusal_that_states_no_limit_halves_the_document(
     ) as site:
         result = run_crawl(url_of(engine), enrichment_inbox, site.url)
     assert result.returncode == 0, result.log[-3000:]
-    assert result.stats["coles/graphql/batch_size"] == 3  # 24 -> 12 -> 6 -> 3, then kept
+    assert result.stats["coles/graphql/document_size"] == 3  # 24 -> 12 -> 6 -> 3, then kept
     assert stored_outcomes(engine) == expected(products)
     assert "asking for at most 3 per document" in result.log
 
@@ -196,8 +196,8 @@ def test_a_blocked_exit_moves_the_crawl_to_an_accepted_one_without_a_browser(
         )
         site_stats = site.stats()
     assert result.returncode == 0, result.log[-3000:]
-    assert result.stats["proxy/rotated"] >= 1
-    assert result.stats["botcheck/block"] >= 1
+    assert result.stats["exit/rotated"] >= 1
+    assert result.stats["exit/blocked"] >= 1
     assert "playwright/page_count" not in result.stats  # no browser for a block
     assert site_stats["blocked"] >= 1
     assert site_stats["by_client"].get(accepted.exit_address, 0) > 0

@@ -96,8 +96,8 @@ class EnrichmentFiles:
         ``limit`` SKUs were handed out. A SKU already handed out for an earlier file is
         settled as ``duplicate``."""
         taken = 0
-        while (job := self.claim_next()) is not None:
-            for sku, line in job.skus.items():
+        while (unit := self.claim_next()) is not None:
+            for sku, line in unit.skus.items():
                 if limit and taken >= limit:
                     break
                 taken += 1
@@ -105,7 +105,7 @@ class EnrichmentFiles:
                     yield SkuLine(
                         sku,
                         line.store_id,
-                        job.name,
+                        unit.name,
                         outcome=Outcome.DUPLICATE,
                         reason="looked up for an earlier file of this crawl",
                     )
@@ -114,7 +114,7 @@ class EnrichmentFiles:
                 yield SkuLine(
                     sku,
                     line.store_id,
-                    job.name,
+                    unit.name,
                     barcode=line.barcode,
                     name=line.name,
                     brand=line.brand,
@@ -129,44 +129,44 @@ class EnrichmentFiles:
         the inbox is empty (retry files written by this crawl are left for the next). A
         file without a SKU (empty, or every line quarantined) is finished at once: no
         outcome will ever come to finish it later."""
-        while (job := self.inbox.claim_next()) is not None:
+        while (unit := self.inbox.claim_next()) is not None:
             logger.info(
                 "Taking %s: %d SKUs (%d lines quarantined)",
-                job.claimed.original_name,
-                len(job.skus),
-                job.quarantined,
+                unit.claimed.original_name,
+                len(unit.skus),
+                unit.quarantined,
             )
-            if job.skus:
-                self.files[job.name] = job
-                self.crawler.signals.send_catch_log(work_unit_taken, unit=job)
-                return job
-            self._finish(job)
+            if unit.skus:
+                self.files[unit.name] = unit
+                self.crawler.signals.send_catch_log(work_unit_taken, unit=unit)
+                return unit
+            self._finish(unit)
         return None
 
-    def _finish(self, job: EnrichmentFile) -> None:
-        retry = self.inbox.finish(job)
-        self.files.pop(job.name, None)
+    def _finish(self, unit: EnrichmentFile) -> None:
+        retry = self.inbox.finish(unit)
+        self.files.pop(unit.name, None)
         if self.crawler.stats is not None:
             self.crawler.stats.inc_value("coles/files_finished")
         logger.info(
             "Finished %s: %d SKUs%s",
-            job.claimed.original_name,
-            len(job.skus),
-            f", {len(job.failed)} failed ones written to {retry.name}" if retry else "",
+            unit.claimed.original_name,
+            len(unit.skus),
+            f", {len(unit.failed)} failed ones written to {retry.name}" if retry else "",
         )
 
     def stored(self, items: Iterable[BarcodeLookup]) -> None:
         """Count committed outcomes per file and finish the files that are complete."""
         touched = set()
         for item in items:
-            job = self.files.get(item.file or "")
-            if job is not None:
-                job.record(item.sku, failed=item.outcome is Outcome.FAILED)
-                touched.add(job.name)
+            unit = self.files.get(item.file or "")
+            if unit is not None:
+                unit.record(item.sku, failed=item.outcome is Outcome.FAILED)
+                touched.add(unit.name)
         for name in touched:
-            job = self.files[name]
-            if job.complete:
-                self._finish(job)
+            unit = self.files[name]
+            if unit.complete:
+                self._finish(unit)
 
     def unstored(self, items: Iterable[BarcodeLookup]) -> None:
         """Write outcomes that could not be stored back to the inbox, for the next run
@@ -190,12 +190,12 @@ class EnrichmentFiles:
         logger.error("%d outcomes not stored; written to %s for the next run", len(rows), path)
 
     def spider_closed(self) -> None:
-        for job in self.files.values():
+        for unit in self.files.values():
             logger.info(
                 "%s stays in processing/: %d of %d SKUs have an outcome; the next run resumes it",
-                job.claimed.original_name,
-                len(job.outcomes),
-                len(job.skus),
+                unit.claimed.original_name,
+                len(unit.outcomes),
+                len(unit.skus),
             )
-            job.claimed.release()
+            unit.claimed.release()
         self.files.clear()

@@ -64,7 +64,7 @@ class SiteSession:
     """Build id, API key and GraphQL URL of the site, refreshed when the key rotates.
 
     Settings: ``COLES_GRAPHQL_BATCH`` (SKUs per GraphQL document; 1 turns batching off).
-    Stats: ``coles/key/refreshed``, ``coles/graphql/batch_size``, ``coles/graphql/batch_split``.
+    Stats: ``coles/key/refreshed``, ``coles/graphql/document_size``, ``coles/graphql/document_split_too_complex``.
     """
 
     def __init__(self, crawler: Crawler, batch_size: int) -> None:
@@ -131,7 +131,7 @@ class SiteSession:
             return home
         self.config = config
         self.generation += 1
-        self.crawler.stats.set_value("coles/graphql/batch_size", self.batch_size)
+        self.crawler.stats.set_value("coles/graphql/document_size", self.batch_size)
         self.crawler.stats.set_value("coles/site/key_source", config.key_source)
         logger.info(
             "Site build %s, key from %s, GraphQL at %s",
@@ -174,7 +174,7 @@ class SiteSession:
         """The server refused a document of ``refused_size`` SKUs as too complex: later
         documents carry at most half as many, or the limit the server stated (kept for the
         rest of the crawl). Returns the size to split the refused document into."""
-        self.crawler.stats.inc_value("coles/graphql/batch_split")
+        self.crawler.stats.inc_value("coles/graphql/document_split_too_complex")
         if refused_size > self.batch_size:  # sent before the size was lowered: no news
             return self.batch_size
         smaller = max(1, refused_size // 2)
@@ -188,5 +188,5 @@ class SiteSession:
                 smaller,
             )
             self.batch_size = smaller
-            self.crawler.stats.set_value("coles/graphql/batch_size", smaller)
+            self.crawler.stats.set_value("coles/graphql/document_size", smaller)
         return smaller

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
     from colesbarcodes.gtin import Gtin
 
-__all__ = ["FrontierBatch", "FrontierConfig", "FrontierWorker", "consumer_name", "redis_url"]
+__all__ = ["FrontierConfig", "FrontierRead", "FrontierWorker", "consumer_name", "redis_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,9 @@ def consumer_name(job: str | None = None) -> str:
 
 
 @dataclass
-class FrontierBatch:
-    """SKUs taken from the frontier together, as one unit for the prefill's bulk queries.
+class FrontierRead:
+    """One frontier read: the SKUs taken from the frontier together, a work unit for the
+    prefill's bulk queries.
 
     ``skus`` maps each SKU to the inbox file it was fed from: an outcome already stored
     for that SKU and file (by a worker that died before acknowledging) is not asked again.
@@ -235,7 +236,7 @@ class FrontierWorker:
         async for entries in self.batches(limit):
             number += 1
             key = f"{self.consumer}#{number}"
-            batch = FrontierBatch(key, {e.sku: e.file for e in entries})
+            batch = FrontierRead(key, {e.sku: e.file for e in entries})
             self.crawler.signals.send_catch_log(work_unit_taken, unit=batch)
             for entry in entries:
                 if self.max_deliveries and entry.deliveries > self.max_deliveries:

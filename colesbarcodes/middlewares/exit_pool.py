@@ -66,7 +66,7 @@ class ExitPoolMiddleware:
     that names the remedy; the request's SKUs are recorded as failed (retry file).
     An exit also changes after ``COLES_EXIT_MAX_FAILURES`` connection failures in a row.
     Cookies earned on an exit are used only on it (one cookie jar per exit). Stats:
-    ``botcheck/block``, ``proxy/rotated``, ``proxy/failures``, ``block/waited_ms``.
+    ``exit/blocked``, ``exit/rotated``, ``exit/failures``, ``exit/block_waited_ms``.
     """
 
     def __init__(self, crawler: Crawler, config: ExitPoolConfig) -> None:
@@ -115,7 +115,7 @@ class ExitPoolMiddleware:
             return
         self.current = following[0]
         self.failures = 0
-        self.crawler.stats.inc_value("proxy/rotated")
+        self.crawler.stats.inc_value("exit/rotated")
         logger.warning("%s: moving to %s", why, self.exit.label)
 
     async def process_response(self, request: scrapy.Request, response: Response) -> Any:
@@ -128,7 +128,7 @@ class ExitPoolMiddleware:
 
     async def _blocked(self, request: scrapy.Request, response: Response) -> Any:
         stats = self.crawler.stats
-        stats.inc_value("botcheck/block")
+        stats.inc_value("exit/blocked")
         used = int(request.meta.get("coles_exit", self.current))
         tries = request.meta.get("coles_block_tries", 0)
         label = self.exits[used].label
@@ -149,7 +149,7 @@ class ExitPoolMiddleware:
                 self.config.backoff * 2 ** min(tries, 16),
                 max(self.config.backoff, self.config.backoff_max),
             )
-            stats.inc_value("block/waited_ms", round(delay * 1000))
+            stats.inc_value("exit/block_waited_ms", round(delay * 1000))
             await asyncio.sleep(delay)
             self.blocked.clear()  # the verdict may have been lifted: try the exits again
             return self._again(request, tries)
@@ -201,7 +201,7 @@ class ExitPoolMiddleware:
         if len(self.exits) < 2 or self.config.max_failures <= 0:
             return
         used = int(request.meta.get("coles_exit", self.current))
-        self.crawler.stats.inc_value("proxy/failures")
+        self.crawler.stats.inc_value("exit/failures")
         if used != self.current:
             return
         self.failures += 1

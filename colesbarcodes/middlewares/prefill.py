@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-__all__ = ["PrefillConfig", "PrefillMiddleware", "PrefillUnit"]
+__all__ = ["PrefillConfig", "PrefillMiddleware", "WorkUnit"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ class _FileKnowledge:
         self.known, self.recent, self.stored = known, recent, stored
 
 
-class PrefillUnit(Protocol):
-    """SKUs a crawl takes together: an inbox file, or a batch taken from the shared
-    frontier. Announced with the ``work_unit_taken`` signal; the prefill loads what the
+class WorkUnit(Protocol):
+    """A work unit: SKUs a crawl takes together and accounts for as a whole (an enrichment
+    file, or one frontier read). Announced with the ``work_unit_taken`` signal; the prefill loads what the
     database knows about them in one go."""
 
     @property
@@ -116,7 +116,7 @@ class PrefillMiddleware(BaseSpiderMiddleware):
         self.config = config
         self.engine: Engine | None = None
         self.current: tuple[str, _FileKnowledge] | None = None
-        self.units: dict[str, PrefillUnit] = {}  # taken, not loaded yet
+        self.units: dict[str, WorkUnit] = {}  # taken, not loaded yet
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -127,10 +127,10 @@ class PrefillMiddleware(BaseSpiderMiddleware):
         crawler.signals.connect(middleware.unit_taken, signal=work_unit_taken)
         return middleware
 
-    def unit_taken(self, unit: PrefillUnit) -> None:
+    def unit_taken(self, unit: WorkUnit) -> None:
         self.units[unit.name] = unit
 
-    def _load(self, unit: PrefillUnit) -> _FileKnowledge:
+    def _load(self, unit: WorkUnit) -> _FileKnowledge:
         if self.engine is None:
             self.engine = make_engine(self.config.database_url)
         skus = list(unit.skus)

@@ -499,7 +499,7 @@ class ColesBarcodesSpider(scrapy.Spider):
         if len(lookups) > 1 and response is not None and response.status >= 500:
             # A document that keeps failing may fail for one of its SKUs: ask for each half
             # on its own, so that only the SKU at fault ends as failed.
-            self.crawler.stats.inc_value("coles/graphql/failed_document_split")
+            self.crawler.stats.inc_value("coles/graphql/document_split_failed")
             middle = len(lookups) // 2
             for half in (lookups[:middle], lookups[middle:]):
                 yield self.source.again(response, half)
