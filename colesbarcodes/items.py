@@ -27,7 +27,7 @@ class Outcome(enum.StrEnum):
 class BarcodeLookup:
     """One SKU's outcome; ``stored`` marks an outcome an earlier run already stored.
 
-    ``batch`` names the frontier batch the SKU was taken in (None when it came from an
+    ``frontier_read`` names the frontier read the SKU was taken in (None when it came from an
     inbox file): the unit the prefill loads its knowledge for. A found barcode travels as
     the :class:`~colesbarcodes.gtin.Gtin` it was validated into (``gtin``).
     """
@@ -45,7 +45,7 @@ class BarcodeLookup:
     reason: str | None = None
     file: str | None = None
     stored: bool = False
-    batch: str | None = None
+    frontier_read: str | None = None
 
     def __post_init__(self) -> None:
         if self.gtin is not None and self.barcode is None:

@@ -54,7 +54,7 @@ def crawler_with(batch: int, wait: float = 0.05) -> Crawler:
 
 
 def one(sku: int, store: str = "0584") -> scrapy.Request:
-    key = {"sku": str(sku), "store_id": store, "file": "f.jsonl", "batch": None}
+    key = {"sku": str(sku), "store_id": store, "file": "f.jsonl", "frontier_read": None}
     return lookup_request(CONFIG, "http://site.test", [key], {"sku": str(sku)})
 
 
@@ -319,7 +319,7 @@ def test_the_frontier_worker_hands_out_the_entries_of_a_real_frontier_stream(
     assert all(line.outcome is None for line in lines)
     # Taken three at a time, each batch announced for the prefill under the lines' name.
     assert [sorted(unit.skus) for unit in units] == [["11", "12", "13"], ["14"]]
-    assert {line.batch for line in lines} == {unit.name for unit in units}
+    assert {line.frontier_read for line in lines} == {unit.name for unit in units}
     assert all(unit.name.startswith(worker.consumer) for unit in units)
     stats = crawler.stats
     assert stats is not None

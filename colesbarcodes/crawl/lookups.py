@@ -9,7 +9,7 @@ module only builds the requests and reads the responses, so following a change o
 site stays local.
 
 A lookup request carries ``meta["lookups"]``: one :data:`LookupKey` per SKU it asks for,
-in document order (the SKU, its store, and the inbox file or frontier batch it came from).
+in document order (the SKU, its store, and the enrichment file or frontier read it came from).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ SITE = retailer_site()  # the retailer's pages and answers (colesbarcodes.site.r
 
 logger = logging.getLogger(__name__)
 
-LookupKey = dict[str, Any]  # {"sku", "store_id", "file", "batch"}
+LookupKey = dict[str, Any]  # {"sku", "store_id", "file", "frontier_read"}
 # Statuses the callback reads itself: GraphQL refusals carry their reason in the body.
 API_STATUSES = [400, 413]
 
@@ -121,7 +121,7 @@ class GraphQLBarcodeSource:
             "sku": str(sku),
             "store_id": store_id,
             "file": meta.get("file"),
-            "batch": meta.get("batch"),
+            "frontier_read": meta.get("frontier_read"),
         }
         return lookup_request(
             self.config,
@@ -172,7 +172,7 @@ class GraphQLBarcodeSource:
                 "sku": sku,
                 "store_id": key.get("store_id"),
                 "file": key.get("file"),
-                "batch": key.get("batch"),
+                "frontier_read": key.get("frontier_read"),
                 "coles_source": "product_page",
                 "coles_api_reading": {
                     "reason": api.reason,

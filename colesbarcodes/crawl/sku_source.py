@@ -21,8 +21,8 @@ __all__ = ["SkuLine", "SkuSource"]
 class SkuLine:
     """One SKU to look up, as its source hands it out.
 
-    ``file`` is the inbox file its outcome is recorded under and ``batch`` the frontier
-    batch it was taken in. ``barcode`` (with ``name``, ``brand``, ``size``) is a barcode the
+    ``file`` is the enrichment file its outcome is recorded under and ``frontier_read`` the
+    frontier read it was taken in. ``barcode`` (with ``name``, ``brand``, ``size``) is a barcode the
     inbox file gave: no request is needed. ``outcome`` (with ``reason``) is an outcome the
     source settled without asking the site: a SKU already looked up by this crawl, or one
     handed out too often.
@@ -31,7 +31,7 @@ class SkuLine:
     sku: str
     store_id: str | None = None
     file: str | None = None
-    batch: str | None = None
+    frontier_read: str | None = None
     barcode: Gtin | None = None
     name: str | None = None
     brand: str | None = None

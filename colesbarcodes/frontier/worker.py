@@ -102,7 +102,7 @@ class FrontierRead:
 
     @property
     def label(self) -> str:
-        return f"frontier batch {self.name}"
+        return f"frontier read {self.name}"
 
     @property
     def log_level(self) -> int:
@@ -236,8 +236,8 @@ class FrontierWorker:
         async for entries in self.batches(limit):
             number += 1
             key = f"{self.consumer}#{number}"
-            batch = FrontierRead(key, {e.sku: e.file for e in entries})
-            self.crawler.signals.send_catch_log(work_unit_taken, unit=batch)
+            read = FrontierRead(key, {e.sku: e.file for e in entries})
+            self.crawler.signals.send_catch_log(work_unit_taken, unit=read)
             for entry in entries:
                 if self.max_deliveries and entry.deliveries > self.max_deliveries:
                     self._inc("given_up")

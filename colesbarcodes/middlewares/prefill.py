@@ -76,7 +76,7 @@ class WorkUnit(Protocol):
     database knows about them in one go."""
 
     @property
-    def name(self) -> str: ...  # what requests and items name it by (meta file or batch)
+    def name(self) -> str: ...  # what requests and items name it by (meta file or frontier_read)
 
     @property
     def company(self) -> str: ...
@@ -89,7 +89,7 @@ class WorkUnit(Protocol):
 
     @property
     def skus(self) -> Mapping[str, Any]:
-        """Its SKUs; for a frontier batch, each mapped to the inbox file it came from."""
+        """Its SKUs; for a frontier read, each mapped to the inbox file it came from."""
         ...
 
     @property
@@ -101,7 +101,7 @@ class WorkUnit(Protocol):
 class PrefillMiddleware(BaseSpiderMiddleware):
     """Answers SKUs whose barcode is already known before any request leaves.
 
-    For each unit of SKUs (an inbox file, or a frontier batch: meta ``batch`` or ``file``,
+    For each unit of SKUs (an enrichment file, or a frontier read: meta ``frontier_read`` or ``file``,
     announced by the ``work_unit_taken`` signal), one bulk query loads the barcodes of exactly
     that unit's SKUs (not one query per SKU, not every product of the company), plus the
     SKUs that had no barcode within the re-check age and the SKUs whose outcome an earlier
@@ -177,9 +177,12 @@ class PrefillMiddleware(BaseSpiderMiddleware):
             raise RuntimeError("the crawler has no stats collector")
         async for obj in start:
             if isinstance(obj, scrapy.Request):
-                key, sku = obj.meta.get("batch") or obj.meta.get("file"), obj.meta.get("sku")
+                key, sku = (
+                    obj.meta.get("frontier_read") or obj.meta.get("file"),
+                    obj.meta.get("sku"),
+                )
             elif isinstance(obj, BarcodeLookup):
-                key, sku = obj.batch or obj.file, obj.sku
+                key, sku = obj.frontier_read or obj.file, obj.sku
             else:
                 key = sku = None
             if key is None or sku is None:
@@ -224,7 +227,7 @@ class PrefillMiddleware(BaseSpiderMiddleware):
             company=knowledge.company,
             store_id=request.meta.get("store_id"),
             file=request.meta.get("file"),
-            batch=request.meta.get("batch"),
+            frontier_read=request.meta.get("frontier_read"),
             **fields,
         )
 

@@ -209,7 +209,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             return self.source.request(
                 line.sku,
                 line.store_id or self.arguments.default_store,
-                {"file": line.file, "batch": line.batch},
+                {"file": line.file, "frontier_read": line.frontier_read},
                 **self.callbacks,
             )
         lookup = BarcodeLookup(
@@ -218,7 +218,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             company=self.company,
             store_id=line.store_id,
             file=line.file,
-            batch=line.batch,
+            frontier_read=line.frontier_read,
             reason=line.reason,
         )
         if line.outcome is None and line.barcode is not None:
@@ -234,7 +234,7 @@ class ColesBarcodesSpider(scrapy.Spider):
             company=self.company,
             store_id=key.get("store_id"),
             file=key.get("file"),
-            batch=key.get("batch"),
+            frontier_read=key.get("frontier_read"),
             **fields,
         )
 
