@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages chromium demo test lint bench
+.PHONY: help install system-packages chromium demo test check test-slow lint bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -36,6 +36,12 @@ lint: install  ## ruff (lint + format check) and mypy
 
 test: lint system-packages  ## lint, type-check, then the whole suite (SQLite + PostgreSQL + Chromium + tinyproxy)
 	$(BIN)/pytest
+
+check: lint system-packages  ## the quick loop: lint, type-check, then the suite less its slow harnesses
+	$(BIN)/pytest -m "not slow"
+
+test-slow: install system-packages  ## the slow harnesses only (crash consistency, big concurrency runs)
+	$(BIN)/pytest -m slow
 
 bench: install  ## the benchmarks (PostgreSQL on 127.0.0.1:5432)
 	$(BIN)/python bench/bench_loader.py

@@ -7,6 +7,7 @@ import subprocess
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import pytest
 from sqlalchemy import text
 
 from colesbarcodes.db.engine import make_engine, migrate
@@ -48,6 +49,7 @@ def make_enrichment_inbox(root: Path) -> None:
         write_jsonl(root / f"part{n}.jsonl", [{"sku": s} for s in skus[n::4]])
 
 
+@pytest.mark.slow
 def test_two_loaders_and_two_crawls_at_once_share_the_work_and_lose_nothing(
     database_url: str, tmp_path: Path
 ) -> None:
