@@ -303,7 +303,9 @@ def _outcomes(url: str) -> dict[str, Any]:
 @pytest.fixture
 def slow_replica() -> Any:
     with ReplicaProcess(products=SKUS, seed=3) as site:
-        site.configure(delay_ms=40, fail_skus=sorted(FAILING))
+        # Retry-After 0: the failing SKUs' retries wait for nothing (the wait is
+        # test_crawl's); the runs' length is the replica's delay and the work.
+        site.configure(delay_ms=40, fail_skus=sorted(FAILING), retry_after_s=0)
         yield site
 
 

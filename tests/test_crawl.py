@@ -206,7 +206,7 @@ def test_failed_skus_go_to_a_retry_file_and_the_file_is_finished(
     engine: Engine, replica: ReplicaProcess, enrichment_inbox: Path
 ) -> None:
     wanted = skus(0, 20)
-    replica.configure(fail_skus=wanted[:3])
+    replica.configure(fail_skus=wanted[:3], retry_after_s=0)  # the wait is tested above
     write_jsonl(enrichment_inbox / "coles_store-0601_skus.jsonl", [{"sku": s} for s in wanted])
     result = run_crawl(url_of(engine), enrichment_inbox, replica.url, "-s", "RETRY_TIMES=1")
     assert result.returncode == 0, result.log[-3000:]

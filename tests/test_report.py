@@ -597,7 +597,7 @@ def test_a_crawl_whose_lookups_mostly_fail_fails_its_monitor(
     engine: Engine, replica: ReplicaProcess, enrichment_inbox: Path
 ) -> None:
     wanted = catalogue_skus(20)
-    replica.configure(fail_skus=wanted[:15])
+    replica.configure(fail_skus=wanted[:15], retry_after_s=0)
     write_jsonl(enrichment_inbox / "skus.jsonl", [{"sku": s} for s in wanted])
     result = run_crawl(url_of(engine), enrichment_inbox, replica.url, "-s", "RETRY_TIMES=0")
     assert result.returncode == 3, result.log[-3000:]  # a scheduler sees the bad run
