@@ -58,7 +58,8 @@ def require(condition: bool, reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database for the whole test run, dropped at the end."""
+    """A throwaway PostgreSQL database for the whole test run (one per xdist worker),
+    dropped at the end."""
     admin = make_url(ADMIN_URL)
     conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
@@ -66,7 +67,8 @@ def postgres_server_url() -> Iterator[str]:
     except psycopg.OperationalError as exc:
         require(False, f"PostgreSQL is not reachable at {admin.render_as_string()}: {exc}")
         raise
-    name = f"colesbarcodes_test_{uuid.uuid4().hex[:10]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")  # gw0, gw1, … under xdist
+    name = f"colesbarcodes_test_{worker}_{uuid.uuid4().hex[:10]}"
     with conn:
         conn.execute(f'CREATE DATABASE "{name}"')  # name is generated here, not input
     url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
@@ -192,6 +194,9 @@ __all__ = ["IN_CI", "PROJECT", "require", "write_jsonl"]
 
 
 def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
+    # The longest tests first, so that parallel workers do not end the run waiting on one
+    # of them (a stable sort: the modules keep their order otherwise).
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
         names = getattr(item, "fixturenames", ())
         if ("database_url" in names and "postgresql" in item.nodeid) or "postgres_url" in names:

@@ -353,8 +353,10 @@ def scrapyd_process(folder: Path, cwd: Path, env: Mapping[str, str]) -> Iterator
         f"eggs_dir = {folder / 'eggs'}\n"
         "poll_interval = 0.5\n"
     )
+    # twistd's pid file defaults to the working folder: two nodes started in the project
+    # folder at once (parallel test workers) would refuse each other.
     process = subprocess.Popen(
-        [sys.executable, "-m", "scrapyd"],
+        [sys.executable, "-m", "scrapyd", "--pidfile", str(folder / "twistd.pid")],
         cwd=cwd,
         env={**env, "HOME": str(home)},
         stdout=subprocess.DEVNULL,

@@ -524,8 +524,8 @@ def test_a_scrapyd_job_fills_the_product_inbox(
         "COLES_BASE_URL": small_replica.url,
         "COLES_PRODUCT_INBOX": str(inbox),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scrapyd"],
+    process = subprocess.Popen(  # the pid file out of the project folder other nodes share
+        [sys.executable, "-m", "scrapyd", "--pidfile", str(tmp_path / "twistd.pid")],
         cwd=PROJECT,
         env=env,
         stdout=subprocess.DEVNULL,
