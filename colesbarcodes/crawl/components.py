@@ -18,7 +18,7 @@ from scrapy.utils.python import global_object_name
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
-__all__ = ["disable_components"]
+__all__ = ["disable_components", "spider_priority"]
 
 
 def _refers_to(key: Any, component: type) -> bool:
@@ -26,6 +26,13 @@ def _refers_to(key: Any, component: type) -> bool:
         return load_object(key) is component
     except (ImportError, NameError, TypeError, ValueError):
         return False
+
+
+def spider_priority(settings: BaseSettings, name: str) -> int:
+    """The priority a spider writes setting ``name`` at: its own, or the priority the setting
+    already has when that is higher (a spider that amends a setting keeps what the command
+    line gave)."""
+    return max(settings.getpriority(name) or 0, SETTINGS_PRIORITIES["spider"])
 
 
 def disable_components(settings: BaseSettings, name: str, *components: type) -> None:
@@ -36,5 +43,4 @@ def disable_components(settings: BaseSettings, name: str, *components: type) -> 
         for key in [k for k in current if _refers_to(k, component)]:
             del current[key]
         current[global_object_name(component)] = None
-    priority = max(settings.getpriority(name) or 0, SETTINGS_PRIORITIES["spider"])
-    settings.set(name, current, priority)
+    settings.set(name, current, spider_priority(settings, name))

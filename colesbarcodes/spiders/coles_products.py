@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import scrapy
 from scrapy import signals
 from scrapy.exceptions import CloseSpider
-from scrapy.settings import SETTINGS_PRIORITIES
 
 from colesbarcodes.config import setting_bool, setting_int, setting_str
 from colesbarcodes.crawl.arguments import (
@@ -34,7 +33,7 @@ from colesbarcodes.crawl.arguments import (
     refuse_unknown_arguments,
 )
 from colesbarcodes.crawl.browser import BrowserUnavailable
-from colesbarcodes.crawl.components import disable_components
+from colesbarcodes.crawl.components import disable_components, spider_priority
 from colesbarcodes.db.engine import database_url
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.feeds.store_walk import StoreWalk, parse_stores
@@ -113,10 +112,6 @@ class ListingTask:
     page: int
     build_id: str
     retried: bool = False  # already re-sent once with a fresh build id
-
-
-def _raise_priority(settings: BaseSettings, name: str) -> int:
-    return max(settings.getpriority(name) or 0, SETTINGS_PRIORITIES["spider"])
 
 
 @dataclass(frozen=True)
@@ -260,7 +255,7 @@ class ColesProductsSpider(scrapy.Spider):
             **settings.getdict("FEEDS"),
             **store_feeds(spider.stores, spider.inbox, spider.stamp),
         }
-        settings.set("FEEDS", feeds, _raise_priority(settings, "FEEDS"))
+        settings.set("FEEDS", feeds, spider_priority(settings, "FEEDS"))
         crawler.signals.connect(spider.file_published, signal=feed_published)
         crawler.signals.connect(spider.feeds_closed, signal=signals.feed_exporter_closed)
         return spider
