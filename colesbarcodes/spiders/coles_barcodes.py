@@ -161,7 +161,6 @@ class ColesBarcodesSpider(scrapy.Spider):
             "limit": limit,
             "frontier": frontier,
         }
-        self.reading_done = False
         # One bound-method object per callback for all requests: Scrapy caches its
         # per-callback source inspection by object, and a fresh bound method per request
         # would make it parse this module's source again for every response.
@@ -186,7 +185,6 @@ class ColesBarcodesSpider(scrapy.Spider):
                 raise CloseSpider(str(exc)) from None
             async for line in skus.lines(self.arguments.limit):
                 yield self._lookup(line)
-        self.reading_done = True
 
     def _sku_source(self) -> SkuSource:
         """The shared frontier when a frontier URL is given, else the enrichment inbox."""

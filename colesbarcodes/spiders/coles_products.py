@@ -58,7 +58,7 @@ from colesbarcodes.site.coles import (
     parse_graphql_category_tree,
     parse_listing,
 )
-from colesbarcodes.site.unusable import SiteUnusable, Unusable
+from colesbarcodes.site.unusable import SiteUnusable, Unusable, finish_reason
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
@@ -375,7 +375,7 @@ class ColesProductsSpider(scrapy.Spider):
         try:
             home = await self._home_page()
             if home.config is None:
-                no_key = SiteUnusable(Unusable.CHANGED, f"home page: {home.no_config}")
+                no_key = finish_reason(Unusable.CHANGED, f"home page: {home.no_config}")
                 logger.warning("%s: listing without GraphQL", no_key)
             self.build_id = _build_id(home)
             tree = await self._read_tree()
