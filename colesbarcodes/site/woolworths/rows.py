@@ -111,7 +111,8 @@ def canonical_fields(row: Mapping[str, Any], base_url: str = BASE_URL) -> dict[s
     name = row.get("Name")
     if name is None or (isinstance(name, str) and not name.strip()):
         name = row.get("DisplayName")
-    price, was = row.get("Price"), row.get("WasPrice")
+    price: Any = row.get("Price")
+    was: Any = row.get("WasPrice")
     if _number(price) and _number(was) and was <= price:
         was = None
     available, in_stock = row.get("IsAvailable"), row.get("IsInStock")
