@@ -115,6 +115,10 @@ PRODUCT_COPY_COLUMNS = [
 SKU_COPY_COLUMNS = ["id", "company", "sku", "product_id", "created_at"]
 
 
+# A batch's changed products, as staged for one set-based update (``BatchWriter``).
+PRODUCT_STAGE_COLUMNS = ["id", "name", "brand", "size", "barcode", "barcode_scope", "updated_at"]
+
+
 def products_text(
     ids: Sequence[int], products: Sequence[ProductState], now: datetime
 ) -> Iterator[str]:
@@ -126,6 +130,17 @@ def products_text(
             f"{pk}\t{copy_str(p.name)}\t{copy_str(p.brand)}\t{copy_str(p.size)}\t"
             f"{p.barcode or COPY_NULL}\t{p.scope or COPY_NULL}\t{stamp}\t{stamp}\n"
             for pk, p in part
+        )
+
+
+def changed_products_text(products: Sequence[ProductState], now: datetime) -> Iterator[str]:
+    """Changed products as rows of ``PRODUCT_STAGE_COLUMNS`` in COPY's text format."""
+    stamp = now.isoformat()
+    for part in chunked(products, 2000):
+        yield "".join(
+            f"{p.key}\t{copy_str(p.name)}\t{copy_str(p.brand)}\t{copy_str(p.size)}\t"
+            f"{p.barcode or COPY_NULL}\t{p.scope or COPY_NULL}\t{stamp}\n"
+            for p in part
         )
 
 
