@@ -697,6 +697,17 @@ CREATE TEMP TABLE bench_stage (
 """
 
 
+def product_updates(url: str) -> tuple[int, int]:
+    """``products``' updated rows so far, and how many of them were HOT (written on the
+    same page, no index entries): pg_stat_user_tables."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(n_tup_upd), 0), coalesce(sum(n_tup_hot_upd), 0) "
+            "FROM pg_stat_user_tables WHERE relname = 'products'"
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 def child_loader(inbox: Path, url: str, batch_size: int, statements: bool) -> dict[str, Any]:
     """The real import (``run_cycle``), then post-processing, each timed."""
     from colesbarcodes.db.engine import make_engine, migrate
@@ -706,6 +717,7 @@ def child_loader(inbox: Path, url: str, batch_size: int, statements: bool) -> di
 
     engine = make_engine(url)
     migrate(engine)
+    updates_before = product_updates(url)
     before = snapshot(url) if statements else None
     started, cpu = time.perf_counter(), time.process_time()
     report = run_cycle(
@@ -716,6 +728,9 @@ def child_loader(inbox: Path, url: str, batch_size: int, statements: bool) -> di
         post=False,
     )
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    engine.dispose()  # its sessions end: their table statistics reach the server's
+    time.sleep(1.0)
+    updates = [n - b for n, b in zip(product_updates(url), updates_before, strict=True)]
     imported = snapshot(url) if statements else None
     post_started = time.perf_counter()
     post_process(engine)
@@ -730,6 +745,8 @@ def child_loader(inbox: Path, url: str, batch_size: int, statements: bool) -> di
         "products_created": stats.products_created,
         "skus_created": stats.skus_created,
         "price_changes": stats.price_changes,
+        "product_updates": updates[0],
+        "product_updates_hot": updates[1],
         "file_rates": [(f.lines, f.seconds) for f in report.files],  # in import order
     }
     if before is not None and imported is not None:
@@ -817,6 +834,10 @@ def print_outcome(outcome: Outcome, server: Server) -> None:
     )
     if facts:
         print(f"    loader: {facts}")
+    updated = load.extra.get("product_updates")
+    if updated:
+        hot = load.extra.get("product_updates_hot", 0)
+        print(f"    products: {updated:,} rows updated, {100 * hot / updated:.0f} % of them HOT")
     for line in load.extra.get("summary", []):
         print(f"    command said: {line}")
     print_statements(

@@ -24,7 +24,7 @@ from colesbarcodes.db.engine import (
     session_factory,
 )
 from colesbarcodes.db.lookups import recent_outcomes
-from colesbarcodes.db.models import Base
+from colesbarcodes.db.models import PRODUCTS_FILLFACTOR, Base
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -42,12 +42,13 @@ def _differences(engine: Engine) -> list[object]:
         return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
 
 
-def _storage_options(engine: Engine) -> list[str] | None:
+def _storage_options(engine: Engine, table: str = "store_prices") -> list[str] | None:
     if engine.dialect.name != "postgresql":
         return None
     with engine.connect() as conn:
         options: list[str] | None = conn.scalar(
-            text("SELECT reloptions FROM pg_class WHERE oid = 'store_prices'::regclass")
+            text("SELECT reloptions FROM pg_class WHERE oid = CAST(:table AS regclass)"),
+            {"table": table},
         )
         return options
 
@@ -61,6 +62,7 @@ def test_the_migrations_build_exactly_the_schema_the_models_describe(
     assert _differences(engine) == []
     if engine.dialect.name == "postgresql":
         assert _storage_options(engine) == ["fillfactor=50"]
+        assert _storage_options(engine, "products") == [f"fillfactor={PRODUCTS_FILLFACTOR}"]
     engine.dispose()
 
 
@@ -73,6 +75,7 @@ def test_an_empty_database_gets_the_newest_schema_at_once_stamped_with_its_revis
     assert _differences(engine) == []
     if engine.dialect.name == "postgresql":
         assert _storage_options(engine) == ["fillfactor=50"]
+        assert _storage_options(engine, "products") == [f"fillfactor={PRODUCTS_FILLFACTOR}"]
     with engine.begin() as conn:  # Alembic itself finds nothing more to do
         command.upgrade(_config(conn), "head")
     assert current_revision(engine) == SCHEMA_REVISION

@@ -52,7 +52,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration's revision: a database already there is not handed to Alembic at all
 # (loading it and its scripts is most of a short command's start). A test keeps this in step
 # with the scripts.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 logger = logging.getLogger(__name__)
 _MIGRATION_LOCK_ID = 0x636F6C6573  # "coles", for pg_advisory_lock
 
