@@ -1,5 +1,6 @@
 """Writing a batch's outcome: new and changed products, merges, SKUs, conflicts, prices
-and their history, in bulk (COPY on PostgreSQL, a staging table for prices on SQLite)."""
+and their history, in bulk (COPY on PostgreSQL, with staging tables for known prices and
+changed products; a staging table for prices on SQLite)."""
 
 from __future__ import annotations
 
