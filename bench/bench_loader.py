@@ -311,10 +311,8 @@ class Files:
     seconds: float = 0.0
 
     def describe(self) -> str:
-        return (
-            f"{self.lines:,} lines in {self.files} files ({self.bytes / 1e6:,.0f} MB, "
-            f"generated in {self.seconds:.1f}s)"
-        )
+        made = f", generated in {self.seconds:.1f}s" if self.seconds else ""
+        return f"{self.lines:,} lines in {self.files} files ({self.bytes / 1e6:,.0f} MB{made})"
 
 
 def write_day(root: Path, shape: str, day: Day, stores: int, coverage: float) -> Files:
