@@ -36,6 +36,8 @@ def _post_summary(report: PostProcessReport) -> str:
 
 
 def _echo_cycle(report: CycleReport, had_work: bool) -> None:
+    from loaders.update import skipped_text, unknown_fields_text
+
     if report.files or not had_work:
         click.echo(_summary(report))
     for file_report in report.files:
@@ -44,6 +46,17 @@ def _echo_cycle(report: CycleReport, had_work: bool) -> None:
                 f"  {file_report.name}: {file_report.quarantined} lines quarantined, "
                 f"{file_report.barcodes_rejected} barcodes rejected, "
                 f"see {file_report.quarantine_file}"
+            )
+        if file_report.skipped:
+            by_reason = skipped_text(file_report)
+            click.echo(
+                f"  {file_report.name}: {file_report.skipped} rows skipped"
+                + (f" ({by_reason})" if by_reason else "")
+            )
+        if file_report.unknown_fields:
+            click.echo(
+                f"  {file_report.name}: fields the loader does not know, ignored: "
+                f"{unknown_fields_text(file_report)}"
             )
     if report.post_process is not None:
         click.echo(_post_summary(report.post_process))
