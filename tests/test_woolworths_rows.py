@@ -118,9 +118,7 @@ def test_the_real_listing_rows_are_imported_with_their_barcodes_and_online_price
             ).all()
         )
         store_name = conn.scalar(select(Store.name).where(Store.store_id == ONLINE_STORE))
-    assert {sku: float(price) for sku, price in prices.items()} == {
-        str(row["Stockcode"]): row["Price"] for row in rows
-    }
+    assert prices == {str(row["Stockcode"]): row["Price"] for row in rows}
     assert store_name == ONLINE_STORE_NAME
 
 
