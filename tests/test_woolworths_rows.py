@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from colesbarcodes.db.models import CompanySku, ImportedFile, Product, Store, StorePrice
 from colesbarcodes.gtin import normalize_gtin
+from colesbarcodes.inbox.enrichment import EnrichmentInbox
 from colesbarcodes.inbox.line_reader import LineReader, company_from_filename, did_you_mean
 from colesbarcodes.inbox.lines import LineError, LineRows, ProductLine, parse_line
 from colesbarcodes.site.woolworths import ONLINE_STORE, ONLINE_STORE_NAME
@@ -465,3 +466,19 @@ def test_any_woolworths_row_or_answer_reads_to_storable_lines_or_a_line_error(
         assert line.company == "woolworths"
         assert line.store_id != "0584"  # a Coles store is never a Woolworths one
         assert_fits_the_database(line)
+
+
+def test_the_coles_barcode_crawl_never_takes_woolworths_skus_as_its_own(
+    tmp_path: Path, answer: dict[str, Any]
+) -> None:
+    root = tmp_path / "barcode_enrichment_inbox"
+    root.mkdir()
+    write_jsonl(root / "woolworths_to-check.jsonl", [{"sku": 133211}, answer, {"sku": 5}])
+    job = EnrichmentInbox(root).claim_next()
+    assert job is not None
+    assert job.skus == {}
+    assert job.quarantined == 3
+    (records,) = [path.read_text().splitlines() for path in (root / "quarantine").iterdir()]
+    assert {json.loads(r)["reason"] for r in records} == {
+        "company 'woolworths' is not crawled here"
+    }
