@@ -356,6 +356,9 @@ def test_analyze_jsonl_reads_woolworths_files_rows_skips_and_unknown_fields(
     assert {e["line"] for e in report["bad_examples"]} == {1, 3, 4}
     table = run_loader("sqlite://", "analyze-jsonl", str(path))
     assert table.exit_code == 0, table.output
+    assert "Skipped rows" in table.output
+    assert "Fields the loader does not know (ignored)" in table.output
+    assert any(line.split() == ["Barcode", "barcode"] for line in table.output.splitlines())
 
 
 # -- the reading itself (no database) -------------------------------------------------------
