@@ -92,7 +92,6 @@ def _pairings(
     """The pairings of the two retailers' prices, one row each: product, each side's SKU,
     store, price and when it was seen, and the difference (rounded to a tenth of a cent,
     so that SQLite's floating-point prices compare as PostgreSQL's exact ones do)."""
-    first, second = retailers
     stores = stores or {}
     columns: list[Any] = [
         Product.id.label("product_id"),
@@ -100,7 +99,7 @@ def _pairings(
         Product.barcode.label("gtin"),
     ]
     sides = []
-    for n, company in enumerate((first, second)):
+    for n, company in enumerate(retailers):
         sku = aliased(CompanySku, name=f"sku_{n}")
         price = aliased(StorePrice, name=f"price_{n}")
         store = aliased(Store, name=f"store_{n}")
@@ -111,7 +110,7 @@ def _pairings(
             price.price.label(f"price_{n}"),
             price.last_seen.label(f"seen_{n}"),
         ]
-    (_, sku_a, price_a, store_a), (_, sku_b, price_b, store_b) = sides
+    price_a, price_b = (price for _, _, price, _ in sides)
     difference = type_coerce(func.round(price_a.price - price_b.price, 3), Money)
     statement = select(*columns, difference.label("difference")).select_from(Product)
     conditions: list[Any] = [Product.barcode_scope == GLOBAL, Product.barcode.is_not(None)]

@@ -504,6 +504,8 @@ def quality_report(
     referenced += [m["survivor_id"] for m in merges["rows"]]
     referenced += [m["merged_id"] for m in merges["rows"]]
     referenced += [f["product_id"] for f in failing["rows"] if f["product_id"] is not None]
+    both = compare_prices(session, limit=differences, per_product=True)
+    referenced += [p["product_id"] for p in both["rows"]]
     cards = product_cards(session, referenced)
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -513,6 +515,6 @@ def quality_report(
         "conflicts": conflicts,
         "merges": merges,
         "failing_skus": failing,
-        "both_retailers": compare_prices(session, limit=differences, per_product=True),
+        "both_retailers": both,
         "products": [cards[i] for i in sorted(cards)],
     }

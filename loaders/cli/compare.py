@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -103,11 +104,12 @@ def _echo_csv(result: BothRetailers, per_product: bool) -> None:
     for company in result["retailers"]:
         columns += [*_side_columns(company), f"{company}_last_seen"]
     columns += ["difference", *(["pairings"] if per_product else [])]
-    out = click.get_text_stream("stdout")
+    out = io.StringIO()
     writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()
     for pair in result["rows"]:
         writer.writerow(_flat(pair, last_seen=True, name_width=None))
+    click.echo(out.getvalue(), nl=False)
 
 
 def _summary(result: BothRetailers) -> str:
