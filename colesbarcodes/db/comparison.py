@@ -22,6 +22,7 @@ from sqlalchemy.orm import aliased
 
 from colesbarcodes.db.models import CompanySku, Money, Product, Store, StorePrice
 from colesbarcodes.db.reports import pct, sku_value
+from colesbarcodes.db.sqlutil import sql_in
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -84,15 +85,28 @@ def known_stores(
     return known
 
 
+def _store_keys(
+    session: Session, retailers: Sequence[str], stores: Mapping[str, Collection[str]]
+) -> dict[str, list[int]]:
+    """Per retailer, the keys of its stores compared (all of them, or those of ``stores``):
+    the price rows are then read by their primary key's first column, one stretch per
+    store, instead of scanning every company's prices for one retailer's."""
+    keys: dict[str, list[int]] = {company: [] for company in retailers}
+    for company, store_id, key in session.execute(
+        select(Store.company, Store.store_id, Store.id).where(Store.company.in_(retailers))
+    ):
+        if not stores.get(company) or store_id in stores[company]:
+            keys[company].append(key)
+    return keys
+
+
 def _pairings(
-    retailers: Sequence[str],
-    stores: Mapping[str, Collection[str]] | None,
-    min_difference: float,
-) -> Select[Any]:
-    """The pairings of the two retailers' prices, one row each: product, each side's SKU,
-    store, price and when it was seen, and the difference (rounded to a tenth of a cent,
-    so that SQLite's floating-point prices compare as PostgreSQL's exact ones do)."""
-    stores = stores or {}
+    session: Session, retailers: Sequence[str], store_keys: Mapping[str, Sequence[int]]
+) -> tuple[Select[Any], Any]:
+    """The pairings of the two retailers' prices at the stores of ``store_keys``, one row
+    each: product, each side's SKU, store, price and when it was seen; and the difference,
+    rounded to a tenth of a cent so that SQLite's floating-point prices compare as
+    PostgreSQL's exact ones do."""
     columns: list[Any] = [
         Product.id.label("product_id"),
         Product.name.label("name"),
@@ -118,14 +132,13 @@ def _pairings(
         statement = (
             statement.join(sku, and_(sku.product_id == Product.id, sku.company == company))
             .join(price, price.sku_pk == sku.id)
-            .join(store, and_(store.id == price.store_pk, store.company == company))
+            .join(store, store.id == price.store_pk)
         )
-        conditions.append(price.price.is_not(None))
-        if stores.get(company):
-            conditions.append(store.store_id.in_(sorted(stores[company])))
-    if min_difference > 0:
-        conditions.append(func.abs(difference) >= min_difference)
-    return statement.where(*conditions)
+        conditions += [
+            price.price.is_not(None),
+            sql_in(session, price.store_pk, store_keys[company]),
+        ]
+    return statement.where(*conditions), difference
 
 
 def _products_sold_by_both(session: Session, retailers: Sequence[str]) -> int:
@@ -161,7 +174,10 @@ def compare_prices(
     """
     if len(retailers) != 2 or retailers[0] == retailers[1]:
         raise ValueError(f"two different companies to compare, not {list(retailers)!r}")
-    pairs = _pairings(retailers, stores, min_difference)
+    store_keys = _store_keys(session, retailers, stores or {})
+    pairs, difference = _pairings(session, retailers, store_keys)
+    if min_difference > 0:
+        pairs = pairs.where(func.abs(difference) >= min_difference)
     if per_product:
         c = pairs.selected_columns
         order = (func.abs(c.difference).desc(), c.store_0, c.store_1, c.sku_0, c.sku_1)
@@ -169,11 +185,11 @@ def compare_prices(
             func.row_number().over(partition_by=c.product_id, order_by=order).label("rank"),
             func.count().over(partition_by=c.product_id).label("product_pairings"),
         ).subquery()
-        rows_of = select(ranked).where(ranked.c.rank == 1)
-    else:
-        rows_of = pairs
-    found = rows_of.subquery()
-    total = session.scalar(select(func.count()).select_from(found)) or 0
+        pairs = select(ranked).where(ranked.c.rank == 1)
+    # the total beside each row, counted before the sort: the sort then keeps only the
+    # rows asked for (a top-N sort), where a window in the sorted query sorts every row
+    counted = pairs.subquery()
+    found = select(counted, func.count().over().label("total")).subquery()
     statement = select(found).order_by(
         func.abs(found.c.difference).desc(),
         found.c.gtin,
@@ -184,8 +200,10 @@ def compare_prices(
     )
     if limit is not None:
         statement = statement.limit(limit)
+    total = 0
     rows: list[PricePair] = []
-    for row in session.execute(statement).mappings():
+    for row in session.execute(statement).mappings() if all(store_keys.values()) else ():
+        total = row["total"]
         prices: list[RetailerPrice] = [
             {
                 "company": company,
