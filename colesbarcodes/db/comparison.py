@@ -8,8 +8,9 @@ company and one of the second whose current price (``store_prices``) of the prod
 known: every Coles store's price against Woolworths' online price (store id ``online``).
 The difference is the first company's price minus the second's.
 
-Each answer is one statement with joins whatever the database's size, never one per product
-(docs: README, "Both retailers side by side").
+The pairings are one statement with joins whatever the database's size, never one per
+product, each retailer's prices read by its stores' keys (docs: README, "Both retailers side
+by side").
 """
 
 from __future__ import annotations

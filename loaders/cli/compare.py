@@ -186,6 +186,10 @@ def compare(
       coles-loader compare                              the 50 largest differences
       coles-loader compare --store 0584 --min-difference 0.50
       coles-loader compare --per-product --limit 0 --csv > both.csv
+
+    When nothing is listed (the database holds one retailer only, no product both sell,
+    or the filters leave nothing), a line says why (on stderr with --json and --csv,
+    whose output stays parseable) and the status is 0.
     """
     from colesbarcodes.db.comparison import compare_prices, known_stores, retailers_present
     from colesbarcodes.db.engine import session_factory
