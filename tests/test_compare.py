@@ -277,9 +277,11 @@ def test_one_retailer_database_says_there_is_nothing_to_compare(
     import_files(database_url, inbox, {"coles_2026-12-01.jsonl": COLES_LINES})
     table = run_loader(database_url, "compare")
     assert table.exit_code == 0, table.output
-    assert "Nothing to compare: the database holds only coles SKUs, no woolworths SKU" in (
+    assert "Nothing to compare: the database holds coles SKUs but no woolworths SKU" in (
         table.stdout
     )
+    empty = run_loader(database_url, "compare", "--retailers", "aldi,iga")
+    assert "the database holds no aldi and no iga SKU" in empty.stdout
     as_json = run_loader(database_url, "compare", "--json")
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout) == {

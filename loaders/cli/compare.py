@@ -247,10 +247,10 @@ def _nothing_to_compare(result: BothRetailers, present: list[str]) -> str:
     first, second = result["retailers"]
     missing = [c for c in result["retailers"] if c not in present]
     if missing:
-        held = f"only {present[0]} SKUs" if present else "no SKUs of either"
+        held = f"{present[0]} SKUs but no" if present else "no"
         return (
-            f"Nothing to compare: the database holds {held}, no {' or '.join(missing)} "
-            f"SKU. Import a product file of {' and '.join(missing)} first "
+            f"Nothing to compare: the database holds {held} {' and no '.join(missing)} SKU; "
+            f"import a product file of {' and '.join(missing)} first "
             "(coles-loader update --products)."
         )
     if not result["products"]:
