@@ -272,7 +272,7 @@ def test_data_quality_table_shows_the_overlap_per_retailer(both: str) -> None:
 
 
 def test_one_retailer_database_says_there_is_nothing_to_compare(
-    database_url: str, inbox: Inbox
+    database_url: str, inbox: Inbox, tmp_path: Path
 ) -> None:
     import_files(database_url, inbox, {"coles_2026-12-01.jsonl": COLES_LINES})
     table = run_loader(database_url, "compare")
@@ -292,8 +292,16 @@ def test_one_retailer_database_says_there_is_nothing_to_compare(
     }
     assert "Nothing to compare" in as_json.stderr
     as_csv = run_loader(database_url, "compare", "--csv")
-    assert as_csv.stdout.splitlines() == [as_csv.stdout.splitlines()[0]]  # the header only
+    assert len(as_csv.stdout.splitlines()) == 1  # the header only
+    assert as_csv.stdout.startswith("product_id,name,gtin,coles_sku,")
     assert "Nothing to compare" in as_csv.stderr
+    out = tmp_path / "report.html"
+    assert run_loader(database_url, "report", "--out", str(out)).exit_code == 0
+    page = Selector(text=out.read_text())
+    assert "0 products sold by both" in " ".join(page.css("#both h2 ::text").getall())
+    assert page.css("p#table-both::text").get() == (
+        "No product with a global GTIN has a price at both coles and woolworths."
+    )
 
 
 def test_report_shows_both_retailers_section(both: str, tmp_path: Path) -> None:
