@@ -134,7 +134,9 @@ class LineReader:
     def read_object(self, obj: Any) -> ProductLine | LineRows:
         """:meth:`read` for a value already decoded."""
         if obj.__class__ is dict and "_type" not in obj and "sku" in obj:
-            self._see(tuple(obj))
+            keys = tuple(obj)
+            if keys != self._last_keys:
+                self._see(keys)
             return canonical_line(obj, self.default_store, self.default_company)
         return read_object(obj, self.default_store, self.file_company)
 

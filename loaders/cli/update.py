@@ -131,7 +131,10 @@ def update(
     processing/), read in batches of --batch-size lines, each committed with the file's
     progress, and moved to archive/ once its last batch is in. Bad lines go to
     quarantine/ with their line number and reason; the rest of the file is imported.
-    A run that was killed resumes where it stopped.
+    A run that was killed resumes where it stopped. Lines without a company take it
+    from the file name (woolworths_..., coles_...), else coles. After each file: its
+    skipped rows by reason (ad, sponsored, marketplace) and, once, the fields the loader
+    does not know, with the field each probably meant (Barcode -> barcode).
 
     Cycles repeat while the inbox has files (files that arrive during a cycle are taken by
     the next one), pausing --pause seconds between cycles; the command exits when the
