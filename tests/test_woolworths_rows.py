@@ -122,6 +122,16 @@ def test_the_real_listing_rows_are_imported_with_their_barcodes_and_online_price
     assert prices == {str(row["Stockcode"]): row["Price"] for row in rows}
     assert store_name == ONLINE_STORE_NAME
 
+    # the file's SKUs are the online store's: compare-store-skus reads the same rows
+    (archived,) = inbox.archive.glob("*.jsonl")
+    url = engine.url.render_as_string(hide_password=False)
+    compared = run_loader(
+        url, "compare-store-skus", "online", str(archived), "--company", "woolworths", "--json"
+    )
+    assert compared.exit_code == 0, compared.output
+    report = json.loads(compared.stdout)
+    assert (report["in_both"], report["only_in_file"], report["unreadable_lines"]) == (36, 0, 0)
+
 
 def test_a_row_names_its_product_page_and_keeps_a_was_price_only_above_the_price(
     answer: dict[str, Any],
