@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin, shown
+from colesbarcodes.site.woolworths.rows import is_listing_answer, is_listing_row
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -502,7 +503,7 @@ def read_object(
     row's shape names its company whatever the file says."""
     if not isinstance(obj, dict):
         raise LineError(f"a line must be a JSON object, not {type(obj).__name__}")
-    if "_type" not in obj and ("Stockcode" in obj or "Bundles" in obj) and "sku" not in obj:
+    if "_type" not in obj and "sku" not in obj and (is_listing_row(obj) or is_listing_answer(obj)):
         from colesbarcodes.inbox import retailer_rows  # here: that module imports this one
 
         return retailer_rows.read_woolworths(obj, default_store, file_company)
