@@ -495,3 +495,15 @@ def test_the_coles_barcode_crawl_never_takes_woolworths_skus_as_its_own(
     assert {json.loads(r)["reason"] for r in records} == {
         "company 'woolworths' is not crawled here"
     }
+
+
+def test_unknown_fields_of_a_file_read_ahead_of_its_turn_are_still_reported(
+    engine: Engine, inbox: Inbox
+) -> None:
+    write_jsonl(inbox.root / "coles_store-0584_a.jsonl", [{"sku": n} for n in range(1, 2000)])
+    write_jsonl(inbox.root / "woolworths_b.jsonl", [{"sku": "W1", "Barcode": BANANAS}])
+    result = update(engine, inbox)
+    assert "woolworths_b.jsonl: fields the loader does not know, ignored: Barcode" in result.output
+    files = {f["name"]: f for f in last_import_run(engine)["files"]}
+    assert files["woolworths_b.jsonl"]["unknown_fields"] == {"Barcode": "barcode"}
+    assert files["coles_store-0584_a.jsonl"]["unknown_fields"] == {}
