@@ -30,6 +30,7 @@ FILE_SUMMARY = (
     "skipped_rows",
     "bad_lines",
     "store_from_file_name",
+    "company_from_file_name",
 )
 STORE_SUMMARY = ("company", "store_id", "products", "first_seen", "last_seen")
 PRICE_COLUMNS = (
@@ -45,6 +46,7 @@ PRICE_COLUMNS = (
 MERGE_COLUMNS = ("merged_id", "reason", "source", "at")
 CONFLICT_COLUMNS = ("company", "sku", "existing_barcode", "offered_barcode", "reason", "source")
 COVERAGE_COLUMNS = ("products", "with_sku", "with_barcode", "barcode_pct")
+OVERLAP_COLUMNS = ("company", "skus", "with_global_gtin", "also_sold_by_other", "also_sold_pct")
 
 
 def _no_store(company: str, store: str) -> str:
@@ -60,7 +62,10 @@ def _no_store(company: str, store: str) -> str:
 def analyze_jsonl(file: Path, as_json: bool) -> None:
     """Field presence and types per key in a JSON-lines FILE, and its bad lines.
 
-    Needs no database: use it on a file before dropping it into the inbox.
+    Also: the rows the import would take and skip (by reason: Coles' ads, Woolworths'
+    sponsored and marketplace rows), the store and company the file name gives lines
+    without their own, and the fields the loader does not know (with the field each
+    probably meant). Needs no database: use it on a file before dropping it into the inbox.
     """
     from loaders import diagnostics
 
@@ -74,6 +79,15 @@ def analyze_jsonl(file: Path, as_json: bool) -> None:
         for f in result["fields"]
     ]
     echo_table(rows, ["field", "present", "pct", "types"], "Fields")
+    if result["skipped_by_reason"]:
+        skipped = [{"reason": k, "rows": n} for k, n in result["skipped_by_reason"].items()]
+        echo_table(skipped, ["reason", "rows"], "Skipped rows")
+    if result["unknown_fields"]:
+        echo_table(
+            result["unknown_fields"],
+            ["field", "did_you_mean"],
+            "Fields the loader does not know (ignored)",
+        )
     if result["bad_examples"]:
         echo_table(result["bad_examples"], ["line", "reason"], "Bad lines (first examples)")
 
@@ -203,7 +217,9 @@ def compare_store_skus(
 @json_option
 @click.pass_context
 def data_quality(ctx: click.Context, as_json: bool) -> None:
-    """Products, with SKU and with barcode (and %), per company and per store."""
+    """Products, with SKU and with barcode (and %), per company and per store; and per
+    company its SKUs, those with a global GTIN, and of those the ones another retailer
+    sells too (the products `coles-loader compare` sets side by side)."""
     from colesbarcodes.db import reports
     from colesbarcodes.db.engine import session_factory
 
@@ -215,6 +231,7 @@ def data_quality(ctx: click.Context, as_json: bool) -> None:
     echo_mapping(result["totals"], "All products")
     echo_table(result["companies"], ["company", *COVERAGE_COLUMNS], "Per company")
     echo_table(result["stores"], ["company", "store_id", *COVERAGE_COLUMNS], "Per store")
+    echo_table(result["overlap"], OVERLAP_COLUMNS, "Both retailers (SKUs per company)")
 
 
 @cli.command("queue-missing-barcodes", context_settings=CONTEXT)

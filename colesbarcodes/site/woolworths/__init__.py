@@ -18,6 +18,7 @@ from colesbarcodes.site.woolworths.rows import (
     canonical_fields,
     is_listing_answer,
     is_listing_row,
+    positioned_rows,
     product_path,
     skip_reason,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "canonical_fields",
     "is_listing_answer",
     "is_listing_row",
+    "positioned_rows",
     "product_path",
     "skip_reason",
 ]
