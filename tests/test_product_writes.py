@@ -98,6 +98,8 @@ RENAMED_TWICE = [  # one batch: the last value is kept, a missing one erases not
     line(store_id="0586", sku=1000, size=None, brand=None, price=9),
     line(store_id="0584", sku=1001, name="Away"),
     line(store_id="0585", sku=1001, name="Product 1"),  # back to the stored name
+    # what COPY's text format escapes, in a product that is updated
+    line(store_id="0584", sku=1002, name="tab\there\nnew line", brand="\\N", size="☕ \\ 1"),
 ]
 
 
@@ -201,3 +203,5 @@ def test_a_product_named_several_times_in_a_batch_keeps_the_last_value_given(
     name, brand, size, _ = product_of(engine, "1000")
     assert (name, brand, size) == ("Second rename", "Renamed brand", "100g")
     assert product_of(engine, "1001") == before  # not rewritten: updated_at as it was
+    # tabs, line breaks and backslashes reach the row as they were sent
+    assert product_of(engine, "1002")[:3] == ("tab\there\nnew line", "\\N", "☕ \\ 1")
