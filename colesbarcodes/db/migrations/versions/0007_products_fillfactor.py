@@ -9,8 +9,8 @@ updates every product row, once or once per batch. With full pages each new row 
 goes to another page and needs new entries in the primary key's and the barcode's
 indexes; with room left on each page (``fillfactor``) PostgreSQL writes it beside the old
 one and touches no index (a HOT update). Measured with ``bench/bench_loader.py``
-(docs/product-update.md): 3 % of such updates were HOT with full pages, all of them at
-50. Pages written before this revision fill up as they are; new pages (and the whole
+(docs/product-update.md): none of such updates were HOT with full pages, 99-100 % of
+them at 50. Pages written before this revision fill up as they are; new pages (and the whole
 table after a ``VACUUM FULL``) keep the room. The indexes keep their default: a HOT
 update writes no index entry. SQLite has no such setting.
 """
