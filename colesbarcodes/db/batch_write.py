@@ -46,6 +46,7 @@ from colesbarcodes.db.models import (
     StorePrice,
     utcnow,
 )
+from colesbarcodes.db.product_stage import CREATE_PRODUCT_STAGE, UPDATE_PRODUCTS, product_stage
 from colesbarcodes.db.side_work import OverlappingCopyWriter, execute_with_side_work
 from colesbarcodes.db.sqlutil import sql_in
 from colesbarcodes.db.upsert import upsert
@@ -95,11 +96,6 @@ stage_prices = Table(
 
 
 STAGE_COLUMNS = [c.name for c in stage_prices.columns]
-
-
-# The staging table of changed products (PostgreSQL; made by ``_PG_CREATE_PRODUCT_STAGE``),
-# named here for ``BatchWriter._copy_text``.
-_product_stage = Table("stage_products", MetaData())
 
 
 PRICE_COLUMNS = STAGE_COLUMNS[:8]  # keys, last prices, available, url, last_seen
@@ -157,29 +153,6 @@ _SQLITE_HISTORY = text(_INSERT_HISTORY + _CHANGED.format(ne="IS NOT"))
 
 
 _SQLITE_UPSERT = text(_UPSERT.format(source="stage_prices"))
-
-
-# A batch's changed products (PostgreSQL): COPYed into a temporary table (emptied at commit,
-# and before each use in case the transaction staged before) and written by one UPDATE,
-# which leaves alone a row that comes out the same (a product renamed and named back
-# within the batch): a rewritten row costs a row version and, unless HOT, index entries.
-_PG_CREATE_PRODUCT_STAGE = """
-    CREATE TEMPORARY TABLE IF NOT EXISTS stage_products (
-        id bigint, name text, brand text, size text, barcode text, barcode_scope text,
-        updated_at timestamptz
-    ) ON COMMIT DELETE ROWS;
-    DELETE FROM stage_products
-"""
-
-
-_PG_UPDATE_PRODUCTS = """
-    UPDATE products p SET name = s.name, brand = s.brand, size = s.size, barcode = s.barcode,
-        barcode_scope = s.barcode_scope, updated_at = s.updated_at
-    FROM stage_products s
-    WHERE p.id = s.id
-      AND (p.name, p.brand, p.size, p.barcode, p.barcode_scope)
-          IS DISTINCT FROM (s.name, s.brand, s.size, s.barcode, s.barcode_scope)
-"""
 
 
 # The sequence is named by a constant (looked up once per connection): given as
@@ -320,12 +293,12 @@ class BatchWriter:
         conn = self.session.connection()
         driver = conn.connection.driver_connection
         with driver.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.execute(_PG_CREATE_PRODUCT_STAGE)
-        self._copy_text(_product_stage, PRODUCT_STAGE_COLUMNS, changed_products_text(changed, now))
+            cursor.execute(CREATE_PRODUCT_STAGE)
+        self._copy_text(product_stage, PRODUCT_STAGE_COLUMNS, changed_products_text(changed, now))
         if self.side_work is None:
-            conn.exec_driver_sql(_PG_UPDATE_PRODUCTS)
+            conn.exec_driver_sql(UPDATE_PRODUCTS)
         else:
-            execute_with_side_work(driver, _PG_UPDATE_PRODUCTS, self.side_work)  # type: ignore[arg-type]
+            execute_with_side_work(driver, UPDATE_PRODUCTS, self.side_work)  # type: ignore[arg-type]
 
     def write_merges(self, state: BatchState, real: dict[int, int], stats: BatchStats) -> None:
         for merged_id, survivor_key, reason, source in state.merges:
