@@ -48,7 +48,8 @@ more SKUs at 7 stores).
 
 For each scenario it prints the lines/s of the loader and of the baseline (with each
 one's CPU time: what the client process itself spent), their ratio, the loader's peak
-memory, and the PostgreSQL time per statement kind. That last needs
+memory, the rows of ``products`` the loader updated and the share of them that were HOT
+(``pg_stat_user_tables``), and the PostgreSQL time per statement kind. That last needs
 the ``pg_stat_statements`` extension, which works only when the server has it in
 ``shared_preload_libraries``; the bench checks and says "not available" otherwise (the
 loader keeps no timers per statement of its own). COPY's time there includes the time the
