@@ -105,6 +105,9 @@ TELNETCONSOLE_ENABLED = False
 REMOTE_CONTROL_ENABLED = False  # no control port on unattended crawls
 
 # --- The bot check: a real browser, only for the challenge ----------------------------
+# Whose protection pages the exits and the bot check read (each spider sets its retailer:
+# "coles", Imperva; "woolworths", Akamai).
+CRAWL_RETAILER = "coles"
 COLES_BOTCHECK_ENABLED = True
 COLES_BOTCHECK_MAX_BROWSER_PAGES = 3
 COLES_BOTCHECK_TIMEOUT = 30.0
