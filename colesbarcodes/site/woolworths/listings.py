@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from colesbarcodes.site.woolworths.rows import (
     COMPANY,
     ONLINE_STORE,
@@ -93,8 +95,8 @@ class ListingAnswer:
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        data = orjson.loads(body)  # listing answers are ~200 KB: orjson reads them 5x faster
+    except orjson.JSONDecodeError:
         head = body[:80].decode("utf-8", "replace").strip()
         raise SiteFormatError(f"{what} is not JSON (begins {head!r})") from None
     if not isinstance(data, dict):
