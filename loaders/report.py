@@ -54,8 +54,14 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     # "figure" rather than "count", which Jinja2 already has (the length of a sequence)
-    env.filters.update(figure=count, pct=pct, when=when, duration=duration, skus=skus)
+    env.filters.update(figure=count, pct=pct, when=when, duration=duration, skus=skus, money=money)
     return env
+
+
+def money(value: float, *, signed: bool = False) -> str:
+    """A price or a difference in dollars: ``$3.10``, ``+$0.20``, ``-$0.20``."""
+    sign = "-" if value < 0 else "+" if signed and value > 0 else ""
+    return f"{sign}${abs(value):,.2f}"
 
 
 def skus(company_skus: Mapping[str, Sequence[int | str]]) -> str:
@@ -115,7 +121,13 @@ def render_report(report: QualityReport, *, source: str = "") -> str:
 
 
 def write_report(
-    engine: Engine, out: Path, *, source: str = "", runs: int = 30, rows: int = 200
+    engine: Engine,
+    out: Path,
+    *,
+    source: str = "",
+    runs: int = 30,
+    rows: int = 200,
+    differences: int = 20,
 ) -> QualityReport:
     """Write the page for the database of ``engine`` to ``out`` (its folder created, the
     file replaced at once); the figures behind it."""
@@ -124,7 +136,7 @@ def write_report(
     from colesbarcodes.files import atomic_file
 
     with session_factory(engine)() as session:
-        result = reports.quality_report(session, runs=runs, rows=rows)
+        result = reports.quality_report(session, runs=runs, rows=rows, differences=differences)
     page = render_report(result, source=source)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as handle:

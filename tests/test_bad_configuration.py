@@ -103,6 +103,7 @@ DATABASE_COMMANDS = {
     "runs": "runs --imports",
     "analyze-store": "analyze-store 0584",
     "compare-store-skus": f"compare-store-skus 0584 {FILE}",
+    "compare": "compare",
     "queue-missing-barcodes": "queue-missing-barcodes",
 }
 UNSUPPORTED = "the mysql scheme is not supported (MySQL and MariaDB are not); use sqlite:///PATH or postgresql://USER@HOST/DB"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, NotRequired, TypedDict
 
 __all__ = [
+    "BothRetailers",
     "CompanyCoverage",
     "Conflict",
     "ConflictFields",
@@ -23,8 +24,11 @@ __all__ = [
     "Merge",
     "MergedProductCard",
     "Merges",
+    "PricePair",
     "ProductCard",
     "QualityReport",
+    "RetailerOverlap",
+    "RetailerPrice",
     "StoreCoverage",
     "TimelineDay",
     "Totals",
@@ -65,12 +69,54 @@ class StoreCoverage(TypedDict):
     barcode_pct: float
 
 
+class RetailerOverlap(TypedDict):
+    """One company's SKUs, how many name a product with a global GTIN, and how many of
+    those a product that another company sells too (in-store codes never pair)."""
+
+    company: str
+    skus: int
+    with_global_gtin: int
+    also_sold_by_other: int
+    also_sold_pct: float  # of the SKUs with a global GTIN
+
+
 class DataQuality(TypedDict):
     """The figures of ``coles-loader data-quality``."""
 
     totals: Totals
     companies: list[CompanyCoverage]
     stores: list[StoreCoverage]
+    overlap: list[RetailerOverlap]
+
+
+class RetailerPrice(TypedDict):
+    """One retailer's side of a price pairing: its SKU and its price at one store."""
+
+    company: str
+    sku: int | str
+    store_id: str  # Woolworths: "online"
+    price: float
+    last_seen: str | None
+
+
+class PricePair(TypedDict):
+    """A product with a global GTIN priced by both retailers, at one store of each."""
+
+    product_id: int
+    name: str | None
+    gtin: str
+    prices: list[RetailerPrice]  # the first retailer's, then the second's
+    difference: float  # the first retailer's price minus the second's
+    pairings: NotRequired[int]  # one row per product: the product's store pairings
+
+
+class BothRetailers(TypedDict):
+    """What ``coles-loader compare`` answers, and the report's "Both retailers" section."""
+
+    retailers: list[str]  # the two companies compared, in the order of ``prices``
+    products: int  # products with a global GTIN that both sell (a SKU of each)
+    pairings: int  # the store pairings that match the filters (rows before the limit)
+    rows: list[PricePair]  # largest absolute difference first
 
 
 class TimelineDay(TypedDict):
@@ -198,4 +244,5 @@ class QualityReport(TypedDict):
     conflicts: Conflicts
     merges: Merges
     failing_skus: FailingSkus
+    both_retailers: BothRetailers  # one row per product: its largest difference
     products: list[ProductCard | MergedProductCard]  # by id

@@ -72,7 +72,10 @@ def sku_value(company: str, sku: str) -> int | str:
 
 
 def data_quality(session: Session) -> DataQuality:
-    """Products, with SKU and with barcode, per company and per store, and in total."""
+    """Products, with SKU and with barcode, per company and per store, and in total; and
+    per company, its SKUs with a global GTIN that another company sells too."""
+    from colesbarcodes.db.comparison import retailer_overlap  # it uses this module's helpers
+
     has_barcode = case((Product.barcode.is_not(None), 1), else_=0)
     total, with_barcode = session.execute(
         select(func.count(), func.coalesce(func.sum(has_barcode), 0)).select_from(Product)
@@ -135,6 +138,7 @@ def data_quality(session: Session) -> DataQuality:
         },
         "companies": per_company,
         "stores": per_store,
+        "overlap": retailer_overlap(session),
     }
 
 
@@ -483,10 +487,16 @@ def product_cards(
     return cards
 
 
-def quality_report(session: Session, *, runs: int = 20, rows: int = 200) -> QualityReport:
+def quality_report(
+    session: Session, *, runs: int = 20, rows: int = 200, differences: int = 20
+) -> QualityReport:
     """Everything the data-quality report shows: :func:`data_quality` (the same figures as
     ``coles-loader data-quality``), coverage over time, the latest crawl runs, open
-    conflicts, recent merges, repeatedly failing SKUs, and the products they name."""
+    conflicts, recent merges, repeatedly failing SKUs, the ``differences`` products sold by
+    both retailers whose prices differ most (each at its largest store pairing), and the
+    products they name."""
+    from colesbarcodes.db.comparison import compare_prices
+
     conflicts = open_conflicts(session, rows)
     merges = recent_merges(session, rows)
     failing = repeated_failures(session, limit=rows)
@@ -494,6 +504,8 @@ def quality_report(session: Session, *, runs: int = 20, rows: int = 200) -> Qual
     referenced += [m["survivor_id"] for m in merges["rows"]]
     referenced += [m["merged_id"] for m in merges["rows"]]
     referenced += [f["product_id"] for f in failing["rows"] if f["product_id"] is not None]
+    both = compare_prices(session, limit=differences, per_product=True)
+    referenced += [p["product_id"] for p in both["rows"]]
     cards = product_cards(session, referenced)
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -503,5 +515,6 @@ def quality_report(session: Session, *, runs: int = 20, rows: int = 200) -> Qual
         "conflicts": conflicts,
         "merges": merges,
         "failing_skus": failing,
+        "both_retailers": both,
         "products": [cards[i] for i in sorted(cards)],
     }

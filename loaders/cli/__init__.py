@@ -5,7 +5,7 @@ an SQLite file under ``var/``) and brings the schema up to date before it starts
 
 The commands only parse their arguments, call the functions that do the work and print
 what they return, one module per group of commands: ``update`` (update, migrate),
-``diagnostics``, ``report`` (report, runs), ``scrapyd`` (schedule, jobs), ``frontier``
+``diagnostics``, ``compare``, ``report`` (report, runs), ``scrapyd`` (schedule, jobs), ``frontier``
 and ``replica``. What a command needs beyond that is imported when it runs.
 """
 
@@ -29,6 +29,7 @@ __all__ = [
     "CONTEXT",
     "App",
     "cli",
+    "compare",
     "diagnostics",
     "frontier",
     "main",
@@ -119,6 +120,7 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
       coles-loader update --products        import every file in inboxes/product_inbox
       coles-loader data-quality             barcode coverage per company and store
       coles-loader report                   the same and more as an HTML page
+      coles-loader compare                  products both retailers sell, prices side by side
       coles-loader inspect-product 42       everything known about one product
       coles-loader runs [--imports]         what ran: crawls, or import cycles
     \b
@@ -227,6 +229,7 @@ def main() -> None:
 
 # The commands, in the order `coles-loader --help` lists them (alphabetical either way).
 from loaders.cli import (  # noqa: E402
+    compare,
     diagnostics,
     frontier,
     replica,

@@ -45,6 +45,7 @@ PRICE_COLUMNS = (
 MERGE_COLUMNS = ("merged_id", "reason", "source", "at")
 CONFLICT_COLUMNS = ("company", "sku", "existing_barcode", "offered_barcode", "reason", "source")
 COVERAGE_COLUMNS = ("products", "with_sku", "with_barcode", "barcode_pct")
+OVERLAP_COLUMNS = ("company", "skus", "with_global_gtin", "also_sold_by_other", "also_sold_pct")
 
 
 def _no_store(company: str, store: str) -> str:
@@ -203,7 +204,9 @@ def compare_store_skus(
 @json_option
 @click.pass_context
 def data_quality(ctx: click.Context, as_json: bool) -> None:
-    """Products, with SKU and with barcode (and %), per company and per store."""
+    """Products, with SKU and with barcode (and %), per company and per store; and per
+    company its SKUs, those with a global GTIN, and of those the ones another retailer
+    sells too (the products `coles-loader compare` sets side by side)."""
     from colesbarcodes.db import reports
     from colesbarcodes.db.engine import session_factory
 
@@ -215,6 +218,7 @@ def data_quality(ctx: click.Context, as_json: bool) -> None:
     echo_mapping(result["totals"], "All products")
     echo_table(result["companies"], ["company", *COVERAGE_COLUMNS], "Per company")
     echo_table(result["stores"], ["company", "store_id", *COVERAGE_COLUMNS], "Per store")
+    echo_table(result["overlap"], OVERLAP_COLUMNS, "Both retailers (SKUs per company)")
 
 
 @cli.command("queue-missing-barcodes", context_settings=CONTEXT)

@@ -52,19 +52,29 @@ CRAWL_COLUMNS = ("id", "started", "duration_s", "node", "spider", "job", "monito
     help="At most this many rows in the conflict, merge and failing-SKU tables.",
 )
 @click.option(
+    "--differences",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Products in the 'Both retailers' table (the largest price differences).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
     help="Also print the figures behind the page as JSON (instead of its path).",
 )
 @click.pass_context
-def report(ctx: click.Context, out: Path, run_count: int, rows: int, as_json: bool) -> None:
+def report(
+    ctx: click.Context, out: Path, run_count: int, rows: int, differences: int, as_json: bool
+) -> None:
     """Write the data-quality report: one self-contained HTML page (inline CSS and SVG
     charts, nothing fetched when it is opened).
 
     \b
     It shows:
       barcode coverage per company and per store   (the figures of data-quality)
+      both retailers: products sold by both, the largest price differences  (compare)
       coverage over time                           (products, lookups, import ledger)
       crawl outcomes per run, with the monitors' verdict   (the run ledger)
       open barcode conflicts and recent merges     (product ids link to details)
@@ -87,7 +97,14 @@ def report(ctx: click.Context, out: Path, run_count: int, rows: int, as_json: bo
         )
     app = app_of(ctx)
     try:
-        result = write_report(app.engine(), out, source=redact(app.url), runs=run_count, rows=rows)
+        result = write_report(
+            app.engine(),
+            out,
+            source=redact(app.url),
+            runs=run_count,
+            rows=rows,
+            differences=differences,
+        )
     except OSError as exc:
         raise click.ClickException(
             f"cannot write the report to {out}: {exc.strerror or exc}; choose another --out"
