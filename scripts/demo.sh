@@ -7,7 +7,8 @@
 #   2. queue the SKUs still without a barcode for the barcode crawl;
 #   3. crawl their barcodes from the replica site;
 #   4. print the data-quality summary;
-#   5. write the HTML report (var/report.html).
+#   5. write the HTML report (var/report.html);
+#   6. compare both retailers: the products with a global GTIN that both sell.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${VENV:-.venv}/bin"
@@ -62,3 +63,7 @@ echo
 echo "== 5. Data-quality report"
 "$BIN/coles-loader" report --out var/report.html
 echo "open it in a browser: $(pwd)/var/report.html"
+
+echo
+echo "== 6. Both retailers: the products both sell, largest price difference first"
+"$BIN/coles-loader" compare --per-product --limit 10
