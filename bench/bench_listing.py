@@ -67,6 +67,7 @@ SPEED = [
 ITEM_TUNING = [
     "-s", "LOG_FORMATTER=colesbarcodes.logformatter.QuietItemsLogFormatter",
     "-s", "CONCURRENT_ITEMS=4",
+    "-s", f"SCRAPER_SLOT_MAX_ACTIVE_SIZE={32 * 1024 * 1024}",
 ]  # fmt: skip
 
 

@@ -35,7 +35,12 @@ from colesbarcodes.crawl.arguments import (
     refuse_unknown_arguments,
 )
 from colesbarcodes.crawl.components import disable_components
-from colesbarcodes.crawl.listing import ListingFeeds, failure_reason, setup_download
+from colesbarcodes.crawl.listing import (
+    LISTING_SETTINGS,
+    ListingFeeds,
+    failure_reason,
+    setup_download,
+)
 from colesbarcodes.db.engine import database_url
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.feeds.store_walk import StoreWalk, parse_stores
@@ -188,13 +193,8 @@ class ColesProductsSpider(scrapy.Spider):
 
     name = "coles_products"
     company = "coles"
-    # Some 30,000 items a store, each a line of pure CPU work: no per-item "Scraped from"
-    # log record unless at DEBUG, and few item workers per response (Scrapy starts
-    # CONCURRENT_ITEMS tasks for every response; parallel items gain nothing here).
-    custom_settings = {
-        "LOG_FORMATTER": "colesbarcodes.logformatter.QuietItemsLogFormatter",
-        "CONCURRENT_ITEMS": 4,
-    }
+    # Some 30,000 items a store: the listing spiders' item tuning (crawl.listing).
+    custom_settings = {**LISTING_SETTINGS}
     arguments: ProductsArguments
     feeds: ListingFeeds
     base_url: str

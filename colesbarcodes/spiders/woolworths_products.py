@@ -39,7 +39,12 @@ from colesbarcodes.crawl.arguments import (
     refuse_unknown_arguments,
 )
 from colesbarcodes.crawl.components import disable_components
-from colesbarcodes.crawl.listing import ListingFeeds, failure_reason, setup_download
+from colesbarcodes.crawl.listing import (
+    LISTING_SETTINGS,
+    ListingFeeds,
+    failure_reason,
+    setup_download,
+)
 from colesbarcodes.middlewares.prefill import PrefillMiddleware
 from colesbarcodes.pipelines.barcode_upsert import BarcodeUpsertPipeline
 from colesbarcodes.site.unusable import SiteUnusable, Unusable
@@ -96,8 +101,7 @@ class WoolworthsProductsSpider(scrapy.Spider):
     # Polite by default, as the public clients are (1.5 s between requests, randomised by
     # Scrapy to 0.75-2.25 s, two at a time); no browser: Akamai poses no challenge.
     custom_settings = {
-        "LOG_FORMATTER": "colesbarcodes.logformatter.QuietItemsLogFormatter",
-        "CONCURRENT_ITEMS": 4,
+        **LISTING_SETTINGS,
         "CRAWL_RETAILER": "woolworths",
         "COLES_BOTCHECK_ENABLED": False,
         "DOWNLOAD_DELAY": 1.5,
