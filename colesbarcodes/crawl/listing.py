@@ -13,10 +13,12 @@ typed :class:`~colesbarcodes.site.unusable.SiteUnusable`.
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import TYPE_CHECKING, Any
 
 import scrapy
+from scrapy import signals
 
 from colesbarcodes.crawl.browser import BrowserUnavailable
 from colesbarcodes.crawl.components import spider_priority
@@ -50,6 +52,12 @@ LISTING_SETTINGS: dict[str, Any] = {
     "CONCURRENT_ITEMS": 4,
     "SCRAPER_SLOT_MAX_ACTIVE_SIZE": 32 * 1024 * 1024,
 }
+# Garbage collection while the walk runs: each page's parsed answer is thousands of young
+# objects that die with it, and the crawl's own state lives long. Collecting the young
+# generation every 100,000 allocations (Python's default: 700) and freezing what exists
+# when the spider opens keeps the collector from rescanning the crawl's state all the
+# time: a fifth less CPU at 100 ms latency (bench/bench_listing.py). Restored at the close.
+GC_THRESHOLD = (100_000, 50, 1000)
 
 
 async def setup_download(crawler: Crawler, url: str, **kwargs: Any) -> Response:
@@ -113,6 +121,20 @@ class ListingFeeds:
         }
         settings.set("FEEDS", feeds, spider_priority(settings, "FEEDS"))
         crawler.signals.connect(self.file_published, signal=feed_published)
+        crawler.signals.connect(self._collect_less, signal=signals.spider_opened)
+        crawler.signals.connect(self._collect_as_before, signal=signals.spider_closed)
+        self._gc_threshold: tuple[int, int, int] | None = None
+
+    def _collect_less(self) -> None:
+        self._gc_threshold = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLD)
+
+    def _collect_as_before(self) -> None:
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
+            gc.unfreeze()
+            self._gc_threshold = None
 
     def walk(self, store: str) -> StoreWalk:
         return self.walks[store]
