@@ -234,11 +234,24 @@ def test_a_tolerated_refused_department_publishes_the_rest(
     assert listed == {code for node, codes in SHELF.items() if node != PANTRY for code in codes}
 
 
-def test_a_base_url_that_is_not_http_is_bad_configuration(tmp_path: Path) -> None:
-    result = run_crawl(tmp_path, "ftp://www.woolworths.com.au")
+@pytest.mark.parametrize(
+    ("base_url", "args", "phrase"),
+    [
+        ("ftp://www.woolworths.com.au", (), "WOOLWORTHS_BASE_URL"),
+        ("", ("-s", "WOOLWORTHS_MAX_FAILED_PAGES=-1"), "WOOLWORTHS_MAX_FAILED_PAGES must be"),
+        ("", ("-s", "CRAWL_RETAILER=aldi"), "CRAWL_RETAILER"),
+        ("", ("-a", "stores=0584"), "unknown argument -a stores"),
+    ],
+    ids=["base-url", "max-failed", "retailer", "argument"],
+)
+def test_a_value_the_crawl_cannot_use_is_bad_configuration_in_one_line(
+    tmp_path: Path, base_url: str, args: tuple[str, ...], phrase: str
+) -> None:
+    result = run_crawl(tmp_path, base_url or "http://127.0.0.1:9", *args)
     assert result.returncode == 2, result.log[-4000:]
-    assert "WOOLWORTHS_BASE_URL" in result.log
+    assert phrase in result.log
     assert "Traceback" not in result.log
+    assert not result.inbox.exists() or not list(result.inbox.iterdir())
 
 
 # -- the pure readers, on the real sample ---------------------------------------------------
