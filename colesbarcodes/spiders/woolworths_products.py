@@ -106,7 +106,6 @@ class WoolworthsProductsSpider(scrapy.Spider):
         "COLES_BOTCHECK_ENABLED": False,
         "DOWNLOAD_DELAY": 1.5,
         "CONCURRENT_REQUESTS_PER_DOMAIN": 2,
-        "ROBOTSTXT_OBEY": False,  # the API's paths, as the site's own pages call them
     }
     feeds: ListingFeeds
     base_url: str
