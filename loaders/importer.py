@@ -19,6 +19,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -30,7 +31,8 @@ from colesbarcodes.db.catalog import BatchReader, BatchStats, apply_lines
 from colesbarcodes.db.engine import with_retries
 from colesbarcodes.db.models import QuarantinedLine
 from colesbarcodes.files import write_json_lines
-from colesbarcodes.inbox.lines import LineError, ProductLine, parse_line, store_from_filename
+from colesbarcodes.inbox.line_reader import LineReader
+from colesbarcodes.inbox.lines import LineError, LineRows, ProductLine
 from colesbarcodes.inbox.reading import iter_lines
 
 if TYPE_CHECKING:
@@ -70,6 +72,11 @@ class FileReport:
     stats: BatchStats = field(default_factory=BatchStats)
     quarantine_file: Path | None = None
     seconds: float = 0.0
+    # Of the lines read in this run (a resumed file: those after resumed_from): skipped
+    # rows by reason (ad, sponsored, marketplace), and the fields of canonical lines the
+    # loader does not read, each with the field it probably meant.
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    unknown_fields: dict[str, str | None] = field(default_factory=dict)
 
 
 LinesDone = Callable[[int], None]  # told how many more lines a file has had applied
@@ -94,6 +101,7 @@ class _Batch:
     bad: list[imported_files.Quarantined] = field(default_factory=list)
     bad_bytes: int = 0  # of the bad lines kept for the quarantine
     skipped: int = 0
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
     count: int = 0  # lines read, good or bad
     last_line: int = 0
     filled: bool = False  # all its lines are read: the batch is full or the file ended
@@ -110,6 +118,7 @@ _PARSE_CHUNK_BYTES = 16 << 20
 # many such bytes a batch gathers before it is committed early: a file of long bad lines
 # never holds more than that in memory.
 _RAW_KEEP = 10_000
+_MAX_ROWS_REASON = 1000  # characters of the reason of a line of several rows
 _BAD_BYTES_PER_BATCH = 32 << 20
 
 
@@ -148,26 +157,26 @@ class _Source:
 class _Parser:
     """Parses a file's lines into batches (pure: no database)."""
 
-    default_store: str | None
+    reader: LineReader
     options: ImportOptions
 
     def parse(self, batch: _Batch, part: list[tuple[int, bytes | None]]) -> None:
         """Parse a part of the batch's lines into it: good ones, bad ones, skipped rows."""
-        lines, bad, default_store = batch.lines, batch.bad, self.default_store
+        lines, bad, read = batch.lines, batch.bad, self.reader.read
         for number, raw in part:
             if raw is None:
                 reason = f"line longer than {self.options.max_line_bytes} bytes"
                 bad.append(imported_files.Quarantined(number, reason, None))
                 continue
             try:
-                line = parse_line(raw, default_store)
+                line = read(raw)
             except LineError as exc:
                 kept = raw[:_RAW_KEEP]
                 batch.bad_bytes += len(kept)
                 bad.append(imported_files.Quarantined(number, exc.reason, kept))
                 continue
-            if line is None:
-                batch.skipped += 1
+            if line.__class__ is not ProductLine:
+                self._rows(batch, number, raw, line)  # type: ignore[arg-type]
                 continue
             if line.barcode_error is not None:
                 reason = f"barcode rejected ({line.barcode_error}); line imported without it"
@@ -178,6 +187,42 @@ class _Parser:
         if part:
             batch.count += len(part)
             batch.last_line = part[-1][0]
+
+    @staticmethod
+    def _rows(batch: _Batch, number: int, raw: bytes, rows: LineRows) -> None:
+        """A line that is not one product: skipped rows are counted by reason; the product
+        lines of a line of several rows are imported, and the rows that could not be read
+        (or lost their barcode) are quarantined together as the line, by their place."""
+        if rows.skipped:
+            batch.skipped += len(rows.skipped)
+            batch.skipped_by_reason.update(rows.skipped)
+        notes = list(rows.errors)
+        for place, line in rows.lines:
+            if line.barcode_error is not None:
+                notes.append(f"{place}: barcode rejected ({line.barcode_error}), row imported")
+            batch.lines.append((number, line))
+        if not notes:
+            return
+        if rows.errors:
+            total = len(rows.lines) + len(rows.skipped) + len(rows.errors)
+            head = f"{len(rows.errors)} of {total} rows not imported"
+            head += ", the others were" if rows.lines else ""
+        else:
+            head = "rows imported without their barcode"
+        reason = f"{head}: {'; '.join(notes)}"
+        if len(reason) > _MAX_ROWS_REASON:
+            reason = reason[: _MAX_ROWS_REASON - 1] + "…"
+        kept = raw[:_RAW_KEEP]
+        batch.bad_bytes += len(kept)
+        batch.bad.append(
+            imported_files.Quarantined(
+                number,
+                reason,
+                kept,
+                imported=bool(rows.lines),
+                partly=bool(rows.errors and rows.lines),
+            )
+        )
 
     def fill(self, batch: _Batch, source: _Source, lines: int) -> list[tuple[int, ProductLine]]:
         """Parse up to ``lines`` more of the batch's lines; returns the good ones."""
@@ -225,7 +270,7 @@ class _FileImport:
         self.options = options
         self.progress = progress
         self.report = FileReport(claimed.original_name)
-        self.parser = _Parser(store_from_filename(claimed.original_name), options)
+        self.parser = _Parser(LineReader(claimed.original_name), options)
         self.default_seen = claimed.mtime
         self.file_id = 0
         self._next: _Batch | None = None  # the batch after the one being applied
@@ -276,6 +321,7 @@ class _FileImport:
             started = None
         if started is not None:
             stream, source, batch = started.stream, started.source, started.batch
+            self.parser = started.parser  # it has read the first lines
         else:
             stream = self.claimed.open()
             source = _Source(iter_lines(stream, self.options.max_line_bytes), lines_done)
@@ -331,6 +377,8 @@ class _FileImport:
         with_retries(self.engine, work, attempts=self.options.retries, what="A batch")
         self.report.stats.add(stats)
         self.report.lines += batch.count
+        self.report.skipped_by_reason.update(batch.skipped_by_reason)
+        self.report.unknown_fields = self.parser.reader.unknown_fields
         self.progress(batch.count)
 
     def _write_quarantine(self, inbox: Inbox, session: Session) -> Path | None:
@@ -448,7 +496,7 @@ class CycleFiles:
             if claimed.resumed:
                 return False
             stream = claimed.open()
-            parser = _Parser(store_from_filename(claimed.original_name), self.options)
+            parser = _Parser(LineReader(claimed.original_name), self.options)
             source = _Source(iter_lines(stream, self.options.max_line_bytes), 0)
             self._started = _StartedFile(claimed, stream, source, parser, _Batch())
         started = self._started

@@ -118,11 +118,12 @@ class LogProgress:
     def file_done(self, report: FileReport) -> None:
         self.files_done += 1
         logger.info(
-            "Imported %s: %d lines, %d quarantined, %d skipped rows (%.1fs)",
+            "Imported %s: %d lines, %d quarantined, %d skipped rows%s (%.1fs)",
             report.name,
             report.lines,
             report.quarantined,
             report.skipped,
+            f" ({skipped_text(report)})" if report.skipped_by_reason else "",
             report.seconds,
         )
 
@@ -162,6 +163,28 @@ class BarProgress(LogProgress):
             self.bar = None
 
 
+def skipped_text(report: FileReport) -> str:
+    """``sponsored 2, marketplace 1``: a file's skipped rows by reason, most first."""
+    return ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason.most_common())
+
+
+def unknown_fields_text(report: FileReport) -> str:
+    """``Barcode (did you mean barcode?), Colour``: a file's fields the loader ignored."""
+    return ", ".join(
+        f"{name} (did you mean {meant}?)" if meant else name
+        for name, meant in report.unknown_fields.items()
+    )
+
+
+def _warn_unknown_fields(report: FileReport) -> None:
+    if report.unknown_fields:
+        logger.warning(
+            "%s: fields the loader does not know were ignored: %s",
+            report.name,
+            unknown_fields_text(report),
+        )
+
+
 def run_cycle(
     engine: Engine,
     inbox: Inbox,
@@ -185,6 +208,7 @@ def run_cycle(
             file_report = import_file(engine, inbox, claimed, options, progress.advance, files)
             report.files.append(file_report)
             progress.file_done(file_report)
+            _warn_unknown_fields(file_report)
             if on_file is not None:
                 on_file(file_report)
     finally:
@@ -242,6 +266,9 @@ class ImportRunLog:
                     "lines": f.lines,
                     "imported": f.imported,
                     "quarantined": f.quarantined,
+                    "skipped": f.skipped,
+                    "skipped_by_reason": dict(f.skipped_by_reason.most_common()),
+                    "unknown_fields": dict(f.unknown_fields),
                     "resumed_from": f.resumed_from,
                 }
                 for f in self.files

@@ -41,10 +41,14 @@ class FileProgress:
 
 @dataclass
 class Quarantined:
+    """A line for the quarantine: not imported, or imported without some of it (its
+    invalid barcode), or ``partly``: some rows of a line of several were not imported."""
+
     line_no: int
     reason: str
     raw: bytes | None
     imported: bool = False
+    partly: bool = False
 
 
 def open_file(session: Session, inbox: str, claim_name: str, original_name: str) -> FileProgress:
@@ -90,7 +94,7 @@ def record_batch(
                 for q in quarantined
             ],
         )
-    bad_lines = sum(1 for q in quarantined if not q.imported)
+    bad_lines = sum(1 for q in quarantined if not q.imported or q.partly)
     session.execute(
         update(ImportedFile)
         .where(ImportedFile.id == file_id)

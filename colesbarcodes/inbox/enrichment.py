@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from colesbarcodes.files import write_json_lines
 from colesbarcodes.inbox.claims import ClaimedFile, Inbox
-from colesbarcodes.inbox.lines import LineError, parse_line, store_from_filename
+from colesbarcodes.inbox.line_reader import LineReader
+from colesbarcodes.inbox.lines import LineError, LineRows, ProductLine
 from colesbarcodes.inbox.reading import iter_lines
 
 if TYPE_CHECKING:
@@ -113,17 +114,17 @@ class EnrichmentInbox:
             return None
         job = EnrichmentFile(claimed, company=self.company)
         bad: list[dict[str, object]] = []
-        default_store = store_from_filename(claimed.original_name)
+        reader = LineReader(claimed.original_name)
         with claimed.open() as stream:
             for number, raw in iter_lines(stream, self.max_line_bytes):
                 try:
                     if raw is None:
                         raise LineError(f"line longer than {self.max_line_bytes} bytes")
-                    line = parse_line(raw, default_store)
-                    if line is None:
-                        continue
-                    if line.company != self.company:
-                        raise LineError(f"company {line.company!r} is not crawled here")
+                    read = reader.read(raw)
+                    lines = [read] if isinstance(read, ProductLine) else _lines_of(read)
+                    for line in lines:
+                        if line.company != self.company:
+                            raise LineError(f"company {line.company!r} is not crawled here")
                 except LineError as exc:
                     bad.append(
                         {
@@ -134,16 +135,17 @@ class EnrichmentInbox:
                         }
                     )
                     continue
-                if line.sku not in job.skus:
-                    job.skus[line.sku] = SkuRequest(
-                        line.sku,
-                        line.store_id,
-                        number,
-                        line.barcode,
-                        line.name,
-                        line.brand,
-                        line.size,
-                    )
+                for line in lines:
+                    if line.sku not in job.skus:
+                        job.skus[line.sku] = SkuRequest(
+                            line.sku,
+                            line.store_id,
+                            number,
+                            line.barcode,
+                            line.name,
+                            line.brand,
+                            line.size,
+                        )
         job.quarantined = len(bad)
         if bad:
             write_json_lines(self.inbox.quarantine_path(claimed), bad)
@@ -161,6 +163,14 @@ class EnrichmentInbox:
             self.written.add(retry.name)
         self.inbox.finish(job.claimed, keep=self.archive)
         return retry
+
+
+def _lines_of(rows: LineRows) -> list[ProductLine]:
+    """The product lines of a line of skipped or several rows; a row that cannot be read
+    makes the line bad (the reason names the row)."""
+    if rows.errors:
+        raise LineError(rows.errors[0])
+    return [line for _, line in rows.lines]
 
 
 def sku_value(sku: str) -> int | str:

@@ -8,38 +8,69 @@ Two shapes are accepted, one JSON object per line:
 * the raw product rows of Coles' listing JSON (``_type == "PRODUCT"``, ``id`` is the SKU,
   prices under ``pricing``). Ad and cross-sell rows of that JSON are skipped, not errors.
 
+Other retailers' raw rows (Woolworths' ``Stockcode`` rows and whole listing answers) are
+read by :mod:`colesbarcodes.inbox.retailer_rows`; this module only hands them over.
+
 Everything here is pure: bytes in, a :class:`ProductLine` (or ``None`` for a skipped row)
-out, or :class:`LineError` with a reason that goes to the quarantine file.
+out, or :class:`LineError` with a reason that goes to the quarantine file. A line that
+holds several rows gives a :class:`LineRows` (:func:`read_object`).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin, shown
+from colesbarcodes.site.woolworths.rows import is_listing_answer, is_listing_row
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
+    "CANONICAL_FIELDS",
+    "COLES_AD",
     "DEFAULT_COMPANY",
     "LineError",
+    "LineRows",
     "ProductLine",
     "decode_line",
     "normalize_sku",
     "normalize_store_id",
     "parse_line",
     "parse_object",
+    "read_object",
     "store_from_filename",
 ]
 
 DEFAULT_COMPANY = "coles"
+# The fields of the canonical line (README "Line format"); others are reported, not read.
+CANONICAL_FIELDS = frozenset(
+    {
+        "company",
+        "store_id",
+        "sku",
+        "name",
+        "brand",
+        "size",
+        "price",
+        "was_price",
+        "unit_price",
+        "available",
+        "barcode",
+        "gtin",
+        "url",
+        "scraped_at",
+        "store_name",
+        "state",
+    }
+)
+COLES_AD = "ad"  # the skip reason of Coles' ad and cross-sell rows
 _INTEGER_SKU_COMPANIES = frozenset({"coles"})
 _MAX_TEXT = 1000
 _MAX_SKU = 64
@@ -83,6 +114,18 @@ class ProductLine:
     scraped_at: datetime | None = None
     store_name: str | None = None
     state: str | None = None
+
+
+@dataclass(slots=True)
+class LineRows:
+    """What a line gave that is not one product line: the product lines of a line holding
+    several rows (a whole listing answer), each with its place in the line; the reasons of
+    the rows skipped (ads, sponsored or marketplace rows); and the rows that could not be
+    read, each ``"<place>: <reason>"``, while the line's other rows are imported."""
+
+    lines: list[tuple[str | None, ProductLine]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 def store_from_filename(name: str) -> str | None:
@@ -348,7 +391,9 @@ def _from_raw_row(obj: dict[str, Any], default_store: str | None) -> ProductLine
 _ABSENT = object()
 
 
-def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLine:
+def _from_canonical(
+    obj: dict[str, Any], default_store: str | None, default_company: str = DEFAULT_COMPANY
+) -> ProductLine:
     # The hot path of every import: the common value types are checked inline, anything
     # else goes through the general helpers above (which also word the errors). Fields
     # are validated in a fixed order, so a line with several faults always reports the
@@ -356,7 +401,7 @@ def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLi
     get = obj.get
     company = get("company")
     if company is None:
-        company = DEFAULT_COMPANY
+        company = default_company
     elif company.__class__ is str and len(company) <= _MAX_CACHED:
         company = _companies[company]
     else:
@@ -446,13 +491,45 @@ def _from_canonical(obj: dict[str, Any], default_store: str | None) -> ProductLi
     )
 
 
-def parse_object(obj: object, default_store: str | None = None) -> ProductLine | None:
-    """A decoded JSON value as a product line, ``None`` for an ad row; raises LineError."""
+canonical_line = _from_canonical  # for the readers of whole files and other retailers' rows
+
+
+def read_object(
+    obj: object, default_store: str | None = None, file_company: str | None = None
+) -> ProductLine | LineRows:
+    """A decoded JSON value as a product line, or as the :class:`LineRows` of a skipped row
+    or of a line of several rows; raises LineError. ``default_store`` and ``file_company``
+    are what the file name says (``None``: nothing); a line's own values win, and a raw
+    row's shape names its company whatever the file says."""
     if not isinstance(obj, dict):
         raise LineError(f"a line must be a JSON object, not {type(obj).__name__}")
+    if "_type" not in obj and "sku" not in obj and (is_listing_row(obj) or is_listing_answer(obj)):
+        from colesbarcodes.inbox import retailer_rows  # here: that module imports this one
+
+        return retailer_rows.read_woolworths(obj, default_store, file_company)
     if _is_raw_listing_row(obj):
-        return _from_raw_row(obj, default_store)
-    return _from_canonical(obj, default_store)
+        if file_company not in (None, DEFAULT_COMPANY):
+            default_store = None  # another retailer's store
+        line = _from_raw_row(obj, default_store)
+        return LineRows(skipped=[COLES_AD]) if line is None else line
+    return _from_canonical(obj, default_store, file_company or DEFAULT_COMPANY)
+
+
+def parse_object(
+    obj: object, default_store: str | None = None, default_company: str | None = None
+) -> ProductLine | None:
+    """A decoded JSON value as one product line, ``None`` for a skipped row (an ad);
+    raises LineError, also for a line of several rows (read those with :func:`read_object`)."""
+    read = read_object(obj, default_store, default_company)
+    return read if isinstance(read, ProductLine) else _one_line(read)
+
+
+def _one_line(rows: LineRows) -> ProductLine | None:
+    if rows.errors:
+        raise LineError(rows.errors[0])
+    if len(rows.lines) > 1:
+        raise LineError(f"a line of {len(rows.lines)} product rows, where one was expected")
+    return rows.lines[0][1] if rows.lines else None
 
 
 def _decode_error(raw: bytes | str, exc: orjson.JSONDecodeError) -> str:
@@ -475,12 +552,14 @@ def decode_line(raw: bytes | str) -> object:
         raise LineError(_decode_error(raw, exc)) from None
 
 
-def parse_line(raw: bytes | str, default_store: str | None = None) -> ProductLine | None:
+def parse_line(
+    raw: bytes | str, default_store: str | None = None, default_company: str | None = None
+) -> ProductLine | None:
     """One inbox line as a product line, ``None`` for an ad row; raises LineError."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise LineError(_decode_error(raw, exc)) from None
     if obj.__class__ is dict and "_type" not in obj and "sku" in obj:  # the canonical shape
-        return _from_canonical(obj, default_store)
-    return parse_object(obj, default_store)
+        return _from_canonical(obj, default_store, default_company or DEFAULT_COMPANY)
+    return parse_object(obj, default_store, default_company)

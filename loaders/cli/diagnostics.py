@@ -30,6 +30,7 @@ FILE_SUMMARY = (
     "skipped_rows",
     "bad_lines",
     "store_from_file_name",
+    "company_from_file_name",
 )
 STORE_SUMMARY = ("company", "store_id", "products", "first_seen", "last_seen")
 PRICE_COLUMNS = (
@@ -61,7 +62,10 @@ def _no_store(company: str, store: str) -> str:
 def analyze_jsonl(file: Path, as_json: bool) -> None:
     """Field presence and types per key in a JSON-lines FILE, and its bad lines.
 
-    Needs no database: use it on a file before dropping it into the inbox.
+    Also: the rows the import would take and skip (by reason: Coles' ads, Woolworths'
+    sponsored and marketplace rows), the store and company the file name gives lines
+    without their own, and the fields the loader does not know (with the field each
+    probably meant). Needs no database: use it on a file before dropping it into the inbox.
     """
     from loaders import diagnostics
 
@@ -75,6 +79,15 @@ def analyze_jsonl(file: Path, as_json: bool) -> None:
         for f in result["fields"]
     ]
     echo_table(rows, ["field", "present", "pct", "types"], "Fields")
+    if result["skipped_by_reason"]:
+        skipped = [{"reason": k, "rows": n} for k, n in result["skipped_by_reason"].items()]
+        echo_table(skipped, ["reason", "rows"], "Skipped rows")
+    if result["unknown_fields"]:
+        echo_table(
+            result["unknown_fields"],
+            ["field", "did_you_mean"],
+            "Fields the loader does not know (ignored)",
+        )
     if result["bad_examples"]:
         echo_table(result["bad_examples"], ["line", "reason"], "Bad lines (first examples)")
 

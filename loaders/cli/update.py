@@ -36,6 +36,8 @@ def _post_summary(report: PostProcessReport) -> str:
 
 
 def _echo_cycle(report: CycleReport, had_work: bool) -> None:
+    from loaders.update import skipped_text, unknown_fields_text
+
     if report.files or not had_work:
         click.echo(_summary(report))
     for file_report in report.files:
@@ -44,6 +46,17 @@ def _echo_cycle(report: CycleReport, had_work: bool) -> None:
                 f"  {file_report.name}: {file_report.quarantined} lines quarantined, "
                 f"{file_report.barcodes_rejected} barcodes rejected, "
                 f"see {file_report.quarantine_file}"
+            )
+        if file_report.skipped:
+            by_reason = skipped_text(file_report)
+            click.echo(
+                f"  {file_report.name}: {file_report.skipped} rows skipped"
+                + (f" ({by_reason})" if by_reason else "")
+            )
+        if file_report.unknown_fields:
+            click.echo(
+                f"  {file_report.name}: fields the loader does not know, ignored: "
+                f"{unknown_fields_text(file_report)}"
             )
     if report.post_process is not None:
         click.echo(_post_summary(report.post_process))
@@ -118,7 +131,10 @@ def update(
     processing/), read in batches of --batch-size lines, each committed with the file's
     progress, and moved to archive/ once its last batch is in. Bad lines go to
     quarantine/ with their line number and reason; the rest of the file is imported.
-    A run that was killed resumes where it stopped.
+    A run that was killed resumes where it stopped. Lines without a company take it
+    from the file name (woolworths_..., coles_...), else coles. After each file: its
+    skipped rows by reason (ad, sponsored, marketplace) and, once, the fields the loader
+    does not know, with the field each probably meant (Barcode -> barcode).
 
     Cycles repeat while the inbox has files (files that arrive during a cycle are taken by
     the next one), pausing --pause seconds between cycles; the command exits when the

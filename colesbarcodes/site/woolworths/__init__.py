@@ -42,6 +42,7 @@ from colesbarcodes.site.woolworths.rows import (
     canonical_fields,
     is_listing_answer,
     is_listing_row,
+    positioned_rows,
     product_path,
     skip_reason,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "listing_page_count",
     "parse_category_tree",
     "parse_listing",
+    "positioned_rows",
     "product_path",
     "protection_kind",
     "skip_reason",

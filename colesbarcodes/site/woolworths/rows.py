@@ -36,6 +36,7 @@ __all__ = [
     "canonical_fields",
     "is_listing_answer",
     "is_listing_row",
+    "positioned_rows",
     "product_path",
     "skip_reason",
 ]
@@ -71,6 +72,13 @@ def answer_rows(answer: Mapping[str, Any]) -> Iterator[Any]:
     """The product rows of a listing answer, in order (``Bundles[].Products[]``); a value
     that is not an object is yielded as it is, for the caller to refuse. Raises
     :class:`RowShapeError` when ``Bundles`` or a bundle's ``Products`` is not a list."""
+    for _, row in positioned_rows(answer):
+        yield row
+
+
+def positioned_rows(answer: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """:func:`answer_rows` with each row's place in the answer (``Bundles[3].Products[0]``),
+    so that a row that cannot be read is named where it is."""
     bundles = answer.get("Bundles")
     if not isinstance(bundles, list):
         raise RowShapeError("Bundles must be a list")
@@ -80,7 +88,8 @@ def answer_rows(answer: Mapping[str, Any]) -> Iterator[Any]:
         products = bundle.get("Products")
         if not isinstance(products, list):
             raise RowShapeError(f"Bundles[{number}].Products must be a list")
-        yield from products
+        for index, row in enumerate(products):
+            yield f"Bundles[{number}].Products[{index}]", row
 
 
 def skip_reason(row: Mapping[str, Any]) -> str | None:
