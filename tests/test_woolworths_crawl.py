@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from colesbarcodes.db.engine import make_engine
 from colesbarcodes.gtin import parse_gtin
 from colesbarcodes.inbox.lines import parse_object, store_from_filename
 from colesbarcodes.replica.catalogue import Catalogue
@@ -42,7 +44,7 @@ from colesbarcodes.site.woolworths import (
     parse_listing,
     protection_kind,
 )
-from tests.helpers import FAST_CRAWL, PROJECT
+from tests.helpers import FAST_CRAWL, PROJECT, dump, run_loader
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -157,6 +159,36 @@ def test_lines_are_woolworths_online_prices_with_their_barcodes_and_import(
     assert shared > 100
     instore = [row for row in complete.lines() if (row["barcode"] or "").startswith("02")]
     assert instore, "fresh products carry in-store codes"
+
+
+def test_the_file_imports_as_woolworths_online_prices_with_the_barcodes(
+    complete: WoolworthsCrawl, database_url: str, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "product_inbox"
+    inbox.mkdir()
+    for path in complete.inbox.glob("*.jsonl"):
+        shutil.copy2(path, inbox / path.name)
+    result = run_loader(
+        database_url, "update", "--products", "--once", "--no-progress", "--inbox", str(inbox)
+    )
+    assert result.exit_code == 0, result.output
+    engine = make_engine(database_url)
+    try:
+        state = dump(engine)
+    finally:
+        engine.dispose()
+    assert state["quarantined"] == []
+    lines = complete.lines()
+    prices = {sku: price for (store, (company, sku), price, *_) in state["prices"]
+              if (store, company) == (("woolworths", "online"), "woolworths")}  # fmt: skip
+    assert prices == {str(line["sku"]): line["price"] for line in lines}
+    barcodes = {
+        dict(skus).get("woolworths"): barcode for skus, _, _, _, barcode, _ in state["products"]
+    }
+    shared = [line for line in lines if WOOLWORTHS.products[line["sku"]].coles_sku is not None]
+    assert shared
+    for line in shared:
+        assert barcodes[str(line["sku"])] == line["barcode"]
 
 
 def test_each_department_is_walked_to_the_page_its_total_ends_on_and_no_further(
