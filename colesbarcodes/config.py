@@ -121,6 +121,7 @@ RULES: dict[str, Rule] = {
     "COLES_LISTING_PAGE_SIZE": Rule(int, 1, unit="rows per listing page"),
     "COLES_LISTING_MAX_PAGES": Rule(int, 1, unit="pages"),
     "COLES_LISTING_MAX_FAILED_PAGES": Rule(int, 0, unit="pages"),
+    "WOOLWORTHS_MAX_FAILED_PAGES": Rule(int, 0, unit="listing pages"),
     "COLES_LISTING_QUEUE_MISSING_BARCODES": Rule(bool),
     # Scrapy's own, as the README documents them
     "ROBOTSTXT_OBEY": Rule(bool),

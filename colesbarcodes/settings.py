@@ -105,6 +105,9 @@ TELNETCONSOLE_ENABLED = False
 REMOTE_CONTROL_ENABLED = False  # no control port on unattended crawls
 
 # --- The bot check: a real browser, only for the challenge ----------------------------
+# Whose protection pages the exits and the bot check read (each spider sets its retailer:
+# "coles", Imperva; "woolworths", Akamai).
+CRAWL_RETAILER = "coles"
 COLES_BOTCHECK_ENABLED = True
 COLES_BOTCHECK_MAX_BROWSER_PAGES = 3
 COLES_BOTCHECK_TIMEOUT = 30.0
@@ -233,6 +236,18 @@ COLES_LISTING_MAX_PAGES = 104
 COLES_LISTING_MAX_FAILED_PAGES = 0
 # Also queue the listed SKUs without a known barcode (DATABASE_URL) in COLES_ENRICHMENT_INBOX.
 COLES_LISTING_QUEUE_MISSING_BARCODES = False
+
+# --- The Woolworths listing crawl: scrapy crawl woolworths_products ---------------------
+# One file per run, woolworths_store-online_<time>.jsonl (online prices: an anonymous
+# session's prices are not per store), in COLES_PRODUCT_INBOX when its walk is complete.
+WOOLWORTHS_BASE_URL = os.environ.get("WOOLWORTHS_BASE_URL", "https://www.woolworths.com.au")
+# Departments left out, by NodeId or slug (Everyday Market, 1_A363395, always is): Home &
+# Lifestyle and Electronics (each over 100,000 products, not groceries), and Front of Store,
+# whose listing errors on the real site.
+WOOLWORTHS_SKIP_DEPARTMENTS = ["1_DEA3ED5", "1_B863F57", "front-of-store"]
+# The file is published only if at most this many listing pages were lost (a department
+# the site refuses loses its pages).
+WOOLWORTHS_MAX_FAILED_PAGES = 0
 # atomicfile:///path: a feed written as <path>.part and renamed once its spider says it is
 # complete (colesbarcodes.feeds.storage.AtomicFileFeedStorage).
 FEED_STORAGES = {"atomicfile": "colesbarcodes.feeds.storage.AtomicFileFeedStorage"}

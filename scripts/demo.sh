@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: SQLite under var/, the bundled sample inbox and
 # the bundled replica of the retailer's site (bot check on, solved in Chromium).
-#   0. crawl the listings of stores 0584 and 0601 from the replica site into the inbox;
+#   0. crawl the listings of stores 0584 and 0601 from the replica site into the inbox, and
+#      Woolworths' listings (online prices, barcodes included) from the replica's Woolworths;
 #   1. import the product files of the inbox (the listing crawl's and the samples), post-process;
 #   2. queue the SKUs still without a barcode for the barcode crawl;
 #   3. crawl their barcodes from the replica site;
 #   4. print the data-quality summary;
-#   5. write the HTML report (var/report.html).
+#   5. write the HTML report (var/report.html);
+#   6. compare both retailers: the products with a global GTIN that both sell.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${VENV:-.venv}/bin"
@@ -31,7 +33,12 @@ echo
 echo "== 0. Crawling the listings of stores 0584 and 0601 into inboxes/product_inbox"
 "$BIN/scrapy" crawl coles_products -a stores=0584,0601 -s COLES_BASE_URL="$site" -s LOG_LEVEL=INFO \
     -s DOWNLOAD_DELAY=0 -s AUTOTHROTTLE_ENABLED=False -s COLES_STATS_FILE=var/last_listing_stats.json \
-    2>&1 | grep -E "\[colesbarcodes.spiders|Spider closed|ERROR" || true
+    2>&1 | grep -E "\[colesbarcodes.(spiders|crawl.listing)|Spider closed|ERROR" || true
+echo
+echo "== 0. Crawling Woolworths' listings (online prices) into inboxes/product_inbox"
+"$BIN/scrapy" crawl woolworths_products -s WOOLWORTHS_BASE_URL="$site/woolworths" -s LOG_LEVEL=INFO \
+    -s DOWNLOAD_DELAY=0 -s AUTOTHROTTLE_ENABLED=False -s COLES_STATS_FILE=var/last_woolworths_stats.json \
+    2>&1 | grep -E "\[colesbarcodes.(spiders|crawl.listing)|Spider closed|ERROR" || true
 
 echo
 echo "== 1. Importing inboxes/product_inbox into $DATABASE_URL"
@@ -56,3 +63,7 @@ echo
 echo "== 5. Data-quality report"
 "$BIN/coles-loader" report --out var/report.html
 echo "open it in a browser: $(pwd)/var/report.html"
+
+echo
+echo "== 6. Both retailers: the products both sell, largest price difference first"
+"$BIN/coles-loader" compare --per-product --limit 10

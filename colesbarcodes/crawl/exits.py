@@ -11,14 +11,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from scrapy.exceptions import IgnoreRequest
 
 from colesbarcodes.config import ConfigurationError
+from colesbarcodes.site.retailer import UnknownRetailer, site_protection
 
-__all__ = ["BlockedByProtection", "Exit", "ProxyConfigError", "exits_from_setting", "parse_proxies"]
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
+
+    from colesbarcodes.site.retailer import SiteProtection
+
+__all__ = [
+    "BlockedByProtection",
+    "Exit",
+    "ProxyConfigError",
+    "exits_from_setting",
+    "parse_proxies",
+    "protection_of",
+]
 
 
 class BlockedByProtection(IgnoreRequest):
@@ -120,3 +133,14 @@ def exits_from_setting(value: Any) -> list[Exit]:
     if not urls:
         return [Exit(0)]
     return [Exit(index, url) for index, url in enumerate(urls)]
+
+
+def protection_of(settings: BaseSettings) -> SiteProtection:
+    """The protection of the retailer the crawl visits (``CRAWL_RETAILER``, which each
+    spider sets): Imperva's pages for Coles, Akamai's for Woolworths. An unknown name is
+    a ConfigurationError."""
+    name = str(settings.get("CRAWL_RETAILER") or "coles").strip().lower()
+    try:
+        return site_protection(name)
+    except UnknownRetailer as exc:
+        raise ConfigurationError(f"the setting CRAWL_RETAILER: {exc}") from None

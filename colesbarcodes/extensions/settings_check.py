@@ -10,7 +10,7 @@ from scrapy.exceptions import NotConfigured
 
 from colesbarcodes.config import ConfigurationError, check_settings
 from colesbarcodes.crawl.browser import check_browser
-from colesbarcodes.crawl.exits import exits_from_setting
+from colesbarcodes.crawl.exits import exits_from_setting, protection_of
 from colesbarcodes.db.engine import DatabaseUrlError, check_database_url, database_url
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def check_crawl_settings(settings: BaseSettings) -> None:
     except DatabaseUrlError as error:
         raise ConfigurationError(f"DATABASE_URL {error}") from None
     exits_from_setting(settings.get("COLES_PROXIES"))
+    protection_of(settings)  # CRAWL_RETAILER names a retailer the exits can read
     stats_file = str(settings.get("COLES_STATS_FILE") or "")
     if stats_file:
         path = Path(stats_file)

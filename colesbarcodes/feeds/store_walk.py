@@ -31,8 +31,11 @@ class StoreWalk:
     truncated: list[str] = field(default_factory=list)  # too big to list, no sub-categories
     seen: set[int] = field(default_factory=set)  # SKUs already written for this store
 
-    def problem(self, max_failed: int) -> str | None:
-        """Why this store's file is not complete, or ``None`` when it is."""
+    def problem(
+        self, max_failed: int, tolerance: str = "COLES_LISTING_MAX_FAILED_PAGES"
+    ) -> str | None:
+        """Why this store's file is not complete, or ``None`` when it is (``tolerance``
+        names the setting that allows ``max_failed`` lost pages)."""
         if not self.scheduled:
             return "the walk through the categories did not get going"
         if self.pending:
@@ -47,7 +50,7 @@ class StoreWalk:
                     f"{len(self.truncated)} categories exceed the page cap with no "
                     f"sub-categories ({', '.join(self.truncated[:5])})"
                 )
-            return f"{' and '.join(parts)} (COLES_LISTING_MAX_FAILED_PAGES={max_failed})"
+            return f"{' and '.join(parts)} ({tolerance}={max_failed})"
         return None
 
 

@@ -24,16 +24,19 @@ STORE_OPTION = "coles_store_id"
 """Feed option naming the store whose items a feed takes."""
 
 
-def store_file_name(store_id: str, stamp: str) -> str:
-    """``coles_store-0584_20261124T060000Z.jsonl``: the loader takes the store from the name."""
-    return f"coles_store-{store_id}_{stamp}.jsonl"
+def store_file_name(store_id: str, stamp: str, company: str = "coles") -> str:
+    """``coles_store-0584_20261124T060000Z.jsonl``, ``woolworths_store-online_...``: the
+    loader takes the company and the store from the name."""
+    return f"{company}_store-{store_id}_{stamp}.jsonl"
 
 
-def store_feeds(stores: Iterable[str], inbox: Path, stamp: str) -> dict[str, dict[str, Any]]:
+def store_feeds(
+    stores: Iterable[str], inbox: Path, stamp: str, company: str = "coles"
+) -> dict[str, dict[str, Any]]:
     """``FEEDS`` entries: one JSON-lines file per store in ``inbox``, published atomically."""
     feeds: dict[str, dict[str, Any]] = {}
     for store in stores:
-        uri = (inbox.resolve() / store_file_name(store, stamp)).as_uri()
+        uri = (inbox.resolve() / store_file_name(store, stamp, company)).as_uri()
         feeds[FEED_SCHEME + uri.removeprefix("file")] = {
             "format": "coles_jsonl",
             "encoding": "utf-8",

@@ -20,9 +20,9 @@ from colesbarcodes.crawl.browser import (
     is_launch_failure,
 )
 from colesbarcodes.crawl.control import close_crawl
+from colesbarcodes.crawl.exits import protection_of
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE
-from colesbarcodes.site.retailer import retailer_site
 
 if TYPE_CHECKING:
     from typing import Self
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
 __all__ = ["BotCheckConfig", "BotCheckMiddleware"]
-
-SITE = retailer_site()  # the retailer's pages and answers (colesbarcodes.site.retailer)
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +79,7 @@ class BotCheckMiddleware:
 
     def __init__(self, crawler: Crawler, config: BotCheckConfig) -> None:
         self.crawler = crawler
+        self.site = protection_of(crawler.settings)  # whose challenge (CRAWL_RETAILER)
         self.config = config
         self.generation = 0  # increases with every solution
         self.cookies: dict[int, list[dict[str, Any]]] = {}  # per exit
@@ -105,7 +104,7 @@ class BotCheckMiddleware:
             request.headers["User-Agent"] = self.user_agent
 
     async def process_response(self, request: scrapy.Request, response: Response) -> Any:
-        if request.meta.get("playwright") or SITE.protection_kind(response.body) != (
+        if request.meta.get("playwright") or self.site.protection_kind(response.body) != (
             PROTECTION_CHALLENGE
         ):
             return response
@@ -201,7 +200,7 @@ class BotCheckMiddleware:
             kind: str | None = PROTECTION_CHALLENGE
             while time.monotonic() < deadline:
                 try:
-                    kind = SITE.protection_kind((await page.content()).encode())
+                    kind = self.site.protection_kind((await page.content()).encode())
                 except Exception:  # the script is reloading the page: look again
                     kind = PROTECTION_CHALLENGE
                 if kind != PROTECTION_CHALLENGE:

@@ -10,9 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from colesbarcodes.config import setting_float, setting_int
 from colesbarcodes.crawl.control import close_crawl
-from colesbarcodes.crawl.exits import BlockedByProtection, Exit, exits_from_setting
+from colesbarcodes.crawl.exits import (
+    BlockedByProtection,
+    Exit,
+    exits_from_setting,
+    protection_of,
+)
 from colesbarcodes.site.coles import PROTECTION_BLOCK, PROTECTION_CHALLENGE
-from colesbarcodes.site.retailer import retailer_site
 from colesbarcodes.site.unusable import Unusable, finish_reason
 
 if TYPE_CHECKING:
@@ -24,8 +28,6 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
 __all__ = ["ExitPoolConfig", "ExitPoolMiddleware"]
-
-SITE = retailer_site()  # the retailer's pages and answers (colesbarcodes.site.retailer)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class ExitPoolMiddleware:
 
     def __init__(self, crawler: Crawler, config: ExitPoolConfig) -> None:
         self.crawler = crawler
+        self.site = protection_of(crawler.settings)  # whose block page (CRAWL_RETAILER)
         self.config = config
         self.exits = config.exits
         self.current = 0
@@ -119,7 +122,7 @@ class ExitPoolMiddleware:
         logger.warning("%s: moving to %s", why, self.exit.label)
 
     async def process_response(self, request: scrapy.Request, response: Response) -> Any:
-        kind = SITE.protection_kind(response.body)
+        kind = self.site.protection_kind(response.body)
         if kind != PROTECTION_BLOCK and not (response.status == 403 and kind is None):
             if kind != PROTECTION_CHALLENGE:
                 self.failures = 0
@@ -137,7 +140,7 @@ class ExitPoolMiddleware:
                 "The site's protection blocks %s (%s, HTTP %d): a verdict on the address, "
                 "which no browser solves",
                 label,
-                "Incapsula block page" if response.status != 403 else "403",
+                "block page" if response.status != 403 else "403",
                 response.status,
             )
         self.blocked.add(used)

@@ -156,6 +156,25 @@ class ReplicaProcess:
         """Zero the stats (and the every-Nth fault counters)."""
         self._call("POST", "/__replica__/reset-stats", {})
 
+    @property
+    def woolworths_url(self) -> str:
+        """Where the replica serves Woolworths (``WOOLWORTHS_BASE_URL``)."""
+        return self.url + "/woolworths"
+
+    def woolworths_configure(self, **changes: Any) -> dict[str, Any]:
+        """Change the Woolworths site's switches (``WoolworthsConfig``); the new config."""
+        result: dict[str, Any] = self._call("POST", "/woolworths/__replica__/config", changes)
+        return result
+
+    def woolworths_stats(self) -> dict[str, Any]:
+        """What was asked of the Woolworths site."""
+        result: dict[str, Any] = self._call("GET", "/woolworths/__replica__/stats")
+        return result
+
+    def woolworths_reset_stats(self) -> None:
+        """Zero the Woolworths site's counts."""
+        self._call("POST", "/woolworths/__replica__/reset-stats", {})
+
     def revoke_cookies(self) -> None:
         """Make every bot-check cookie handed out so far invalid."""
         self._call("POST", "/__replica__/revoke-cookies", {})

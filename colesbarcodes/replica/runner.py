@@ -27,11 +27,20 @@ from .server import (
     ReplicaConfig,
     make_app,
 )
+from .woolworths import PREFIX as WOOLWORTHS_PREFIX
+from .woolworths import WoolworthsConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["build_parser", "config_from_args", "main", "run", "serve"]
+__all__ = [
+    "build_parser",
+    "config_from_args",
+    "main",
+    "run",
+    "serve",
+    "woolworths_config_from_args",
+]
 
 
 async def serve(
@@ -41,9 +50,11 @@ async def serve(
     port: int = 0,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    woolworths: WoolworthsConfig | None = None,
 ) -> None:
     """Serve until ``stop`` is set (or SIGINT/SIGTERM); ``ready(url)`` once listening."""
-    runner = web.AppRunner(make_app(catalogue, config), access_log=None, handle_signals=False)
+    app = make_app(catalogue, config, woolworths)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
@@ -72,6 +83,7 @@ def run(
     port: int = 0,
     catalogue: Catalogue | None = None,
     config: ReplicaConfig | None = None,
+    woolworths: WoolworthsConfig | None = None,
 ) -> None:
     """Serve (blocking) and print the URL line to stdout once listening."""
     catalogue = catalogue if catalogue is not None else Catalogue.generate(1000, seed=1)
@@ -80,7 +92,7 @@ def run(
         sys.stdout.write(url + "\n")
         sys.stdout.flush()
 
-    asyncio.run(serve(catalogue, config, host, port, ready=announce))
+    asyncio.run(serve(catalogue, config, host, port, ready=announce, woolworths=woolworths))
 
 
 def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -120,7 +132,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             "(--layout 2024) as in 2024, for tests, benchmarks and demos. Prints one line, "
             "http://HOST:PORT, once listening. Control it at runtime with "
             "POST /__replica__/config (JSON), GET /__replica__/stats, "
-            "POST /__replica__/reset-stats and POST /__replica__/revoke-cookies."
+            "POST /__replica__/reset-stats and POST /__replica__/revoke-cookies. Woolworths "
+            f"(category tree, listing API, Akamai's block) is served under {WOOLWORTHS_PREFIX}/ "
+            f"with its own {WOOLWORTHS_PREFIX}/__replica__/config and /stats."
         ),
     )
     add = parser.add_argument
@@ -250,7 +264,40 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     behave.add_argument(
         "--config", metavar="JSON", help="any ReplicaConfig fields as a JSON object (applied last)"
     )
+    wool = parser.add_argument_group(
+        f"Woolworths (under {WOOLWORTHS_PREFIX}/; changeable via "
+        f"{WOOLWORTHS_PREFIX}/__replica__/config)"
+    )
+    wool.add_argument(
+        "--woolworths-block",
+        action="store_true",
+        help="answer every Woolworths request with Akamai's 403 'Access Denied' page",
+    )
+    wool.add_argument(
+        "--woolworths-block-clients",
+        action="append",
+        default=[],
+        metavar="ADDR[,ADDR...]",
+        help="client addresses answered with Akamai's 403 (repeatable)",
+    )
+    wool.add_argument(
+        "--woolworths-fail-department",
+        action="append",
+        default=None,
+        metavar="NODE_ID",
+        help="a department whose listing always answers 500 (repeatable; default: Front of "
+        "Store, as on the real site)",
+    )
     return parser
+
+
+def woolworths_config_from_args(args: argparse.Namespace) -> WoolworthsConfig:
+    """The :class:`WoolworthsConfig` the parsed options ask for (latency: ``--delay-ms``)."""
+    config = WoolworthsConfig(blocked=args.woolworths_block, delay_ms=args.delay_ms)
+    config.update({"block_clients": list(args.woolworths_block_clients)})
+    if args.woolworths_fail_department is not None:
+        config.update({"fail_departments": list(args.woolworths_fail_department)})
+    return config
 
 
 def config_from_args(args: argparse.Namespace) -> ReplicaConfig:
@@ -289,6 +336,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
+        woolworths = woolworths_config_from_args(args)
         if args.catalogue:
             catalogue = Catalogue.from_jsonl(args.catalogue)
         else:
@@ -304,7 +352,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         print(f"wrote {len(catalogue)} products to {args.export}", file=sys.stderr)
         return 0
     try:
-        run(args.host, args.port, catalogue, config)
+        run(args.host, args.port, catalogue, config, woolworths)
     except OSError as exc:
         print(f"replica: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

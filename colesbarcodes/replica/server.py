@@ -32,6 +32,8 @@ Endpoints (the contract in the project's shared README; ``layout`` picks the yea
 - ``GET /_next/data/{buildId}/en/browse/{path}.json?page=N&storeId=0584``: listing pages.
 - ``GET /robots.txt``; ``GET|POST /__replica__/...``: control and stats (never challenged
   nor blocked).
+- ``/woolworths/...``: Woolworths, with its own protection and switches
+  (:mod:`colesbarcodes.replica.woolworths`); nothing above applies there.
 
 Breaking on purpose (``breaks``; ``--break MODE``, repeatable or a comma list; ``breaks: []``
 restores the site), one point of the contract each (:data:`BREAKS`), in either layout:
@@ -83,7 +85,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from graphql import GraphQLError
 
-from . import graphql_api
+from . import graphql_api, woolworths
 from .challenge import COOKIE_NAME, SCRIPT_PREFIX, SESSION_PREFIX, VISITOR_PREFIX, Challenge
 from .pages import Pages, _template, category_tree, dumps, listing_payload, product_record
 
@@ -349,9 +351,15 @@ def _base_url(request: web.Request) -> str:
 class ReplicaSite:
     """Handlers plus the state they share: catalogue, config, stats and the bot check."""
 
-    def __init__(self, catalogue: Catalogue, config: ReplicaConfig | None = None) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        config: ReplicaConfig | None = None,
+        woolworths_config: woolworths.WoolworthsConfig | None = None,
+    ) -> None:
         self.catalogue = catalogue
         self.config = config if config is not None else ReplicaConfig()
+        self.woolworths_config = woolworths_config
         self.stats = Stats()
         self.challenge = Challenge(ttl=self.config.cookie_ttl_s)
         self.pages = Pages()
@@ -385,6 +393,10 @@ class ReplicaSite:
         add("GET", "/__replica__/stats", self.get_stats)
         add("POST", "/__replica__/reset-stats", self.reset_stats)
         add("POST", "/__replica__/revoke-cookies", self.revoke_cookies)
+        # Woolworths, same catalogue's products, its own protection and switches
+        app.add_subapp(
+            woolworths.PREFIX, woolworths.make_app(self.catalogue, self.woolworths_config)
+        )
         return app
 
     @web.middleware
@@ -392,8 +404,8 @@ class ReplicaSite:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         """Block by address, count, then (for content) delay, bot-check and inject faults."""
-        if request.path.startswith(CONTROL_PREFIX):
-            return await handler(request)
+        if request.path.startswith((CONTROL_PREFIX, woolworths.PREFIX + "/")):
+            return await handler(request)  # control, or Woolworths (its own middleware)
         stats = self.stats
         client = request.remote or ""
         stats.by_client[client] += 1
@@ -845,6 +857,11 @@ SITE_KEY = web.AppKey("replica", ReplicaSite)
 """``app[SITE_KEY]`` is the application's :class:`ReplicaSite` (config, stats, catalogue)."""
 
 
-def make_app(catalogue: Catalogue, config: ReplicaConfig | None = None) -> web.Application:
-    """The replica site for ``catalogue``; ``app[SITE_KEY]`` is its :class:`ReplicaSite`."""
-    return ReplicaSite(catalogue, config).app()
+def make_app(
+    catalogue: Catalogue,
+    config: ReplicaConfig | None = None,
+    woolworths_config: woolworths.WoolworthsConfig | None = None,
+) -> web.Application:
+    """The replica site for ``catalogue``; ``app[SITE_KEY]`` is its :class:`ReplicaSite`.
+    Woolworths is served under ``/woolworths`` (:mod:`.woolworths`)."""
+    return ReplicaSite(catalogue, config, woolworths_config).app()

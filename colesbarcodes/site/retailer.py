@@ -22,9 +22,18 @@ if TYPE_CHECKING:
     from colesbarcodes.site.coles.home import HomePage
     from colesbarcodes.site.coles.products import GraphQLAnswer, SkuReading
 
-__all__ = ["RETAILERS", "RetailerSite", "UnknownRetailer", "retailer_site"]
+__all__ = [
+    "PROTECTED_RETAILERS",
+    "RETAILERS",
+    "RetailerSite",
+    "SiteProtection",
+    "UnknownRetailer",
+    "retailer_site",
+    "site_protection",
+]
 
 RETAILERS = ("coles",)
+PROTECTED_RETAILERS = ("coles", "woolworths")  # whose protection pages the exits can read
 
 
 class RetailerSite(Protocol):
@@ -63,6 +72,14 @@ class RetailerSite(Protocol):
         ...
 
 
+class SiteProtection(Protocol):
+    """What the exits and the bot check read of a retailer's protection: a page's kind."""
+
+    def protection_kind(self, body: bytes) -> str | None:
+        """``"challenge"``, ``"block"`` or ``None`` (content), whatever the status."""
+        ...
+
+
 class UnknownRetailer(ValueError):
     """A retailer name this project has no package for."""
 
@@ -74,3 +91,19 @@ def retailer_site(name: str = "coles") -> RetailerSite:
 
         return coles
     raise UnknownRetailer(f"no site package for retailer {name!r} (known: {', '.join(RETAILERS)})")
+
+
+def site_protection(name: str = "coles") -> SiteProtection:
+    """How retailer ``name`` (one of :data:`PROTECTED_RETAILERS`) answers a client it
+    refuses: the crawl's setting ``CRAWL_RETAILER`` names it, so the exits read the block
+    page of the site the spider crawls."""
+    if name == "coles":
+        from colesbarcodes.site import coles
+
+        return coles
+    if name == "woolworths":
+        from colesbarcodes.site.woolworths import protection
+
+        return protection
+    known = ", ".join(PROTECTED_RETAILERS)
+    raise UnknownRetailer(f"no protection reader for retailer {name!r} (known: {known})")

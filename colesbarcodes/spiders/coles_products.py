@@ -7,7 +7,9 @@ big to list whole (more than ``COLES_LISTING_PAGE_SIZE`` x ``COLES_LISTING_MAX_P
 products) is walked through its sub-categories; promotional groupings
 (``COLES_LISTING_SKIP_GROUPS``) are left out; ad rows are dropped; each (store, SKU) is
 written once, as a canonical inbox line. Each store gets one file in the product inbox,
-published only when its walk is complete (:mod:`colesbarcodes.listing`). Parsing lives in :mod:`colesbarcodes.site.coles`.
+published only when its walk is complete (the walks, feeds and publication are
+:class:`~colesbarcodes.crawl.listing.ListingFeeds`, shared with ``woolworths_products``).
+Parsing lives in :mod:`colesbarcodes.site.coles`.
 """
 
 from __future__ import annotations
@@ -32,16 +34,19 @@ from colesbarcodes.crawl.arguments import (
     named,
     refuse_unknown_arguments,
 )
-from colesbarcodes.crawl.browser import BrowserUnavailable
-from colesbarcodes.crawl.components import disable_components, spider_priority
+from colesbarcodes.crawl.components import disable_components
+from colesbarcodes.crawl.listing import (
+    LISTING_SETTINGS,
+    ListingFeeds,
+    failure_reason,
+    setup_download,
+)
 from colesbarcodes.db.engine import database_url
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.feeds.store_walk import StoreWalk, parse_stores
-from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
 from colesbarcodes.inbox.missing_barcodes import queue_missing_barcodes
 from colesbarcodes.middlewares.prefill import PrefillMiddleware
 from colesbarcodes.pipelines.barcode_upsert import BarcodeUpsertPipeline
-from colesbarcodes.signals import feed_incomplete, feed_published
 from colesbarcodes.site.coles import (
     Category,
     CategoryTreeRefused,
@@ -188,14 +193,10 @@ class ColesProductsSpider(scrapy.Spider):
 
     name = "coles_products"
     company = "coles"
-    # Some 30,000 items a store, each a line of pure CPU work: no per-item "Scraped from"
-    # log record unless at DEBUG, and few item workers per response (Scrapy starts
-    # CONCURRENT_ITEMS tasks for every response; parallel items gain nothing here).
-    custom_settings = {
-        "LOG_FORMATTER": "colesbarcodes.logformatter.QuietItemsLogFormatter",
-        "CONCURRENT_ITEMS": 4,
-    }
+    # Some 30,000 items a store: the listing spiders' item tuning (crawl.listing).
+    custom_settings = {**LISTING_SETTINGS}
     arguments: ProductsArguments
+    feeds: ListingFeeds
     base_url: str
     stores: list[str]
     inbox: Path
@@ -218,7 +219,6 @@ class ColesProductsSpider(scrapy.Spider):
         self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")  # names this run's files
         self.build_id = ""
         self.walks: dict[str, StoreWalk] = {}
-        self.published: dict[str, Path] = {}
         self._refreshes: dict[str, asyncio.Future[str]] = {}
         # One bound-method object per callback for all requests (Scrapy caches its
         # per-callback inspection by object).
@@ -250,13 +250,10 @@ class ColesProductsSpider(scrapy.Spider):
         spider.max_pages = arguments.max_pages
         spider.max_failed = arguments.max_failed
         spider.queue_missing = arguments.queue_missing
-        spider.walks = {store: StoreWalk(store) for store in spider.stores}
-        feeds = {
-            **settings.getdict("FEEDS"),
-            **store_feeds(spider.stores, spider.inbox, spider.stamp),
-        }
-        settings.set("FEEDS", feeds, spider_priority(settings, "FEEDS"))
-        crawler.signals.connect(spider.file_published, signal=feed_published)
+        spider.feeds = ListingFeeds(
+            crawler, spider.company, spider.stores, spider.inbox, spider.stamp, spider.max_failed
+        )
+        spider.walks = spider.feeds.walks
         crawler.signals.connect(spider.feeds_closed, signal=signals.feed_exporter_closed)
         return spider
 
@@ -265,17 +262,7 @@ class ColesProductsSpider(scrapy.Spider):
     async def _get(self, url: str, **kwargs: Any) -> Response:
         """A request awaited here (through the downloader middlewares: exits, protection,
         the API key, retries)."""
-        if self.crawler.engine is None:
-            raise RuntimeError("the crawler is not running")
-        meta = {"coles_source": "listing_setup", **kwargs.pop("meta", {})}
-        try:
-            return await self.crawler.engine.download_async(
-                scrapy.Request(url, dont_filter=True, meta=meta, **kwargs)
-            )
-        except BrowserUnavailable as exc:  # this machine's browser, not the site
-            raise exc.unusable() from None
-        except Exception as exc:
-            raise SiteUnusable(Unusable.UNUSABLE, f"{url}: {type(exc).__name__}: {exc}") from None
+        return await setup_download(self.crawler, url, **kwargs)
 
     async def _read_tree_graphql(self) -> tuple[Category, ...]:
         """The tree from GraphQL ``GetShopProductsMenu`` (the site since February 2026)."""
@@ -395,7 +382,7 @@ class ColesProductsSpider(scrapy.Spider):
         for order, walk in enumerate(self.walks.values()):
             for category in listed:
                 yield self._request(walk, category, 1, priority=-order)  # stores in turn
-            walk.scheduled = True
+        self.feeds.scheduled()
 
     # -- listings -----------------------------------------------------------------------------
 
@@ -407,7 +394,7 @@ class ColesProductsSpider(scrapy.Spider):
         priority: int,
         retried: bool = False,
     ) -> scrapy.Request:
-        walk.pending += 1
+        self.feeds.issued(walk)
         task = ListingTask(walk.store_id, category, page, self.build_id, retried)
         return scrapy.Request(
             self.base_url + listing_path(self.build_id, category.path, page, walk.store_id),
@@ -419,16 +406,7 @@ class ColesProductsSpider(scrapy.Spider):
         )
 
     def _fail(self, walk: StoreWalk, task: ListingTask, reason: str) -> None:
-        walk.failed += 1
-        walk.pending -= 1
-        self.crawler.stats.inc_value("listing/pages_failed")
-        logger.warning(
-            "Store %s: listing %s page %d failed: %s",
-            task.store_id,
-            task.category.path,
-            task.page,
-            reason,
-        )
+        self.feeds.failed(walk, f"{task.category.path} page {task.page}", reason)
 
     def _follow(
         self, walk: StoreWalk, task: ListingTask, page: ListingPage, priority: int
@@ -480,30 +458,15 @@ class ColesProductsSpider(scrapy.Spider):
         except SiteFormatError as exc:
             self._fail(walk, task, str(exc))
             return
-        stats.inc_value("listing/pages")
         stats.inc_value("listing/ad_rows_dropped", page.other_rows)
         if task.page == 1:
             priority = response.request.priority if response.request is not None else 0
             yield from self._follow(walk, task, page, priority)
         scraped_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        seen, new = walk.seen, 0
-        try:
-            for row in page.products:
-                line = listing_line(row, walk.store_id, self.base_url, scraped_at)
-                if line is None:
-                    stats.inc_value("listing/rows_without_sku")
-                elif line["sku"] not in seen:
-                    seen.add(line["sku"])
-                    new += 1
-                    yield line
-        except Exception:
-            walk.failed += 1  # an item lost: the store's file must not look complete
-            walk.pending -= 1
-            raise
-        stats.inc_value("listing/products", new)
-        stats.inc_value(f"listing/products/{walk.store_id}", new)
-        stats.inc_value("listing/repeats_dropped", len(page.products) - new)
-        walk.pending -= 1  # only here: a walk stopped mid-page never counts as complete
+        base_url, store = self.base_url, walk.store_id
+        yield from self.feeds.lines(
+            walk, (listing_line(row, store, base_url, scraped_at) for row in page.products)
+        )
 
     async def listing_failed(self, failure: Failure) -> AsyncIterator[Any]:
         """A listing request without a usable answer: a 404 may mean a stale build id
@@ -517,46 +480,19 @@ class ColesProductsSpider(scrapy.Spider):
             if retry is not None:
                 yield retry
             return
-        reason = (
-            f"HTTP {response.status} after retries"
-            if response is not None
-            else f"{failure.type.__name__ if failure.type else 'error'}: "
-            f"{failure.getErrorMessage()}"[:300]
-        )
-        self._fail(walk, task, reason)
+        self._fail(walk, task, failure_reason(failure))
 
     # -- publication --------------------------------------------------------------------------
 
     def closed(self, reason: str) -> None:
         """Judge every store's walk (final by now, before the feeds close): a store whose
-        file will be withheld is an error, which the crawl's monitors count, and its feed
-        is told so (``feed_incomplete``)."""
-        stats = self.crawler.stats
-        complete = 0
-        for walk in self.walks.values():
-            problem = walk.problem(self.max_failed)
-            if problem:
-                logger.error("Store %s: its file will not be published: %s", walk.store_id, problem)
-                self.crawler.signals.send_catch_log(
-                    feed_incomplete, options={STORE_OPTION: walk.store_id}, problem=problem
-                )
-            elif walk.seen:
-                complete += 1
-            else:
-                logger.warning("Store %s: the listings gave no product: no file", walk.store_id)
-        stats.set_value("listing/stores_complete", complete)
-        stats.set_value("listing/stores_incomplete", len(self.walks) - complete)
+        file will be withheld is an error, which the crawl's monitors count."""
+        self.feeds.judge()
 
-    def file_published(self, feed_options: dict[str, Any], path: Path) -> None:
-        """``feed_published``: a store's file is in the product inbox."""
-        store = str(feed_options.get(STORE_OPTION))
-        if store not in self.walks:
-            return
-        self.published[store] = path
-        self.crawler.stats.inc_value("listing/files_published")
-        logger.info(
-            "Store %s: %d products published in %s", store, len(self.walks[store].seen), path
-        )
+    @property
+    def published(self) -> dict[str, Path]:
+        """The files in the product inbox, by store (``feed_published``)."""
+        return self.feeds.published
 
     async def feeds_closed(self) -> None:
         """After the files: optionally queue the SKUs without a known barcode."""
