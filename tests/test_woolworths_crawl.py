@@ -323,6 +323,48 @@ def test_sponsored_and_marketplace_rows_are_counted_not_kept(samples: Path) -> N
     assert (len(answer.rows), answer.sponsored, answer.marketplace) == (34, 1, 1)
 
 
+def _rows_read_whole(data: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """What every row gives when the whole answer is decoded (no field skipped)."""
+    return [
+        listing_line(row, "https://w", "2026-12-06T00:00:00Z")
+        for bundle in data["Bundles"]
+        for row in bundle["Products"]
+        if isinstance(row, dict) and not row.get("IsSponsoredAd") and not row.get("IsMarketProduct")
+    ]
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda data: None, id="as it comes"),
+        pytest.param(
+            lambda data: data["Bundles"][2]["Products"].append("oops"), id="a row is no object"
+        ),
+        pytest.param(
+            lambda data: data["Bundles"][0]["Products"][0].pop("Name"), id="a row lacks Name"
+        ),
+        pytest.param(
+            lambda data: data["Bundles"][3]["Products"][0].update(Stockcode=10**30),
+            id="a huge Stockcode",
+        ),
+        pytest.param(
+            lambda data: data["Bundles"][4]["Products"][0].update(Price="3.5"), id="a price as text"
+        ),
+    ],
+)
+def test_reading_only_the_fields_used_gives_what_the_whole_answer_gives(
+    samples: Path, mutate: Any
+) -> None:
+    data = json.loads((samples / "woolworths_listing_category_1.json").read_bytes())
+    mutate(data)
+    answer = parse_listing(json.dumps(data).encode())
+    lines = [listing_line(row, "https://w", "2026-12-06T00:00:00Z") for row in answer.rows]
+    assert lines == _rows_read_whole(data)
+    assert answer.malformed == sum(
+        not isinstance(row, dict) for bundle in data["Bundles"] for row in bundle["Products"]
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "why"),
     [
