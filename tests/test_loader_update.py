@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import func, select
 
-from colesbarcodes.db.models import CompanySku, ImportedFile, Product, StorePrice
+from colesbarcodes.db.models import CompanySku, ImportedFile, Product, Store, StorePrice
 from tests.helpers import canonical_rows, dump, run_loader, write_jsonl
 
 if TYPE_CHECKING:
@@ -44,6 +44,14 @@ def test_imports_every_line_shape_and_archives_the_files(
             )
             == 36
         )
+        # the real Woolworths listing rows, as they come: online prices, barcodes kept
+        woolworths_prices = conn.execute(
+            select(Store.store_id, func.count())
+            .join(StorePrice, StorePrice.store_pk == Store.id)
+            .where(Store.company == "woolworths")
+            .group_by(Store.store_id)
+        ).all()
+        assert woolworths_prices == [("online", 36)]
         # raw Coles listing rows of two stores: 48 products each, the ad tile skipped
         coles = conn.scalar(
             select(func.count()).select_from(CompanySku).where(CompanySku.company == "coles")
