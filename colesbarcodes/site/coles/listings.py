@@ -24,6 +24,7 @@ from colesbarcodes.site.coles.products import (
     classify_errors,
     product_page_path,
 )
+from colesbarcodes.site.line_values import line_money, line_sku, line_text
 
 __all__ = [
     "CATEGORIES_QUERY",
@@ -44,12 +45,6 @@ __all__ = [
 
 
 PRODUCT_ROW = "PRODUCT"
-
-
-_MAX_TEXT = 1000  # the loader quarantines longer texts (colesbarcodes.inbox.lines)
-
-
-_MAX_MONEY = 1e9  # and absurd prices
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,36 +272,6 @@ def parse_listing(body: bytes, path: str = "") -> ListingPage:
     )
 
 
-def _listing_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip()[:_MAX_TEXT].strip() or None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _listing_money(value: Any) -> float | None:
-    if isinstance(value, str):
-        try:
-            value = float(value.strip().lstrip("$"))
-        except ValueError:
-            return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    number = float(value)
-    return number if 0.0 <= number <= _MAX_MONEY else None  # NaN fails both
-
-
-def _listing_sku(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value)
-    return value if isinstance(value, int) and value > 0 else None
-
-
 def listing_line(
     row: dict[str, Any], store_id: str, base_url: str, scraped_at: str
 ) -> dict[str, Any] | None:
@@ -317,13 +282,13 @@ def listing_line(
     over 1,000 characters) become null or are shortened here, so every line imports.
     Listings carry no barcode, so neither does the line.
     """
-    sku = _listing_sku(row.get("id"))
+    sku = line_sku(row.get("id"))
     if sku is None:
         return None
     name, brand, size = (
-        _listing_text(row.get("name")),
-        _listing_text(row.get("brand")),
-        _listing_text(row.get("size")),
+        line_text(row.get("name")),
+        line_text(row.get("brand")),
+        line_text(row.get("size")),
     )
     pricing = row.get("pricing")
     pricing = pricing if isinstance(pricing, dict) else {}
@@ -338,9 +303,9 @@ def listing_line(
         "name": name,
         "brand": brand,
         "size": size,
-        "price": _listing_money(pricing.get("now")),
-        "was_price": _listing_money(pricing.get("was")) or None,  # 0 means no was-price
-        "unit_price": _listing_money(unit.get("price")),
+        "price": line_money(pricing.get("now")),
+        "was_price": line_money(pricing.get("was")) or None,  # 0 means no was-price
+        "unit_price": line_money(unit.get("price")),
         "available": available if isinstance(available, bool) else None,
         "url": base_url + product_page_path(str(sku), slug),
         "scraped_at": scraped_at,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import orjson
 
+from colesbarcodes.site.line_values import MAX_TEXT, line_money, line_sku, line_text
 from colesbarcodes.site.woolworths.rows import (
     COMPANY,
     ONLINE_STORE,
@@ -64,8 +65,6 @@ MAX_PRODUCTS = 10_000  # the most a category's listing serves
 EVERYDAY_MARKET = "1_A363395"  # third-party sellers (marketplace), never the shelf
 SPECIALS_GROUP = "specialsgroup"
 _SPECIALS_SUFFIX = "_SPECIALS"
-_MAX_TEXT = 1000  # the loader quarantines longer texts (colesbarcodes.inbox.lines)
-_MAX_MONEY = 1e9  # and absurd prices
 _MAX_BARCODE = 64
 
 
@@ -291,36 +290,6 @@ def listing_page_count(total: int, page_size: int = PAGE_SIZE) -> int:
     return max(1, math.ceil(shown / page_size))
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip()[:_MAX_TEXT].strip() or None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _money(value: Any) -> float | None:
-    if isinstance(value, str):
-        try:
-            value = float(value.strip().lstrip("$"))
-        except ValueError:
-            return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    number = float(value)
-    return number if 0.0 <= number <= _MAX_MONEY else None  # NaN fails both
-
-
-def _sku(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value)
-    return value if isinstance(value, int) and 0 < value < 10**18 else None
-
-
 def _barcode(value: Any) -> str | None:
     """The barcode as the site sent it (the loader judges it), trimmed; null when absent."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -336,25 +305,25 @@ def listing_line(row: Mapping[str, Any], base_url: str, scraped_at: str) -> dict
     store); the barcode is kept as sent. Values the loader would refuse become null or are
     shortened, so every line imports."""
     fields = canonical_fields(row, base_url)
-    sku = _sku(fields["sku"])
+    sku = line_sku(fields["sku"], below=10**18)
     if sku is None:
         return None
     available = fields["available"]
-    was = _money(fields["was_price"])
+    was = line_money(fields["was_price"])
     url = fields.get("url")
     return {
         "company": COMPANY,
         "store_id": ONLINE_STORE,
         "store_name": ONLINE_STORE_NAME,
         "sku": sku,
-        "name": _text(fields["name"]),
-        "brand": _text(fields["brand"]),
-        "size": _text(fields["size"]),
-        "price": _money(fields["price"]),
+        "name": line_text(fields["name"]),
+        "brand": line_text(fields["brand"]),
+        "size": line_text(fields["size"]),
+        "price": line_money(fields["price"]),
         "was_price": was or None,
-        "unit_price": _money(fields["unit_price"]),
+        "unit_price": line_money(fields["unit_price"]),
         "available": available if isinstance(available, bool) else None,
         "barcode": _barcode(fields["barcode"]),
-        "url": url[:_MAX_TEXT] if isinstance(url, str) else None,
+        "url": url[:MAX_TEXT] if isinstance(url, str) else None,
         "scraped_at": scraped_at,
     }
