@@ -21,10 +21,12 @@ import scrapy
 from scrapy import signals
 
 from colesbarcodes.crawl.browser import BrowserUnavailable
-from colesbarcodes.crawl.components import spider_priority
+from colesbarcodes.crawl.components import disable_components, spider_priority
 from colesbarcodes.crawl.exits import BlockedByProtection
 from colesbarcodes.feeds.store_walk import StoreWalk
 from colesbarcodes.feeds.stores import STORE_OPTION, store_feeds
+from colesbarcodes.middlewares.prefill import PrefillMiddleware
+from colesbarcodes.pipelines.barcode_upsert import BarcodeUpsertPipeline
 from colesbarcodes.signals import feed_incomplete, feed_published
 from colesbarcodes.site.unusable import SiteUnusable, Unusable
 
@@ -34,9 +36,16 @@ if TYPE_CHECKING:
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+    from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
-__all__ = ["LISTING_SETTINGS", "ListingFeeds", "failure_reason", "setup_download"]
+__all__ = [
+    "LISTING_SETTINGS",
+    "ListingFeeds",
+    "disable_barcode_components",
+    "failure_reason",
+    "setup_download",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +67,16 @@ LISTING_SETTINGS: dict[str, Any] = {
 # when the spider opens keeps the collector from rescanning the crawl's state all the
 # time: a fifth less CPU at 100 ms latency (bench/bench_listing.py). Restored at the close.
 GC_THRESHOLD = (100_000, 50, 1000)
+
+
+def disable_barcode_components(settings: BaseSettings) -> None:
+    """A listing spider's ``update_settings``: turn off the barcode crawl's components. The
+    listing crawl stores nothing in the database, so it needs no barcode pipeline (which
+    would migrate the database on opening and close the crawl when the database is down),
+    nor the prefill: it has no SKUs to skip, and the prefill would be one more layer for
+    each of the tens of thousands of items to pass through."""
+    disable_components(settings, "ITEM_PIPELINES", BarcodeUpsertPipeline)
+    disable_components(settings, "SPIDER_MIDDLEWARES", PrefillMiddleware)
 
 
 async def setup_download(crawler: Crawler, url: str, **kwargs: Any) -> Response:

@@ -34,10 +34,10 @@ from colesbarcodes.crawl.arguments import (
     named,
     refuse_unknown_arguments,
 )
-from colesbarcodes.crawl.components import disable_components
 from colesbarcodes.crawl.listing import (
     LISTING_SETTINGS,
     ListingFeeds,
+    disable_barcode_components,
     failure_reason,
     setup_download,
 )
@@ -45,8 +45,6 @@ from colesbarcodes.db.engine import database_url
 from colesbarcodes.extensions.site_session import SiteSession
 from colesbarcodes.feeds.store_walk import StoreWalk, parse_stores
 from colesbarcodes.inbox.missing_barcodes import queue_missing_barcodes
-from colesbarcodes.middlewares.prefill import PrefillMiddleware
-from colesbarcodes.pipelines.barcode_upsert import BarcodeUpsertPipeline
 from colesbarcodes.site.coles import (
     Category,
     CategoryTreeRefused,
@@ -227,13 +225,7 @@ class ColesProductsSpider(scrapy.Spider):
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
-        # The listing crawl stores nothing in the database: without the barcode pipeline it
-        # needs none (that pipeline would migrate the database on opening and close the
-        # crawl when the database is down).
-        disable_components(settings, "ITEM_PIPELINES", BarcodeUpsertPipeline)
-        # Nor the barcode crawl's prefill: it has no SKUs to skip here, and it would be
-        # one more layer that each of the tens of thousands of items passes through.
-        disable_components(settings, "SPIDER_MIDDLEWARES", PrefillMiddleware)
+        disable_barcode_components(settings)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ColesProductsSpider:

@@ -38,15 +38,13 @@ from colesbarcodes.crawl.arguments import (
     named,
     refuse_unknown_arguments,
 )
-from colesbarcodes.crawl.components import disable_components
 from colesbarcodes.crawl.listing import (
     LISTING_SETTINGS,
     ListingFeeds,
+    disable_barcode_components,
     failure_reason,
     setup_download,
 )
-from colesbarcodes.middlewares.prefill import PrefillMiddleware
-from colesbarcodes.pipelines.barcode_upsert import BarcodeUpsertPipeline
 from colesbarcodes.site.unusable import SiteUnusable, Unusable
 from colesbarcodes.site.woolworths import (
     CATEGORIES_PATH,
@@ -126,9 +124,7 @@ class WoolworthsProductsSpider(scrapy.Spider):
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
-        # Nothing goes to the database here, and there are no SKUs to prefill.
-        disable_components(settings, "ITEM_PIPELINES", BarcodeUpsertPipeline)
-        disable_components(settings, "SPIDER_MIDDLEWARES", PrefillMiddleware)
+        disable_barcode_components(settings)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> WoolworthsProductsSpider:
