@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -84,6 +85,18 @@ def canonical_rows(
 def run_loader(database_url: str, *args: str, env: Mapping[str, str] | None = None) -> Result:
     return CliRunner().invoke(
         cli, ["--database-url", database_url, *args], catch_exceptions=False, env=env
+    )
+
+
+def import_published(published: Path, database_url: str, scratch: Path) -> Result:
+    """Import a listing crawl's published product files (copies of them, in a fresh inbox
+    under ``scratch``) with ``coles-loader update``, as a user's next step would."""
+    inbox = scratch / "product_inbox"
+    inbox.mkdir()
+    for path in published.glob("*.jsonl"):
+        shutil.copy2(path, inbox / path.name)
+    return run_loader(
+        database_url, "update", "--products", "--once", "--no-progress", "--inbox", str(inbox)
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from colesbarcodes.site.coles import (
     parse_category_tree,
     parse_listing,
 )
-from tests.helpers import FAST_CRAWL, PROJECT, dump, run_loader, write_jsonl
+from tests.helpers import FAST_CRAWL, PROJECT, dump, import_published, write_jsonl
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -313,13 +312,7 @@ def test_the_barcode_crawls_components_leave_the_listing_crawl_alone(
 def test_the_files_import_with_no_quarantined_line(
     two_stores: ListingCrawl, database_url: str, tmp_path: Path
 ) -> None:
-    inbox = tmp_path / "product_inbox"
-    inbox.mkdir()
-    for path in two_stores.inbox.glob("*.jsonl"):
-        shutil.copy2(path, inbox / path.name)
-    result = run_loader(
-        database_url, "update", "--products", "--once", "--no-progress", "--inbox", str(inbox)
-    )
+    result = import_published(two_stores.inbox, database_url, tmp_path)
     assert result.exit_code == 0, result.output
     engine = make_engine(database_url)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -44,7 +43,7 @@ from colesbarcodes.site.woolworths import (
     parse_listing,
     protection_kind,
 )
-from tests.helpers import FAST_CRAWL, PROJECT, dump, run_loader
+from tests.helpers import FAST_CRAWL, PROJECT, dump, import_published
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -164,13 +163,7 @@ def test_lines_are_woolworths_online_prices_with_their_barcodes_and_import(
 def test_the_file_imports_as_woolworths_online_prices_with_the_barcodes(
     complete: WoolworthsCrawl, database_url: str, tmp_path: Path
 ) -> None:
-    inbox = tmp_path / "product_inbox"
-    inbox.mkdir()
-    for path in complete.inbox.glob("*.jsonl"):
-        shutil.copy2(path, inbox / path.name)
-    result = run_loader(
-        database_url, "update", "--products", "--once", "--no-progress", "--inbox", str(inbox)
-    )
+    result = import_published(complete.inbox, database_url, tmp_path)
     assert result.exit_code == 0, result.output
     engine = make_engine(database_url)
     try:
