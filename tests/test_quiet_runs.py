@@ -120,3 +120,51 @@ def test_a_healthy_night_logs_no_warning_from_listing_to_barcodes(
     assert "log_count/WARNING" not in barcode_stats
     assert "log_count/ERROR" not in barcode_stats
     assert list(enrichment_inbox.glob("*.jsonl")) == []  # every SKU got its outcome
+
+
+def test_a_healthy_woolworths_night_logs_no_warning_from_listing_to_comparison(
+    database_url: str, healthy_replica: ReplicaProcess, tmp_path: Path, samples: Path
+) -> None:
+    product_inbox = tmp_path / "product_inbox"
+    product_inbox.mkdir()
+    stats_file = tmp_path / f"stats-{uuid.uuid4().hex[:6]}.json"
+    env = crawl_env(database_url, stats_file, WOOLWORTHS_BASE_URL=healthy_replica.woolworths_url)
+    scrapy = [sys.executable, "-m", "scrapy", "crawl"]
+
+    listing = run(
+        [*scrapy, "woolworths_products", "-a", f"inbox={product_inbox}", *FAST_CRAWL], env
+    )
+    assert_quiet("scrapy crawl woolworths_products", listing)
+    assert len(list(product_inbox.glob("woolworths_store-online_*.jsonl"))) == 1
+    listing_stats = json.loads(stats_file.read_text())
+    assert "log_count/WARNING" not in listing_stats
+    assert "log_count/ERROR" not in listing_stats
+
+    # the real listing rows as they come, beside the crawl's file, and a Coles crawl's
+    answer = json.loads((samples / "woolworths_listing_category_1.json").read_bytes())
+    (product_inbox / "woolworths_fruit-veg.jsonl").write_text(
+        "".join(
+            json.dumps(row) + "\n" for bundle in answer["Bundles"] for row in bundle["Products"]
+        )
+    )
+    coles = run(
+        [
+            *scrapy,
+            "coles_products",
+            "-a",
+            f"inbox={product_inbox}",
+            "-a",
+            "stores=0584",
+            "-s",
+            f"COLES_BASE_URL={healthy_replica.url}",
+            *FAST_CRAWL,
+        ],
+        env,
+    )
+    assert_quiet("scrapy crawl coles_products", coles)
+    imported = run([COLES_LOADER, "update", "--products", "--inbox", str(product_inbox)], env)
+    assert_quiet("coles-loader update --products", imported)
+    assert "3 files" in imported.stdout
+    compared = run([COLES_LOADER, "compare"], env)
+    assert_quiet("coles-loader compare", compared)
+    assert "sold by both coles and woolworths" in compared.stdout
