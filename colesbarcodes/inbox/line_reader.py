@@ -124,16 +124,11 @@ class LineReader:
         except orjson.JSONDecodeError:
             decode_line(raw)  # raises LineError with the reason
             raise
-        if obj.__class__ is dict and "_type" not in obj and "sku" in obj:  # canonical
-            keys = tuple(obj)
-            if keys != self._last_keys:
-                self._see(keys)
-            return canonical_line(obj, self.default_store, self.default_company)
-        return read_object(obj, self.default_store, self.file_company)
+        return self.read_object(obj)
 
     def read_object(self, obj: Any) -> ProductLine | LineRows:
         """:meth:`read` for a value already decoded."""
-        if obj.__class__ is dict and "_type" not in obj and "sku" in obj:
+        if obj.__class__ is dict and "_type" not in obj and "sku" in obj:  # canonical
             keys = tuple(obj)
             if keys != self._last_keys:
                 self._see(keys)
