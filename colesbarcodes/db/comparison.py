@@ -15,15 +15,15 @@ by side").
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, distinct, exists, func, or_, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from colesbarcodes.db.models import CompanySku, Money, Product, Store, StorePrice
-from colesbarcodes.db.reports import pct, sku_value
+from colesbarcodes.db.reports import pct, sku_value, utc_iso
 from colesbarcodes.db.sqlutil import sql_in
+from colesbarcodes.gtin import GtinScope
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -48,14 +48,7 @@ __all__ = [
 ]
 
 DEFAULT_RETAILERS = ("coles", "woolworths")
-GLOBAL = "global"  # GtinScope.GLOBAL: the only barcodes that are one trade item everywhere
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return moment.isoformat()
+GLOBAL = GtinScope.GLOBAL.value  # the only barcodes that are one trade item everywhere
 
 
 def retailers_present(session: Session, companies: Iterable[str]) -> list[str]:
@@ -211,7 +204,7 @@ def compare_prices(
                 "sku": sku_value(company, row[f"sku_{n}"]),
                 "store_id": row[f"store_{n}"],
                 "price": float(row[f"price_{n}"]),
-                "last_seen": _iso(row[f"seen_{n}"]),
+                "last_seen": utc_iso(row[f"seen_{n}"]),
             }
             for n, company in enumerate(retailers)
         ]

@@ -60,6 +60,7 @@ __all__ = [
     "recent_merges",
     "repeated_failures",
     "sku_value",
+    "utc_iso",
 ]
 
 
@@ -149,7 +150,8 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _utc_iso(value: datetime | None) -> str | None:
+def utc_iso(value: datetime | None) -> str | None:
+    """A stored time as ISO 8601 in UTC (``None`` stays ``None``)."""
     moment = _utc(value)
     return None if moment is None else moment.isoformat()
 
@@ -177,8 +179,8 @@ def _span(started_at: datetime | None, finished_at: datetime | None) -> _Span:
     """A run's start and end (UTC, ISO 8601) and its length in seconds."""
     started, finished = _utc(started_at), _utc(finished_at)
     return {
-        "started_at": _utc_iso(started),
-        "finished_at": _utc_iso(finished),
+        "started_at": utc_iso(started),
+        "finished_at": utc_iso(finished),
         "duration_s": round((finished - started).total_seconds(), 1)
         if started and finished
         else None,
@@ -337,7 +339,7 @@ def open_conflicts(session: Session, limit: int = 200) -> Conflicts:
     """Unresolved barcode conflicts, newest first: ``{"total": n, "rows": [...]}``."""
     total = session.scalar(select(func.count()).where(BarcodeConflict.resolved_at.is_(None)))
     rows: list[Conflict] = [
-        {"id": c.id, "product_id": c.product_id, **conflict_row(c, _utc_iso)}
+        {"id": c.id, "product_id": c.product_id, **conflict_row(c, utc_iso)}
         for c in session.scalars(
             select(BarcodeConflict)
             .where(BarcodeConflict.resolved_at.is_(None))
@@ -358,7 +360,7 @@ def recent_merges(session: Session, limit: int = 50) -> Merges:
             "merged_name": (m.snapshot or {}).get("name"),
             "reason": m.reason,
             "source": m.source,
-            "merged_at": _utc_iso(m.merged_at),
+            "merged_at": utc_iso(m.merged_at),
         }
         for m in session.scalars(
             select(ProductMerge)
@@ -421,8 +423,8 @@ def repeated_failures(session: Session, min_failures: int = 2, limit: int = 200)
                 "sku": sku_value(row.company, row.sku),
                 "product_id": products.get(key),
                 "failures": row.failures,
-                "first_failed_at": _utc_iso(row.first),
-                "last_failed_at": _utc_iso(row.last),
+                "first_failed_at": utc_iso(row.first),
+                "last_failed_at": utc_iso(row.last),
                 "last_reason": failed_reason.get(key),
                 "latest_outcome": outcome,
                 "still_failing": outcome == "failed",
