@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from colesbarcodes.inbox.lines import (
     LineError,
     ProductLine,
+    decode_line,
+    fast_canonical_line,
     parse_line,
     parse_object,
     store_from_filename,
@@ -310,3 +312,84 @@ def test_a_valid_line_with_hostile_bytes_inserted_parses_or_raises_line_error(
         assert exc.reason
     else:
         assert_fits_the_database(line)
+
+
+def _general_reading(raw: bytes) -> object:
+    """What the general way makes of a line: a product line, ``None``, or the error's reason."""
+    try:
+        return parse_object(decode_line(raw), "0584")
+    except LineError as exc:
+        return exc.reason
+
+
+def _fast_reading(raw: bytes) -> object:
+    """What the fast decode makes of it: ``not read`` when it hands the line over."""
+    try:
+        line = fast_canonical_line(raw, "0584")
+    except LineError as exc:
+        return exc.reason
+    return "not read" if line is None else line
+
+
+CANONICAL_NAMES = tuple(sorted(set(FIELDS) - {"sku", "id", "_type", "pricing"}))
+CANONICAL_OBJECTS = st.fixed_dictionaries(
+    {"sku": JSON_SCALARS | st.integers() | st.floats()},
+    optional={
+        key: JSON_SCALARS | st.integers() | st.floats() | JSON_VALUES for key in CANONICAL_NAMES
+    },
+)
+
+
+@settings(max_examples=1000)
+@given(CANONICAL_OBJECTS | LINE_OBJECTS)
+def test_the_fast_decode_of_a_canonical_line_reads_it_as_the_general_way_does(
+    value: object,
+) -> None:
+    for raw in (json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode()):
+        fast = _fast_reading(raw)
+        if fast != "not read":
+            assert fast == _general_reading(raw)
+
+
+@given(
+    position=st.integers(min_value=0, max_value=len(VALID_LINE)),
+    junk=st.sampled_from([b"\x00", b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\\ud800", b" "])
+    | st.binary(min_size=1, max_size=4),
+)
+def test_the_fast_decode_agrees_on_a_valid_line_with_hostile_bytes_inserted(
+    position: int, junk: bytes
+) -> None:
+    raw = VALID_LINE[:position] + junk + VALID_LINE[position:]
+    fast = _fast_reading(raw)
+    if fast != "not read":
+        assert fast == _general_reading(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(VALID_LINE, id="a plain line"),
+        pytest.param(b'{"sku": 1, "sku": 2, "price": 1.0, "price": -1}', id="repeated fields"),
+        pytest.param(b'{"sku": 1, "name": "\\ud800"}', id="a lone surrogate"),
+        pytest.param(b'{"sku": 1, "barcode": null, "gtin": "9300633600082"}', id="null barcode"),
+        pytest.param(b'{"sku": 1, "gtin": "9300633600082"}', id="gtin"),
+        pytest.param(b'{"sku": 1, "price": 0, "was_price": 0, "unit_price": -0.0}', id="zeros"),
+        pytest.param(b'{"sku": 1, "price": 100000000000000000000000}', id="a huge integer"),
+        pytest.param(b'{"sku": "0012", "store_id": 584, "company": " Coles "}', id="padded"),
+        pytest.param(b'{"sku": 1, "scraped_at": "2026-11-23T06:00:00+11:00"}', id="offset"),
+    ],
+)
+def test_the_fast_decode_reads_edge_lines_as_the_general_way_does(raw: bytes) -> None:
+    fast = _fast_reading(raw)
+    assert fast == _general_reading(raw) or fast == "not read"
+
+
+def test_a_canonical_line_of_common_types_takes_the_fast_decode() -> None:
+    line = fast_canonical_line(VALID_LINE, None)
+    assert line == parse_line(VALID_LINE)
+    assert line is not None and line.barcode is not None
+
+
+def test_a_line_with_a_field_the_loader_does_not_read_is_left_to_the_general_way() -> None:
+    assert fast_canonical_line(b'{"sku": 1, "Barcode": "9300633600082"}', None) is None
+    assert fast_canonical_line(b'{"_type": "PRODUCT", "sku": 1}', None) is None

@@ -7,8 +7,10 @@ anything else. Fields of a canonical line the loader does not know are gathered,
 once, with the known field it most likely meant (``Barcode`` → ``barcode``), for the
 import summary: a misspelt field is otherwise silently empty.
 
-The check costs next to nothing on the hot path: a line's keys are looked at only when
-they differ from the previous line's (a file's lines mostly share one key order).
+The check costs next to nothing on the hot path: a canonical line of the common value
+types is decoded straight into its fields (``lines.fast_canonical_line``), which only
+succeeds when it has no other field; other lines' keys are looked at only when they
+differ from the previous line's (a file's lines mostly share one key order).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from colesbarcodes.inbox.lines import (
     ProductLine,
     canonical_line,
     decode_line,
+    fast_canonical_line,
     read_object,
     store_from_filename,
 )
@@ -64,6 +67,10 @@ _MAX_UNKNOWN = 20  # unknown fields kept per file: a hostile file cannot grow th
 _MAX_SHOWN = 64  # characters of an unknown field's name kept
 _MAX_KEY_SETS = 256  # key orders remembered per file as known to be checked
 _MAX_REMEMBERED_KEYS = 64  # longer key orders are checked again when met again
+# A file's reader stops trying the fast decode of canonical lines (which fails on a line
+# with another field, a raw row or a value of another type) once it has failed this
+# many times and more often than not: such a file's lines are then decoded once each.
+_FAST_TRIAL = 100
 
 
 def company_from_filename(name: str) -> str | None:
@@ -103,7 +110,10 @@ class LineReader:
 
     __slots__ = (
         "_checked",
+        "_fast",
+        "_fast_read",
         "_last_keys",
+        "_missed",
         "default_company",
         "default_store",
         "file_company",
@@ -117,8 +127,18 @@ class LineReader:
         self.unknown_fields: dict[str, str | None] = {}
         self._last_keys: tuple[str, ...] = ()
         self._checked: set[tuple[str, ...]] = set()
+        self._fast = True
+        self._fast_read = self._missed = 0
 
     def read(self, raw: bytes | str) -> ProductLine | LineRows:
+        if self._fast:
+            line = fast_canonical_line(raw, self.default_store, self.default_company)
+            if line is not None:
+                self._fast_read += 1
+                return line
+            self._missed += 1
+            if self._missed >= _FAST_TRIAL and self._missed > self._fast_read:
+                self._fast = False  # a file of other shapes: one decode per line, not two
         try:
             obj: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:

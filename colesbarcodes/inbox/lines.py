@@ -22,8 +22,9 @@ import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 import orjson
 
 from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin, shown
@@ -394,60 +395,153 @@ _ABSENT = object()
 def _from_canonical(
     obj: dict[str, Any], default_store: str | None, default_company: str = DEFAULT_COMPANY
 ) -> ProductLine:
+    get = obj.get
+    barcode = get("barcode", _ABSENT)
+    return _canonical_values(
+        default_store,
+        default_company,
+        get("company"),
+        get("sku"),
+        get("store_id"),
+        get("name"),
+        get("brand"),
+        get("size"),
+        get("price"),
+        get("was_price"),
+        get("unit_price"),
+        get("available"),
+        get("gtin") if barcode is _ABSENT else barcode,
+        get("url"),
+        get("scraped_at"),
+        get("store_name"),
+        get("state"),
+    )
+
+
+# integers of 64 bits (as orjson, the general way's decoder, reads them): others are read there
+_JsonInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class _CanonicalLine(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A canonical line whose every value has a type the fast path reads: decoded in C
+    straight from the line's bytes (no dict), its values checked by :func:`_canonical_values`
+    like a decoded dict's. A line with another field or a value of another type fails to
+    decode and is read the general way (:func:`read_object`), which words every error."""
+
+    sku: str | _JsonInt
+    company: str | None = None
+    store_id: str | _JsonInt | None = None
+    name: str | None = None
+    brand: str | None = None
+    size: str | None = None
+    price: float | _JsonInt | None = None
+    was_price: float | _JsonInt | None = None
+    unit_price: float | _JsonInt | None = None
+    available: bool | None = None
+    barcode: str | _JsonInt | msgspec.UnsetType | None = msgspec.UNSET
+    gtin: str | _JsonInt | None = None
+    url: str | None = None
+    scraped_at: str | None = None
+    store_name: str | None = None
+    state: str | None = None
+
+
+_CANONICAL_DECODER = msgspec.json.Decoder(_CanonicalLine)
+_NOT_CANONICAL = (msgspec.ValidationError, msgspec.DecodeError)
+
+
+def fast_canonical_line(
+    raw: bytes | str, default_store: str | None, default_company: str = DEFAULT_COMPANY
+) -> ProductLine | None:
+    """The line as :func:`parse_line` reads it when it is a canonical line of the common
+    value types (the bulk of every import), else ``None``: the caller reads it the general
+    way. Raises LineError only where the general way raises the same."""
+    try:
+        line = _CANONICAL_DECODER.decode(raw)
+    except _NOT_CANONICAL:
+        return None
+    barcode = line.barcode
+    return _canonical_values(
+        default_store,
+        default_company,
+        line.company,
+        line.sku,
+        line.store_id,
+        line.name,
+        line.brand,
+        line.size,
+        line.price,
+        line.was_price,
+        line.unit_price,
+        line.available,
+        line.gtin if barcode is msgspec.UNSET else barcode,
+        line.url,
+        line.scraped_at,
+        line.store_name,
+        line.state,
+    )
+
+
+def _canonical_values(  # one argument per field: the hot path builds no dict
+    default_store: str | None,
+    default_company: str,
+    company: Any,
+    sku: Any,
+    store: Any,
+    name: Any,
+    brand: Any,
+    size: Any,
+    price: Any,
+    was_price: Any,
+    unit_price: Any,
+    available: Any,
+    barcode: Any,
+    url: Any,
+    seen: Any,
+    store_name: Any,
+    state: Any,
+) -> ProductLine:
     # The hot path of every import: the common value types are checked inline, anything
     # else goes through the general helpers above (which also word the errors). Fields
     # are validated in a fixed order, so a line with several faults always reports the
     # same one.
-    get = obj.get
-    company = get("company")
     if company is None:
         company = default_company
     elif company.__class__ is str and len(company) <= _MAX_CACHED:
         company = _companies[company]
     else:
         company = _company(company)
-    sku = get("sku")
     if sku.__class__ is int and 0 < sku <= _MAX_INT_SKU:
         sku = str(sku)
     elif sku.__class__ is str and len(sku) <= _MAX_CACHED:  # SKUs sent as JSON strings
         sku = (_skus.get(company) or _memo_of(_skus, company, normalize_sku))[sku]
     else:
         sku = normalize_sku(company, sku)
-    store = get("store_id")
     if (store.__class__ is str and len(store) <= _MAX_CACHED) or store.__class__ is int:
         store = (_stores.get(company) or _memo_of(_stores, company, normalize_store_id))[store]
     else:
         store = normalize_store_id(company, store)
     store = store or default_store
     # the texts: a plain string takes the short way (what _text_value does for one)
-    name = get("name")
     if name.__class__ is str and len(name) <= _MAX_TEXT and "\x00" not in name:
         name = name.strip() or None
     elif name is not None:
         name = _text_value(name, "name")
-    brand = get("brand")
     if brand.__class__ is str and len(brand) <= _MAX_TEXT and "\x00" not in brand:
         brand = brand.strip() or None
     elif brand is not None:
         brand = _text_value(brand, "brand")
-    size = get("size")
     if size.__class__ is str and len(size) <= _MAX_TEXT and "\x00" not in size:
         size = size.strip() or None
     elif size is not None:
         size = _text_value(size, "size")
-    price = _money_value(get("price"), "price")
-    was_price = get("was_price")
+    price = _money_value(price, "price")
     if was_price is not None:
         was_price = _money_value(was_price, "was_price") or None
-    unit_price = get("unit_price")
     if unit_price is not None:
         unit_price = _money_value(unit_price, "unit_price")
-    available = get("available")
     if available is not None and available.__class__ is not bool:
         raise LineError("available must be true or false")
-    barcode = get("barcode", _ABSENT)
-    if barcode is _ABSENT:
-        barcode = get("gtin")
     gtin = barcode_error = None
     if barcode is not None:
         try:
@@ -459,16 +553,12 @@ def _from_canonical(
             )
         except InvalidGtin as exc:
             barcode_error = exc.reason
-    url = get("url")
     if url is not None:
         url = _text_value(url, "url")
-    seen = get("scraped_at")
     if seen is not None:
         seen = _iso_timestamp_checked(seen) if seen.__class__ is str else _timestamp(seen)
-    store_name = get("store_name")
     if store_name is not None:
         store_name = _text_value(store_name, "store_name")
-    state = get("state")
     if state is not None:
         state = _state(state)
     return ProductLine(
@@ -556,6 +646,9 @@ def parse_line(
     raw: bytes | str, default_store: str | None = None, default_company: str | None = None
 ) -> ProductLine | None:
     """One inbox line as a product line, ``None`` for an ad row; raises LineError."""
+    line = fast_canonical_line(raw, default_store, default_company or DEFAULT_COMPANY)
+    if line is not None:
+        return line
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
