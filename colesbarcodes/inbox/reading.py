@@ -46,7 +46,7 @@ def iter_lines(
             elif len(piece) > max_bytes:
                 yield number, None
                 continue
-            if piece.strip():
+            if piece and not piece.isspace():
                 yield number, piece + b"\n"
         if not too_long:
             pending += tail
@@ -57,5 +57,5 @@ def iter_lines(
         number += 1
         if too_long or len(pending) > max_bytes:
             yield number, None
-        elif pending.strip():
+        elif pending and not pending.isspace():
             yield number, pending
