@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -33,8 +35,9 @@ class BatchStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-@dataclass(slots=True)
-class ProductState:
+class ProductState(msgspec.Struct, gc=False):
+    """A product as the batch knows it (a Struct: made in C, untracked by the collector)."""
+
     key: int  # the database id, or a negative placeholder for a product not inserted yet
     barcode: str | None
     scope: str | None
@@ -48,9 +51,9 @@ class ProductState:
 Amounts = tuple[float | None, float | None, float | None]  # price, was price, unit price
 
 
-@dataclass(slots=True)
-class PriceState:
-    """A batch's observations of one SKU at one store."""
+class PriceState(msgspec.Struct, gc=False):
+    """A batch's observations of one SKU at one store (one per line of a day's files: a
+    Struct is made in C, and the garbage collector need not track it)."""
 
     first: Amounts
     first_seen: datetime
