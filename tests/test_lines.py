@@ -377,6 +377,10 @@ def test_the_fast_decode_agrees_on_a_valid_line_with_hostile_bytes_inserted(
         pytest.param(b'{"sku": 1, "price": 100000000000000000000000}', id="a huge integer"),
         pytest.param(b'{"sku": "0012", "store_id": 584, "company": " Coles "}', id="padded"),
         pytest.param(b'{"sku": 1, "scraped_at": "2026-11-23T06:00:00+11:00"}', id="offset"),
+        pytest.param('{"sku": "\u0661\u0662"}'.encode(), id="digits of another script"),
+        pytest.param(b'{"sku": " 123", "store_id": "584"}', id="a padded sku"),
+        pytest.param(b'{"sku": "00"}', id="zeros sku"),
+        pytest.param(b'{"sku": "123", "company": "woolworths"}', id="another company's sku"),
     ],
 )
 def test_the_fast_decode_reads_edge_lines_as_the_general_way_does(raw: bytes) -> None:

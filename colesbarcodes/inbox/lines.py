@@ -226,14 +226,17 @@ def _money_value(value: Any, key: str) -> float | None:
     comparison; zeros take the general path, where -0.0 stays -0.0)."""
     if value.__class__ is float and 0.0 < value <= _MAX_MONEY:
         rounded = _ROUNDED.get(value)
-        if rounded is None:
-            rounded = round(value, 3)
-            if len(_ROUNDED) < _ROUNDED_MAX:
-                _ROUNDED[value] = rounded
-        return rounded
+        return _rounded(value) if rounded is None else rounded
     if value is None:
         return None
     return _money(value, key)
+
+
+def _rounded(value: float) -> float:
+    rounded = round(value, 3)
+    if len(_ROUNDED) < _ROUNDED_MAX:
+        _ROUNDED[value] = rounded
+    return rounded
 
 
 def _money(value: object, key: str) -> float | None:
@@ -517,7 +520,11 @@ def _canonical_values(  # one argument per field: the hot path builds no dict
     if sku.__class__ is int and 0 < sku <= _MAX_INT_SKU:
         sku = str(sku)
     elif sku.__class__ is str and len(sku) <= _MAX_CACHED:  # SKUs sent as JSON strings
-        sku = (_skus.get(company) or _memo_of(_skus, company, normalize_sku))[sku]
+        # a Coles SKU already in canonical form (digits, no leading zero) is its own text
+        if not (
+            company in _INTEGER_SKU_COMPANIES and sku.isdigit() and sku.isascii() and sku[0] != "0"
+        ):
+            sku = (_skus.get(company) or _memo_of(_skus, company, normalize_sku))[sku]
     else:
         sku = normalize_sku(company, sku)
     if (store.__class__ is str and len(store) <= _MAX_CACHED) or store.__class__ is int:
@@ -538,7 +545,11 @@ def _canonical_values(  # one argument per field: the hot path builds no dict
         size = size.strip() or None
     elif size is not None:
         size = _text_value(size, "size")
-    price = _money_value(price, "price")
+    if price.__class__ is float and 0.0 < price <= _MAX_MONEY:  # _money_value's fast path
+        rounded = _ROUNDED.get(price)
+        price = _rounded(price) if rounded is None else rounded
+    else:
+        price = _money_value(price, "price")
     if was_price is not None:
         was_price = _money_value(was_price, "was_price") or None
     if unit_price is not None:
