@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from sqlalchemy import func, select
 
+from colesbarcodes.db import batch_read
 from colesbarcodes.db.catalog import apply_lines
 from colesbarcodes.db.diagnostics import company_skus
 from colesbarcodes.db.engine import session_factory
@@ -24,6 +26,17 @@ if TYPE_CHECKING:
 
 MILK = "9300633600082"
 BREAD = "9300633600099"
+
+
+@pytest.fixture(autouse=True, params=["per SKU", "by catalogue"])
+def product_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A batch reads its SKUs' products key by key, or (PostgreSQL) with the company's whole
+    catalogue once it names enough of its SKUs (``CATALOGUE_READ_FROM``): the rules come out
+    the same either way."""
+    if request.param == "by catalogue":
+        monkeypatch.setattr(batch_read, "CATALOGUE_READ_FROM", 1)
+        monkeypatch.setattr(batch_read, "CATALOGUE_SHARE", 10**9)
+    return str(request.param)
 
 
 def apply(engine: Engine, *rows: dict[str, Any], source: str = "test.jsonl") -> Any:

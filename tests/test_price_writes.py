@@ -26,13 +26,17 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
-@pytest.fixture(autouse=True, params=["per SKU", "by store"])
+@pytest.fixture(autouse=True, params=["per SKU", "by store", "by catalogue"])
 def stored_price_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """A batch reads the stored prices it compares with per SKU, or all of a store's at once
-    when it names many of the store's SKUs (PostgreSQL, ``STORE_PRICES_READ_FROM``): every
-    test here runs both ways."""
+    when it names many of the store's SKUs (PostgreSQL, ``STORE_PRICES_READ_FROM``), or the
+    products of its SKUs with the company's whole catalogue and the prices per SKU
+    (``CATALOGUE_READ_FROM``): every test here runs each way."""
     if request.param == "by store":
         monkeypatch.setattr(batch_read, "STORE_PRICES_READ_FROM", 1)
+    if request.param == "by catalogue":
+        monkeypatch.setattr(batch_read, "CATALOGUE_READ_FROM", 1)
+        monkeypatch.setattr(batch_read, "CATALOGUE_SHARE", 10**9)
     return str(request.param)
 
 

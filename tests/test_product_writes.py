@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select, text
 
+from colesbarcodes.db import batch_read
 from colesbarcodes.db.batch_write import BatchWriter
 from colesbarcodes.db.engine import make_engine, migrate
 from colesbarcodes.db.models import Base, CompanySku, Product
@@ -162,8 +163,9 @@ def empty(url: str) -> None:
 def test_the_set_based_product_write_stores_what_the_row_by_row_one_did(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int
 ) -> None:
-    """On SQLite, on PostgreSQL row by row (the path before) and on PostgreSQL set-based:
-    the same products, SKUs, prices, history, merges, conflicts and quarantine."""
+    """On SQLite, on PostgreSQL row by row (the path before), on PostgreSQL set-based, and
+    set-based with each batch reading its company's whole catalogue: the same products,
+    SKUs, prices, history, merges, conflicts and quarantine."""
     days = write_files(tmp_path / "files")
     results = []
     sqlite = make_engine(f"sqlite:///{tmp_path / 'rows.sqlite3'}")
@@ -176,9 +178,16 @@ def test_the_set_based_product_write_stores_what_the_row_by_row_one_did(
         engine = make_engine(postgres_url)
         results.append(import_days(engine, days, tmp_path / f"pg-{set_based}", batch_size))
         engine.dispose()
+    monkeypatch.setattr(batch_read, "CATALOGUE_READ_FROM", 1)
+    monkeypatch.setattr(batch_read, "CATALOGUE_SHARE", 10**9)
+    empty(postgres_url)
+    engine = make_engine(postgres_url)
+    results.append(import_days(engine, days, tmp_path / "pg-catalogue", batch_size))
+    engine.dispose()
     assert results[0]["quarantine"], "the hostile file has lines to quarantine"
     assert results[1] == results[0]
     assert results[2] == results[1]
+    assert results[3] == results[2]
 
 
 def product_of(engine: Engine, sku: str) -> Any:

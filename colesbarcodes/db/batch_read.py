@@ -106,6 +106,28 @@ _PG_STORE_PRICES = """
 """
 
 
+# A company's whole catalogue: every SKU with its product. A batch that names a large
+# share of a company's SKUs (a store's file names nearly all of them) reads them in one
+# go rather than one key at a time: a scan and a hash join cost the database a fraction
+# of as many index look-ups (39 ms against about 120 ms for 30,000 SKUs), and the SKUs
+# named after it are known without asking. No array of keys: whatever the statistics
+# say, no plan checks every SKU against the batch's keys.
+_PG_CATALOGUE = """
+    SELECT c.sku, c.id, p.id, p.barcode, p.barcode_scope, p.name, p.brand, p.size
+    FROM company_skus c
+    JOIN products p ON p.id = c.product_id
+    WHERE c.company = %(company)s
+"""
+# How many SKUs there can be at most (every SKU ever made has a number of the sequence):
+# read once per batch, before its look-ups, to judge what a catalogue read would cost.
+_PG_SKU_BOUND = """
+    SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('company_skus', 'id')), 0)
+"""
+# A batch reads a company's catalogue once it has named this many of its SKUs, and at
+# least 1/CATALOGUE_SHARE of all the SKUs there can be (so that the read brings at most
+# that many times the rows the batch asked for): a small file is asked about key by key.
+CATALOGUE_READ_FROM = 2_000
+CATALOGUE_SHARE = 8
 # A batch reads a store's prices in one range once it has named this many of the store's
 # SKUs (below that, per SKU, with the SKU look-ups): a small file for one store of many
 # thousand prices is not worth a read of them all.
@@ -209,6 +231,10 @@ class BatchReader:
         # in one range (see STORE_PRICES_READ_FROM)
         self._named: dict[tuple[str, str], int] = {}
         self._store_read: set[tuple[str, str]] = set()
+        # the companies whose catalogue the batch reads (see CATALOGUE_READ_FROM), and
+        # how many SKUs there can be at most (read when the look-ups start)
+        self._catalogue_read: set[str] = set()
+        self._sku_bound: int | None = None
         # company, store, cursor, what it answers: "sku" (the products and the prices at
         # the store), "price" (the prices alone), "product" (the products alone) or
         # "store" (every price of the store, by SKU id)
@@ -217,6 +243,10 @@ class BatchReader:
 
     def __enter__(self) -> BatchReader:
         if self._postgresql and self._pipeline is None:
+            if self._sku_bound is None:
+                with self._driver_connection().cursor() as cursor:
+                    row = cursor.execute(_PG_SKU_BOUND).fetchone()
+                    self._sku_bound = int(row[0]) if row else 0
             self._pipeline = contextlib.ExitStack()
             self._pipeline.enter_context(self._driver_connection().pipeline())
         return self
@@ -284,6 +314,17 @@ class BatchReader:
                 continue
             # SKUs whose products an earlier query asked about need their prices here only
             products_asked = self._asked_skus.setdefault(company, set())
+            if self._reads_catalogue(company, len(products_asked) + len(new)):
+                asked.update(new)  # their products come with the company's catalogue
+                if store_id is None or self._reads_store((company, store_id), len(new)):
+                    continue
+                cursor = connection.cursor()
+                cursor.execute(
+                    _PG_PRICE_STATE,
+                    {"company": company, "store": store_id, "skus": text_array(new)},
+                )
+                self._answers.append((company, store_id, cursor, "price"))
+                continue
             known = [sku for sku in new if sku in products_asked]
             fresh = [sku for sku in new if sku not in products_asked] if known else new
             asked.update(new)
@@ -314,6 +355,19 @@ class BatchReader:
         self._pending.clear()
         self._pending_barcodes.clear()
         self._pending_lines = 0
+
+    def _reads_catalogue(self, company: str, named: int) -> bool:
+        """Whether the company's SKUs and products are read in one go (sending that read
+        once the batch has named enough of them; see CATALOGUE_READ_FROM)."""
+        if company in self._catalogue_read:
+            return True
+        if named < CATALOGUE_READ_FROM or named * CATALOGUE_SHARE < (self._sku_bound or 0):
+            return False
+        self._catalogue_read.add(company)
+        cursor = self._driver_connection().cursor()
+        cursor.execute(_PG_CATALOGUE, {"company": company})
+        self._answers.append((company, None, cursor, "product"))
+        return True
 
     def _reads_store(self, store: tuple[str, str], named: int) -> bool:
         """Whether the store's prices are read in one range (sending that read once the
