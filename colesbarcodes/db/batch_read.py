@@ -235,6 +235,9 @@ class BatchReader:
         # how many SKUs there can be at most (read when the look-ups start)
         self._catalogue_read: set[str] = set()
         self._sku_bound: int | None = None
+        # barcodes held back once a catalogue is read: most are owned by its products, and
+        # only the others are asked about, when its answer is in
+        self._held_barcodes: list[str] = []
         # company, store, cursor, what it answers: "sku" (the products and the prices at
         # the store), "price" (the prices alone), "product" (the products alone) or
         # "store" (every price of the store, by SKU id)
@@ -265,6 +268,7 @@ class BatchReader:
         pipeline.__exit__(kind, error, traceback)  # sends what is queued, waits for answers
         if kind is None:
             self._take_answers()
+            self._ask_held_barcodes()
 
     def _driver_connection(self) -> Any:
         return self.session.connection().connection.driver_connection
@@ -347,7 +351,10 @@ class BatchReader:
         barcodes = [
             b for b in dict.fromkeys(self._pending_barcodes) if b not in self._asked_barcodes
         ]
-        if barcodes:
+        if barcodes and self._catalogue_read:
+            self._asked_barcodes.update(barcodes)
+            self._held_barcodes += barcodes
+        elif barcodes:
             self._asked_barcodes.update(barcodes)
             cursor = connection.cursor()
             cursor.execute(_PG_BARCODE_STATE, (text_array(barcodes),))
@@ -355,6 +362,18 @@ class BatchReader:
         self._pending.clear()
         self._pending_barcodes.clear()
         self._pending_lines = 0
+
+    def _ask_held_barcodes(self) -> None:
+        """Ask about the held-back barcodes that no product the batch knows owns (after the
+        answers are taken: a catalogue brings the owners of most of them)."""
+        owners = self.state.barcode_owner
+        barcodes = [b for b in self._held_barcodes if b not in owners]
+        self._held_barcodes.clear()
+        if not barcodes:
+            return
+        with self._driver_connection().cursor() as cursor:
+            for row in cursor.execute(_PG_BARCODE_STATE, (text_array(barcodes),)).fetchall():
+                self.state.remember(*row)
 
     def _reads_catalogue(self, company: str, named: int) -> bool:
         """Whether the company's SKUs and products are read in one go (sending that read
