@@ -13,25 +13,48 @@ read by :mod:`colesbarcodes.inbox.retailer_rows`; this module only hands them ov
 
 Everything here is pure: bytes in, a :class:`ProductLine` (or ``None`` for a skipped row)
 out, or :class:`LineError` with a reason that goes to the quarantine file. A line that
-holds several rows gives a :class:`LineRows` (:func:`read_object`).
+holds several rows gives a :class:`LineRows` (:func:`read_object`). The checks of each
+value are in :mod:`colesbarcodes.inbox.line_values`.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from datetime import datetime  # noqa: TC003 (msgspec reads the Structs' annotations at run time)
+from typing import Annotated, Any
 
 import msgspec
 import orjson
 
-from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin, shown
+from colesbarcodes.gtin import Gtin, InvalidGtin, parse_gtin
+from colesbarcodes.inbox.line_values import (
+    DEFAULT_COMPANY,
+    INTEGER_SKU_COMPANIES,
+    MAX_CACHED,
+    MAX_INT_SKU,
+    MAX_MONEY,
+    MAX_TEXT,
+    ROUNDED_MONEY,
+    LineError,
+    bool_value,
+    companies,
+    company_value,
+    gtins,
+    iso_timestamp_checked,
+    memo_of,
+    money,
+    money_value,
+    normalize_sku,
+    normalize_store_id,
+    rounded_money,
+    skus_memo,
+    state_value,
+    stores_memo,
+    text_value,
+    timestamp_value,
+)
 from colesbarcodes.site.woolworths.rows import is_listing_answer, is_listing_row
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 __all__ = [
     "CANONICAL_FIELDS",
@@ -41,6 +64,7 @@ __all__ = [
     "LineRows",
     "ProductLine",
     "decode_line",
+    "fast_canonical_line",
     "normalize_sku",
     "normalize_store_id",
     "parse_line",
@@ -49,7 +73,6 @@ __all__ = [
     "store_from_filename",
 ]
 
-DEFAULT_COMPANY = "coles"
 # The fields of the canonical line (README "Line format"); others are reported, not read.
 CANONICAL_FIELDS = frozenset(
     {
@@ -72,29 +95,7 @@ CANONICAL_FIELDS = frozenset(
     }
 )
 COLES_AD = "ad"  # the skip reason of Coles' ad and cross-sell rows
-_INTEGER_SKU_COMPANIES = frozenset({"coles"})
-_MAX_TEXT = 1000
-_MAX_SKU = 64
-_MAX_INT_SKU = 10**_MAX_SKU - 1
-_MAX_EXACT_FLOAT = 2**53  # larger floats are not exact whole numbers any more
-_MAX_STATE = 32
-_MAX_MONEY = 999_999_999.999  # what the database's prices hold: numeric(12, 3)
-_MAX_REASON = 300
-# Values longer than this are refused before the work that is cached by value, so that
-# padded values (a valid one after a megabyte of spaces) never fill the caches.
-_MAX_CACHED = 64
-_COMPANY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _STORE_IN_NAME_RE = re.compile(r"store[_-]?([0-9A-Za-z]{1,16})(?=[^0-9A-Za-z]|$)", re.IGNORECASE)
-
-
-class LineError(ValueError):
-    """A line that cannot be imported; ``reason`` is written to the quarantine file."""
-
-    def __init__(self, reason: str) -> None:
-        if len(reason) > _MAX_REASON:  # a reason may quote a value of any length
-            reason = reason[: _MAX_REASON - 1] + "…"
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ProductLine(msgspec.Struct, gc=False):
@@ -138,225 +139,15 @@ def store_from_filename(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def normalize_sku(company: str, value: object) -> str:
-    """Canonical SKU text: integers (no leading zeros) for Coles, trimmed strings elsewhere."""
-    if isinstance(value, bool) or value is None:
-        raise LineError("missing sku" if value is None else "sku must be a number or a string")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise LineError(f"sku {value!r} is not a whole number")
-        if abs(value) > _MAX_EXACT_FLOAT:
-            raise LineError(f"sku {value!r} is too large for a JSON number: write it as a string")
-        value = int(value)
-    if isinstance(value, int):
-        if value <= 0:
-            raise LineError(f"sku {shown(value, None)} is not positive")
-        if value > _MAX_INT_SKU:
-            raise LineError(f"sku longer than {_MAX_SKU} digits")
-        return str(value)
-    if not isinstance(value, str):
-        raise LineError(f"sku must be a number or a string, not {type(value).__name__}")
-    text = value.strip()
-    if not text:
-        raise LineError("missing sku")
-    if len(text) > _MAX_SKU:
-        raise LineError(f"sku longer than {_MAX_SKU} characters")
-    if company in _INTEGER_SKU_COMPANIES:
-        if not (text.isascii() and text.isdigit()) or not text.lstrip("0"):
-            raise LineError(f"{company} sku {value!r} is not a positive integer")
-        return text.lstrip("0")
-    if not text.isprintable():
-        raise LineError("sku contains control characters")
-    return text
-
-
-def normalize_store_id(company: str, value: object) -> str | None:
-    """Store ids as text; Coles' numeric ids zero-padded to four digits (``584`` → ``0584``)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise LineError("store_id must be a string or a number")
-    if len(value) > _MAX_CACHED if isinstance(value, str) else abs(value) >= 10**32:
-        raise LineError(f"bad store_id {shown(value, None)}: too long")
-    text = str(value).strip()
-    if not text or len(text) > 32 or not text.isprintable():
-        raise LineError(f"bad store_id {value!r}")
-    if company == "coles" and text.isdigit():
-        text = text.rjust(4, "0")
-    return text
-
-
 def _text(obj: dict[str, Any], key: str) -> str | None:
-    return _text_value(obj.get(key), key)
-
-
-def _text_value(value: Any, key: str) -> str | None:
-    if value.__class__ is str:  # the common case first
-        text: str = value.strip()
-        if len(text) > _MAX_TEXT:
-            raise LineError(f"{key} longer than {_MAX_TEXT} characters")
-        if "\x00" in text:
-            raise LineError(f"{key} contains a NUL character")
-        return text or None
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            value = str(value)
-        except ValueError:  # an integer of thousands of digits
-            raise LineError(f"{key} longer than {_MAX_TEXT} characters") from None
-    if not isinstance(value, str):
-        raise LineError(f"{key} must be a string, not {type(value).__name__}")
-    text = str.strip(value)
-    if len(text) > _MAX_TEXT:
-        raise LineError(f"{key} longer than {_MAX_TEXT} characters")
-    if "\x00" in text:
-        raise LineError(f"{key} contains a NUL character")
-    return text or None
-
-
-# Rounded prices by value: listing files repeat the same prices on many lines, and
-# ``round`` is slower than a dict lookup. Bounded, so arbitrary input cannot grow it.
-_ROUNDED: dict[float, float] = {}
-_ROUNDED_MAX = 1 << 16
-
-
-def _money_value(value: Any, key: str) -> float | None:
-    """:func:`_money` with a fast path for positive JSON numbers in range (NaN fails the
-    comparison; zeros take the general path, where -0.0 stays -0.0)."""
-    if value.__class__ is float and 0.0 < value <= _MAX_MONEY:
-        rounded = _ROUNDED.get(value)
-        return _rounded(value) if rounded is None else rounded
-    if value is None:
-        return None
-    return _money(value, key)
-
-
-def _rounded(value: float) -> float:
-    rounded = round(value, 3)
-    if len(_ROUNDED) < _ROUNDED_MAX:
-        _ROUNDED[value] = rounded
-    return rounded
-
-
-def _money(value: object, key: str) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise LineError(f"{key} must be a number")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip().lstrip("$"))
-        except ValueError:
-            raise LineError(f"{key} {value!r} is not a number") from None
-    if not isinstance(value, int | float):
-        raise LineError(f"{key} must be a number, not {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond any float
-        raise LineError(f"{key} {shown(value, None)} is out of range") from None
-    if number != number or number < 0 or number > _MAX_MONEY:  # NaN, negative, absurd
-        raise LineError(f"{key} {value!r} is out of range")
-    return round(number, 3)
-
-
-def _state(value: object) -> str | None:
-    state = _text_value(value, "state")
-    if state is not None and len(state) > _MAX_STATE:
-        raise LineError(f"state longer than {_MAX_STATE} characters")
-    return state
-
-
-def _bool(value: object, key: str) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise LineError(f"{key} must be true or false")
-
-
-def _iso_timestamp(value: str) -> datetime:
-    if len(value) > _MAX_CACHED:
-        raise ValueError("too long")
-    moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _iso_timestamp_checked(value: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return _times[value] if len(value) <= _MAX_CACHED else _iso_timestamp(value)
-    except ValueError:
-        raise LineError(f"scraped_at {value!r} is not an ISO 8601 time") from None
-    except OverflowError:  # e.g. the last second of year 9999 at a negative offset
-        raise LineError(f"scraped_at {value!r} is out of range") from None
-
-
-def _timestamp(value: object) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(float(value), UTC)
-        except (OverflowError, OSError, ValueError):
-            raise LineError(f"scraped_at {shown(value, None)} is out of range") from None
-    if not isinstance(value, str):
-        raise LineError("scraped_at must be an ISO 8601 string")
-    return _iso_timestamp_checked(value)
-
-
-def _company(value: object) -> str:
-    if value is None or value == "":
-        return DEFAULT_COMPANY
-    if (
-        not isinstance(value, str)
-        or len(value) > _MAX_CACHED
-        or not _COMPANY_RE.match(value.strip().lower())
-    ):
-        raise LineError(f"bad company {shown(value, None)}")
-    return value.strip().lower()
-
-
-class _Memo(dict[Any, Any]):
-    """The successes of a pure function of one value, by value (a failure raises and is
-    not kept). Listing files repeat the same companies, stores, SKUs, barcodes and times
-    on many lines (a day's files name each SKU once per store), and a dict look-up costs
-    less than an ``lru_cache`` call. Bounded: emptied when full. Callers pass only
-    ``str`` (or ``int``, never ``bool``) values no longer than ``_MAX_CACHED``."""
-
-    __slots__ = ("function",)
-
-    def __init__(self, function: Callable[[Any], Any]) -> None:
-        super().__init__()
-        self.function = function
-
-    def __missing__(self, key: Any) -> Any:
-        value = self.function(key)
-        if len(self) >= _MEMO_MAX:
-            self.clear()
-        self[key] = value
-        return value
-
-
-_MEMO_MAX = 1 << 17
-_companies = _Memo(_company)
-_gtins = _Memo(parse_gtin)
-_times = _Memo(_iso_timestamp)
-_skus: dict[str, _Memo] = {}  # per company
-_stores: dict[str, _Memo] = {}  # per company
-
-
-def _memo_of(memos: dict[str, _Memo], company: str, function: Callable[[str, Any], Any]) -> _Memo:
-    memo = memos.get(company)
-    if memo is None:
-        memo = memos[company] = _Memo(functools.partial(function, company))
-    return memo
+    return text_value(obj.get(key), key)
 
 
 def _barcode(line: ProductLine, value: object) -> None:
     try:
         line.barcode = (
-            _gtins[value]
-            if (value.__class__ is str and len(value) <= _MAX_CACHED) or value.__class__ is int
+            gtins[value]
+            if (value.__class__ is str and len(value) <= MAX_CACHED) or value.__class__ is int
             else parse_gtin(value)
         )
     except InvalidGtin as exc:
@@ -381,17 +172,17 @@ def _from_raw_row(obj: dict[str, Any], default_store: str | None) -> ProductLine
     if pricing is not None and not isinstance(pricing, dict):
         raise LineError("pricing must be an object")
     if pricing:
-        line.price = _money(pricing.get("now"), "pricing.now")
-        was = _money(pricing.get("was"), "pricing.was")
+        line.price = money(pricing.get("now"), "pricing.now")
+        was = money(pricing.get("was"), "pricing.was")
         line.was_price = was or None  # Coles sends 0 for "no was-price"
         unit = pricing.get("unit")
         if unit is not None and not isinstance(unit, dict):
             raise LineError("pricing.unit must be an object")
         if unit:
-            line.unit_price = _money(unit.get("price"), "pricing.unit.price")
-    line.available = _bool(obj.get("availability"), "availability")
+            line.unit_price = money(unit.get("price"), "pricing.unit.price")
+    line.available = bool_value(obj.get("availability"), "availability")
     _barcode(line, obj.get("gtin", obj.get("barcode")))
-    line.scraped_at = _timestamp(obj.get("scraped_at"))
+    line.scraped_at = timestamp_value(obj.get("scraped_at"))
     return line
 
 
@@ -513,68 +304,70 @@ def _canonical_values(  # one argument per field: the hot path builds no dict
     # same one.
     if company is None:
         company = default_company
-    elif company.__class__ is str and len(company) <= _MAX_CACHED:
-        company = _companies[company]
+    elif company.__class__ is str and len(company) <= MAX_CACHED:
+        company = companies[company]
     else:
-        company = _company(company)
-    if sku.__class__ is int and 0 < sku <= _MAX_INT_SKU:
+        company = company_value(company)
+    if sku.__class__ is int and 0 < sku <= MAX_INT_SKU:
         sku = str(sku)
-    elif sku.__class__ is str and len(sku) <= _MAX_CACHED:  # SKUs sent as JSON strings
+    elif sku.__class__ is str and len(sku) <= MAX_CACHED:  # SKUs sent as JSON strings
         # a Coles SKU already in canonical form (digits, no leading zero) is its own text
         if not (
-            company in _INTEGER_SKU_COMPANIES and sku.isdigit() and sku.isascii() and sku[0] != "0"
+            company in INTEGER_SKU_COMPANIES and sku.isdigit() and sku.isascii() and sku[0] != "0"
         ):
-            sku = (_skus.get(company) or _memo_of(_skus, company, normalize_sku))[sku]
+            sku = (skus_memo.get(company) or memo_of(skus_memo, company, normalize_sku))[sku]
     else:
         sku = normalize_sku(company, sku)
-    if (store.__class__ is str and len(store) <= _MAX_CACHED) or store.__class__ is int:
-        store = (_stores.get(company) or _memo_of(_stores, company, normalize_store_id))[store]
+    if (store.__class__ is str and len(store) <= MAX_CACHED) or store.__class__ is int:
+        store = (stores_memo.get(company) or memo_of(stores_memo, company, normalize_store_id))[
+            store
+        ]
     else:
         store = normalize_store_id(company, store)
     store = store or default_store
-    # the texts: a plain string takes the short way (what _text_value does for one)
-    if name.__class__ is str and len(name) <= _MAX_TEXT and "\x00" not in name:
+    # the texts: a plain string takes the short way (what text_value does for one)
+    if name.__class__ is str and len(name) <= MAX_TEXT and "\x00" not in name:
         name = name.strip() or None
     elif name is not None:
-        name = _text_value(name, "name")
-    if brand.__class__ is str and len(brand) <= _MAX_TEXT and "\x00" not in brand:
+        name = text_value(name, "name")
+    if brand.__class__ is str and len(brand) <= MAX_TEXT and "\x00" not in brand:
         brand = brand.strip() or None
     elif brand is not None:
-        brand = _text_value(brand, "brand")
-    if size.__class__ is str and len(size) <= _MAX_TEXT and "\x00" not in size:
+        brand = text_value(brand, "brand")
+    if size.__class__ is str and len(size) <= MAX_TEXT and "\x00" not in size:
         size = size.strip() or None
     elif size is not None:
-        size = _text_value(size, "size")
-    if price.__class__ is float and 0.0 < price <= _MAX_MONEY:  # _money_value's fast path
-        rounded = _ROUNDED.get(price)
-        price = _rounded(price) if rounded is None else rounded
+        size = text_value(size, "size")
+    if price.__class__ is float and 0.0 < price <= MAX_MONEY:  # money_value's fast path
+        rounded = ROUNDED_MONEY.get(price)
+        price = rounded_money(price) if rounded is None else rounded
     else:
-        price = _money_value(price, "price")
+        price = money_value(price, "price")
     if was_price is not None:
-        was_price = _money_value(was_price, "was_price") or None
+        was_price = money_value(was_price, "was_price") or None
     if unit_price is not None:
-        unit_price = _money_value(unit_price, "unit_price")
+        unit_price = money_value(unit_price, "unit_price")
     if available is not None and available.__class__ is not bool:
         raise LineError("available must be true or false")
     gtin = barcode_error = None
     if barcode is not None:
         try:
             gtin = (
-                _gtins[barcode]
-                if (barcode.__class__ is str and len(barcode) <= _MAX_CACHED)
+                gtins[barcode]
+                if (barcode.__class__ is str and len(barcode) <= MAX_CACHED)
                 or barcode.__class__ is int
                 else parse_gtin(barcode)
             )
         except InvalidGtin as exc:
             barcode_error = exc.reason
     if url is not None:
-        url = _text_value(url, "url")
+        url = text_value(url, "url")
     if seen is not None:
-        seen = _iso_timestamp_checked(seen) if seen.__class__ is str else _timestamp(seen)
+        seen = iso_timestamp_checked(seen) if seen.__class__ is str else timestamp_value(seen)
     if store_name is not None:
-        store_name = _text_value(store_name, "store_name")
+        store_name = text_value(store_name, "store_name")
     if state is not None:
-        state = _state(state)
+        state = state_value(state)
     return ProductLine(
         company,
         sku,
