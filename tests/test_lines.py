@@ -297,11 +297,14 @@ VALID_LINE = (
 )
 
 
-@given(
-    position=st.integers(min_value=0, max_value=len(VALID_LINE)),
-    junk=st.sampled_from([b"\x00", b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xef\xbb\xbf", b"\r"])
-    | st.binary(min_size=1, max_size=4),
-)
+# bytes inserted into a valid line: NUL, invalid UTF-8, a surrogate (raw and escaped), a BOM
+HOSTILE_BYTES = st.sampled_from(
+    [b"\x00", b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xef\xbb\xbf", b"\r", b"\\ud800", b" "]
+) | st.binary(min_size=1, max_size=4)
+POSITIONS = st.integers(min_value=0, max_value=len(VALID_LINE))
+
+
+@given(position=POSITIONS, junk=HOSTILE_BYTES)
 def test_a_valid_line_with_hostile_bytes_inserted_parses_or_raises_line_error(
     position: int, junk: bytes
 ) -> None:
@@ -351,11 +354,7 @@ def test_the_fast_decode_of_a_canonical_line_reads_it_as_the_general_way_does(
             assert fast == _general_reading(raw)
 
 
-@given(
-    position=st.integers(min_value=0, max_value=len(VALID_LINE)),
-    junk=st.sampled_from([b"\x00", b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\\ud800", b" "])
-    | st.binary(min_size=1, max_size=4),
-)
+@given(position=POSITIONS, junk=HOSTILE_BYTES)
 def test_the_fast_decode_agrees_on_a_valid_line_with_hostile_bytes_inserted(
     position: int, junk: bytes
 ) -> None:
