@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from colesbarcodes.db.diagnostics import company_skus
 from colesbarcodes.db.engine import session_factory
@@ -139,6 +139,20 @@ def test_groups_link_look_alike_products_of_different_companies_and_are_kept_cur
         )
     with session_factory(engine).begin() as session:
         assert maintain_groups(session).removed == 1
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(ProductGroup)) == 0
+
+
+def test_a_group_is_removed_once_the_database_holds_one_company_again(engine: Engine) -> None:
+    legacy_product(engine, None, ("coles", "1"), name="Full Cream Milk")
+    legacy_product(engine, None, ("woolworths", "W1"), name="Full Cream Milk")
+    with session_factory(engine).begin() as session:
+        assert maintain_groups(session).created == 1
+    with engine.begin() as conn:
+        conn.execute(delete(CompanySku).where(CompanySku.company == "woolworths"))
+    with session_factory(engine).begin() as session:
+        stats = maintain_groups(session)
+    assert (stats.groups, stats.removed) == (0, 1)
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(ProductGroup)) == 0
 

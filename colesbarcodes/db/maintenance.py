@@ -213,15 +213,15 @@ def _is_global(barcode: str | None, scope: str | None) -> bool:
 
 def maintain_groups(session: Session) -> GroupStats:
     companies: dict[int, set[str]] = defaultdict(set)
-    names: set[str] = set()
-    for product_id, company in session.execute(
-        select(CompanySku.product_id, CompanySku.company).distinct()
-    ):
-        companies[product_id].add(company)
-        names.add(company)
     members: dict[str, list[tuple[int, str | None, bool]]] = defaultdict(list)
     # A group spans two companies at least: with one company in the database there is none
-    # to look for, only stale groups to remove.
+    # to look for, only stale groups to remove (and the products are not read at all).
+    several = len(session.scalars(select(CompanySku.company).distinct().limit(2)).all()) >= 2
+    if several:
+        for product_id, company in session.execute(
+            select(CompanySku.product_id, CompanySku.company).distinct()
+        ):
+            companies[product_id].add(company)
     rows = (
         session.execute(
             select(
@@ -233,7 +233,7 @@ def maintain_groups(session: Session) -> GroupStats:
                 Product.barcode_scope,
             )
         )
-        if len(names) >= 2
+        if several
         else ()
     )
     for product_id, brand, name, size, barcode, scope in rows:
