@@ -11,6 +11,8 @@ and ``replica``. What a command needs beyond that is imported when it runs.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import os
 import sys
@@ -224,6 +226,11 @@ def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    # The last exit handler (registered first, run last): the objects still alive are
+    # frozen, so the interpreter's final garbage collection skips them and the operating
+    # system takes the memory back at once (~0.1 s of every command, measured). Exit
+    # handlers, open files and connections are closed as usual before it.
+    atexit.register(gc.freeze)
     cli(prog_name="coles-loader")
 
 
