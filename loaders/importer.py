@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from colesbarcodes.inbox.claims import ClaimedFile, Inbox
 
-__all__ = ["CycleFiles", "FileReport", "ImportOptions", "count_lines", "import_file"]
+__all__ = ["CycleFiles", "FileReport", "ImportOptions", "LineTotal", "import_file", "total_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,17 +82,55 @@ class FileReport:
 LinesDone = Callable[[int], None]  # told how many more lines a file has had applied
 
 
-def count_lines(path: Path) -> int:
-    """Lines in a file, counted in 1 MiB blocks (for the progress bar's total); 0 for a
-    file that is gone (another loader took it after the inbox was listed)."""
-    total = 0
+EXACT_COUNT_BYTES = 16 << 20  # up to this much in all, the lines are counted exactly
+SAMPLE_BYTES = 1 << 20  # beyond it, each file's lines are estimated from its first MiB
+
+
+@dataclass(frozen=True)
+class LineTotal:
+    """The lines a cycle has to import, for the progress bar: counted, or estimated from
+    the files' sizes when counting would read a large day twice (once here, once to
+    import it)."""
+
+    lines: int
+    exact: bool
+
+    def __str__(self) -> str:
+        return f"{self.lines} lines" if self.exact else f"~{self.lines} lines (estimated)"
+
+
+def count_lines(path: Path, limit: int | None = None) -> tuple[int, int]:
+    """Newlines in a file and the bytes read, in 1 MiB blocks, up to ``limit`` bytes;
+    (0, 0) for a file that is gone (another loader took it after the inbox was listed)."""
+    total = read = 0
     try:
         with path.open("rb") as handle:
-            while block := handle.read(1 << 20):
+            while (limit is None or read < limit) and (block := handle.read(1 << 20)):
                 total += block.count(b"\n")
+                read += len(block)
     except FileNotFoundError:
-        return 0
-    return total
+        return 0, 0
+    return total, read
+
+
+def total_lines(
+    paths: list[Path], exact_bytes: int = EXACT_COUNT_BYTES, sample_bytes: int = SAMPLE_BYTES
+) -> LineTotal:
+    """The lines in ``paths``: counted when they hold ``exact_bytes`` or less in all,
+    else each file's newlines in its first ``sample_bytes`` scaled by its size."""
+    sizes = []
+    for path in paths:
+        try:
+            sizes.append(path.stat().st_size)
+        except FileNotFoundError:
+            sizes.append(0)
+    if sum(sizes) <= exact_bytes:
+        return LineTotal(sum(count_lines(p)[0] for p in paths), exact=True)
+    lines = 0
+    for path, size in zip(paths, sizes, strict=True):
+        newlines, read = count_lines(path, sample_bytes)
+        lines += newlines if read >= size else round(newlines * size / max(read, 1))
+    return LineTotal(lines, exact=False)
 
 
 @dataclass

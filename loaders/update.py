@@ -16,7 +16,14 @@ from colesbarcodes.db.catalog import BatchStats
 from colesbarcodes.db.engine import DATABASE_ERRORS, error_detail, session_factory, with_retries
 from colesbarcodes.db.maintenance import GroupStats, ReconcileStats, maintain_groups, reconcile
 from colesbarcodes.db.runs import ImportRunRecord, record_import_run
-from loaders.importer import CycleFiles, FileReport, ImportOptions, count_lines, import_file
+from loaders.importer import (
+    CycleFiles,
+    FileReport,
+    ImportOptions,
+    LineTotal,
+    import_file,
+    total_lines,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -82,7 +89,7 @@ def post_process(engine: Engine) -> PostProcessReport:
 
 
 class Progress(Protocol):
-    def start(self, total_lines: int, files: int) -> None: ...
+    def start(self, total: LineTotal, files: int) -> None: ...
     def advance(self, lines: int) -> None: ...
     def file_done(self, report: FileReport) -> None: ...
     def close(self) -> None: ...
@@ -94,11 +101,13 @@ class LogProgress:
     def __init__(self, every: float = 10.0) -> None:
         self.every = every
         self.total = self.done = self.files = self.files_done = 0
+        self.about = ""  # "~" when the total is an estimate
         self.started = self.last = time.monotonic()
 
-    def start(self, total_lines: int, files: int) -> None:
-        self.total, self.files, self.started = total_lines, files, time.monotonic()
-        logger.info("Importing %d files, %d lines", files, total_lines)
+    def start(self, total: LineTotal, files: int) -> None:
+        self.total, self.files, self.started = total.lines, files, time.monotonic()
+        self.about = "" if total.exact else "~"
+        logger.info("Importing %d files, %s", files, total)
 
     def advance(self, lines: int) -> None:
         self.done += lines
@@ -107,8 +116,9 @@ class LogProgress:
             self.last = now
             rate = self.done / max(now - self.started, 1e-9)
             logger.info(
-                "%d/%d lines, %d/%d files, %.0f lines/s",
+                "%d/%s%d lines, %d/%d files, %.0f lines/s",
                 self.done,
+                self.about,
                 self.total,
                 self.files_done,
                 self.files,
@@ -138,18 +148,20 @@ class BarProgress(LogProgress):
         super().__init__()
         self.bar: Any = None
 
-    def start(self, total_lines: int, files: int) -> None:
+    def start(self, total: LineTotal, files: int) -> None:
         from tqdm import tqdm
 
-        super().start(total_lines, files)
+        super().start(total, files)
         self.bar = tqdm(
-            total=total_lines, unit=" lines", unit_scale=True, file=sys.stderr, dynamic_ncols=True
+            total=total.lines, unit=" lines", unit_scale=True, file=sys.stderr, dynamic_ncols=True
         )
         self.bar.set_postfix_str(f"files 0/{files}")
 
     def advance(self, lines: int) -> None:
         self.done += lines
         if self.bar is not None:
+            if self.done > self.bar.total:  # the estimate fell short
+                self.bar.total = self.done
             self.bar.update(lines)
 
     def file_done(self, report: FileReport) -> None:
@@ -201,7 +213,7 @@ def run_cycle(
     started = time.monotonic()
     report = CycleReport()
     todo = inbox.abandoned() + inbox.pending()
-    progress.start(sum(count_lines(p) for p in todo), len(todo))
+    progress.start(total_lines(todo), len(todo))
     files = CycleFiles(inbox, {p.name for p in todo}, options)
     try:
         while (claimed := files.claim_next()) is not None:

@@ -29,7 +29,7 @@ from colesbarcodes.db.models import (
     QuarantinedLine,
     StorePrice,
 )
-from loaders.importer import ImportOptions
+from loaders.importer import ImportOptions, LineTotal
 from loaders.update import LogProgress, run_cycle
 from tests.helpers import PROJECT, dump, run_loader
 
@@ -637,8 +637,8 @@ def test_a_file_removed_after_the_inbox_was_listed_is_passed_over(
     class AnotherLoaderTakesB(LogProgress):
         """Between the cycle's listing of the inbox and its first claim."""
 
-        def start(self, total_lines: int, files: int) -> None:
-            super().start(total_lines, files)
+        def start(self, total: LineTotal, files: int) -> None:
+            super().start(total, files)
             (inbox.root / "b.jsonl").unlink()
 
     report = run_cycle(engine, inbox, ImportOptions(), AnotherLoaderTakesB())

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from colesbarcodes.db.models import CompanySku, ImportedFile, Product, Store, StorePrice
+from loaders.importer import LineTotal, total_lines
 from tests.helpers import canonical_rows, dump, run_loader, write_jsonl
 
 if TYPE_CHECKING:
@@ -330,3 +331,29 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path) -> None:
     result = run_loader(f"sqlite:///{tmp_path / 'x.db'}", "update")
     assert result.exit_code == 2
     assert "pass --products" in result.output
+
+
+def test_a_large_day_is_estimated_from_each_files_start_not_read_twice(tmp_path: Path) -> None:
+    """The progress total of a day too large to count (counting reads every file once
+    more before importing it): each file's first bytes scaled by its size, marked ~."""
+    paths = []
+    for number, width in enumerate([80, 200, 350]):
+        path = tmp_path / f"store-{number}.jsonl"
+        path.write_bytes(
+            b"".join(
+                b'{"sku": %d, "name": "%s"}\n' % (n, b"x" * (width + n % 7)) for n in range(900)
+            )
+        )
+        paths.append(path)
+    short = tmp_path / "short.jsonl"
+    short.write_bytes(b'{"sku": 1}\n' * 5)  # shorter than the sample: counted exactly
+
+    counted = total_lines([*paths, short])
+    estimated = total_lines([*paths, short], exact_bytes=0, sample_bytes=16 << 10)
+
+    assert counted == LineTotal(3 * 900 + 5, exact=True)
+    assert not estimated.exact
+    assert abs(estimated.lines - counted.lines) <= counted.lines * 0.02
+    assert str(estimated).startswith("~") and str(counted) == "2705 lines"
+    assert total_lines([tmp_path / "gone.jsonl"]) == LineTotal(0, exact=True)
+
