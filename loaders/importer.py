@@ -54,7 +54,7 @@ INBOX_NAME = "products"
 
 @dataclass
 class ImportOptions:
-    batch_size: int = 50_000
+    batch_size: int = 100_000  # the CLI's --batch-size default; see docs/product-update.md
     max_line_bytes: int = 1 << 20
     archive: bool = True
     retries: int = 5

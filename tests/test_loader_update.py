@@ -357,3 +357,11 @@ def test_a_large_day_is_estimated_from_each_files_start_not_read_twice(tmp_path:
     assert str(estimated).startswith("~") and str(counted) == "2705 lines"
     assert total_lines([tmp_path / "gone.jsonl"]) == LineTotal(0, exact=True)
 
+
+def test_the_commands_batch_size_is_the_importers_default() -> None:
+    from loaders.cli import cli
+    from loaders.importer import ImportOptions
+
+    update = cli.commands["update"]
+    option = next(p for p in update.params if p.name == "batch_size")
+    assert option.default == ImportOptions().batch_size
