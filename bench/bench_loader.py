@@ -940,6 +940,8 @@ def repeat_scenarios(
 
 def run_file(args: argparse.Namespace, server: Server) -> None:
     """(a), and (b) if asked, on a user's file or folder of files."""
+    from loaders.importer import count_lines
+
     source: Path = args.file
     paths = sorted(source.glob("*.jsonl")) if source.is_dir() else [source]
     if not paths or not all(p.is_file() for p in paths):
@@ -957,15 +959,10 @@ def run_file(args: argparse.Namespace, server: Server) -> None:
                 os.link(path, root / name)
             except OSError:
                 shutil.copy2(path, root / name)
-            lines += count_lines(path)
+            lines += count_lines(path)[0]
         files = Files(root, lines=lines, files=len(paths), bytes=size)
         print(f"--file {source}: {files.describe()}")
         repeat_scenarios(args, server, {"day1": files}, work, f"file {source.name}")
-
-
-def count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
 
 
 def print_summary(args: argparse.Namespace, outcomes: dict[str, list[Outcome]], what: str) -> None:

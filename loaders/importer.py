@@ -105,7 +105,7 @@ def count_lines(path: Path, limit: int | None = None) -> tuple[int, int]:
     total = read = 0
     try:
         with path.open("rb") as handle:
-            while (limit is None or read < limit) and (block := handle.read(1 << 20)):
+            while block := handle.read(1 << 20 if limit is None else min(1 << 20, limit - read)):
                 total += block.count(b"\n")
                 read += len(block)
     except FileNotFoundError:

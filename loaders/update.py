@@ -100,13 +100,12 @@ class LogProgress:
 
     def __init__(self, every: float = 10.0) -> None:
         self.every = every
-        self.total = self.done = self.files = self.files_done = 0
-        self.about = ""  # "~" when the total is an estimate
+        self.total = LineTotal(0, exact=True)
+        self.done = self.files = self.files_done = 0
         self.started = self.last = time.monotonic()
 
     def start(self, total: LineTotal, files: int) -> None:
-        self.total, self.files, self.started = total.lines, files, time.monotonic()
-        self.about = "" if total.exact else "~"
+        self.total, self.files, self.started = total, files, time.monotonic()
         logger.info("Importing %d files, %s", files, total)
 
     def advance(self, lines: int) -> None:
@@ -118,8 +117,8 @@ class LogProgress:
             logger.info(
                 "%d/%s%d lines, %d/%d files, %.0f lines/s",
                 self.done,
-                self.about,
-                self.total,
+                "" if self.total.exact else "~",
+                self.total.lines,
                 self.files_done,
                 self.files,
                 rate,

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import func, select
 
 from colesbarcodes.db.models import CompanySku, ImportedFile, Product, Store, StorePrice
-from loaders.importer import LineTotal, total_lines
+from loaders.cli import cli
+from loaders.importer import ImportOptions, LineTotal, total_lines
 from tests.helpers import canonical_rows, dump, run_loader, write_jsonl
 
 if TYPE_CHECKING:
@@ -359,9 +360,6 @@ def test_a_large_day_is_estimated_from_each_files_start_not_read_twice(tmp_path:
 
 
 def test_the_commands_batch_size_is_the_importers_default() -> None:
-    from loaders.cli import cli
-    from loaders.importer import ImportOptions
-
     update = cli.commands["update"]
     option = next(p for p in update.params if p.name == "batch_size")
     assert option.default == ImportOptions().batch_size
