@@ -381,8 +381,8 @@ class _FileImport:
         stats = BatchStats()
 
         def parse_ahead() -> bool:
-            """Parse a few of the next batch's lines (while the database stores this one's):
-            of this file, or after its last batch, of the cycle's next file."""
+            """Parse a few of the next batch's lines (while the database answers this one's
+            questions or stores it): of this file, or after its last batch, of the next file."""
             upcoming = self._next
             if upcoming is None:
                 return self.files.parse_ahead() if self.files is not None else False
@@ -393,13 +393,13 @@ class _FileImport:
 
         def work(session: Session) -> None:
             nonlocal stats
-            reader = BatchReader(session, self.default_seen)
-            with reader:
+            reader = BatchReader(session, self.default_seen, side_work=parse_ahead)
+            with reader:  # its last answers are waited for with the side work
                 reader.read(batch.lines)
                 while not batch.filled:
                     reader.read(self.parser.fill(batch, source, _PARSE_CHUNK))
-            if self._next is None and not source.exhausted:
-                self._next = _Batch(last_line=source.position)
+                if self._next is None and not source.exhausted:
+                    self._next = _Batch(last_line=source.position)
             stats = apply_lines(
                 session, batch.lines, source=name, reader=reader, side_work=parse_ahead
             )

@@ -9,6 +9,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
 from sqlalchemy import select, text
 
@@ -214,3 +215,52 @@ def test_a_product_named_several_times_in_a_batch_keeps_the_last_value_given(
     assert product_of(engine, "1001") == before  # not rewritten: updated_at as it was
     # tabs, line breaks and backslashes reach the row as they were sent
     assert product_of(engine, "1002")[:3] == ("tab\there\nnew line", "\\N", "☕ \\ 1")
+
+
+def test_a_batch_handed_over_whole_reads_its_catalogue_and_prices_not_key_by_key(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines parsed while the batch before them was stored come to the reader all at once:
+    it reads the company's catalogue and the store's prices in one go each, instead of
+    looking the first few thousand SKUs and prices up one by one until it has named enough
+    of them for those reads."""
+    from colesbarcodes.db.catalog import BatchReader, apply_lines
+    from colesbarcodes.db.engine import session_factory
+    from colesbarcodes.inbox.lines import parse_object
+
+    skus = batch_read.CATALOGUE_READ_FROM + 500
+
+    def lines(store: str) -> list[Any]:
+        return [
+            (n, parse_object({"sku": 1000 + n, "store_id": store, "name": f"P{n}", "price": 2.5}))
+            for n in range(skus)
+        ]
+
+    engine = make_engine(postgres_url)
+    with session_factory(engine).begin() as session:
+        apply_lines(session, lines("0584"), source="day1.jsonl")
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def recording(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recording)
+    batch = lines("0585")
+    with session_factory(engine).begin() as session:
+        reader = BatchReader(session)
+        with reader:
+            reader.read(batch)
+        stats = apply_lines(session, batch, source="day2.jsonl", reader=reader)
+    engine.dispose()
+    reads = {
+        batch_read._PG_CATALOGUE: "catalogue",
+        batch_read._PG_STORE_PRICES: "store prices",
+        batch_read._PG_SKU_STATE: "SKU by SKU",
+        batch_read._PG_PRODUCT_STATE: "product by product",
+        batch_read._PG_PRICE_STATE: "price by price",
+    }
+    asked = [reads[q] for q in sent if q in reads]
+    assert asked == ["catalogue", "store prices"]
+    assert (stats.products_created, stats.skus_created) == (0, 0)

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 
-from colesbarcodes.db.side_work import OverlappingCopyWriter, execute_with_side_work
+from colesbarcodes.db.side_work import (
+    OverlappingCopyWriter,
+    execute_with_side_work,
+    waits_with_side_work,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -118,5 +122,41 @@ def test_a_statement_runs_with_side_work_while_the_server_works_and_its_errors_a
 
     with pytest.raises(psycopg.errors.UniqueViolation):
         execute_with_side_work(connection, "INSERT INTO slow_rows VALUES (80, 'again')", steps)
+    connection.rollback()
+    assert connection.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_side_work_runs_while_a_pipelines_answers_are_awaited_and_they_all_arrive(
+    connection: psycopg.Connection,
+) -> None:
+    steps = _Steps(limit=1_000_000)
+    with waits_with_side_work(connection, steps) as failures, connection.pipeline():
+        slow = connection.execute("SELECT count(*) FROM (SELECT pg_sleep(0.2)) s")
+        quick = connection.execute("SELECT 41 + 1")
+    assert failures == []
+    assert steps.done > 10  # it ran while the server slept
+    assert slow.fetchone() == (1,)
+    assert quick.fetchone() == (42,)
+    assert connection.execute("SELECT 1").fetchone() == (1,)  # waits as usual again
+
+
+def test_side_work_that_fails_while_answers_are_awaited_is_handed_over_not_raised(
+    connection: psycopg.Connection,
+) -> None:
+    steps = _Steps(limit=1_000_000, fail_at=3)
+    with waits_with_side_work(connection, steps) as failures, connection.pipeline():
+        answer = connection.execute("SELECT 1 FROM pg_sleep(0.2)")
+    assert [str(f) for f in failures] == ["side work failed"]
+    assert steps.done == 3  # not called again after it failed
+    assert answer.fetchone() == (1,)  # the answer was taken all the same
+
+
+def test_a_failing_statement_is_raised_as_usual_while_side_work_waits(
+    connection: psycopg.Connection,
+) -> None:
+    steps = _Steps(limit=1_000_000)
+    with pytest.raises(psycopg.errors.DivisionByZero):  # noqa: SIM117
+        with waits_with_side_work(connection, steps), connection.pipeline():
+            connection.execute("SELECT pg_sleep(0.1), 1 / 0")
     connection.rollback()
     assert connection.execute("SELECT 1").fetchone() == (1,)

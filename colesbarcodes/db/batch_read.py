@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -16,10 +18,11 @@ from colesbarcodes.db.models import (
     CompanySku,
     Product,
 )
+from colesbarcodes.db.side_work import waits_with_side_work
 from colesbarcodes.db.sqlutil import SQLITE_CHUNK, chunked
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import TracebackType
 
     from sqlalchemy.orm import Session
@@ -209,11 +212,20 @@ class BatchReader:
     database answers them while the next lines are parsed; the answers are taken when the
     block ends. Whatever was not read ahead is read by :meth:`finish`. A reader serves one
     :func:`apply_lines` call, for exactly the lines it read, in the transaction it read
-    in; nothing else may use the connection inside the block.
+    in; nothing else may use the connection inside the block. ``side_work``, if given, runs
+    while the database works on the block's last questions (see
+    :mod:`colesbarcodes.db.side_work`): a batch parsed ahead is asked about all at once,
+    and its answers would otherwise be waited for idle.
     """
 
-    def __init__(self, session: Session, default_seen: datetime | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        default_seen: datetime | None = None,
+        side_work: Callable[[], bool] | None = None,
+    ) -> None:
         self.session = session
+        self.side_work = side_work
         self.state = BatchState()
         self.observations = Observations(default_seen or datetime.now(UTC))
         self.keys: list[tuple[str, str]] = []  # each line's (company, SKU), in order
@@ -263,12 +275,20 @@ class BatchReader:
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is None:
             return
-        if kind is None:
-            self._ask()
-        pipeline.__exit__(kind, error, traceback)  # sends what is queued, waits for answers
-        if kind is None:
-            self._take_answers()
-            self._ask_held_barcodes()
+        if kind is not None:
+            pipeline.__exit__(kind, error, traceback)
+            return
+        self._ask()
+        if self.side_work is None or not self._answers:
+            pipeline.__exit__(None, None, None)  # sends what is queued, waits for answers
+            failures: list[BaseException] = []
+        else:
+            with waits_with_side_work(self._driver_connection(), self.side_work) as failures:
+                pipeline.__exit__(None, None, None)
+        self._take_answers()
+        self._ask_held_barcodes()
+        if failures:
+            raise failures[0]
 
     def _driver_connection(self) -> Any:
         return self.session.connection().connection.driver_connection
@@ -276,10 +296,45 @@ class BatchReader:
     def read(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
         """Take the next lines of the batch."""
         if self._pipeline is not None and len(lines) > _READ_AHEAD_LINES:
+            self._plan_reads(lines)
             for part in chunked(lines, _READ_AHEAD_LINES):  # keep the queries small
                 self._read(part)
         else:
             self._read(lines)
+
+    def _plan_reads(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
+        """Send the catalogue and store price reads that ``lines`` call for before their
+        first question.
+
+        Lines that come in many at once (a batch parsed while the one before it was stored)
+        would otherwise be asked about part by part, key by key, until they had named
+        enough SKUs for those reads: a few thousand look-ups that the reads bring anyway.
+        Lines are counted, not their distinct SKUs (a tenth of the cost): a batch that names
+        its SKUs many times over may read a catalogue or a store it could have asked about
+        key by key, which costs time, never a wrong answer."""
+        products = list(map(_LINE, lines))
+        companies = set(map(_COMPANY, products))
+        if len(companies) == 1:  # the common case: runs of a store, counted in C
+            (company,) = companies
+            named = {company: len(products)}
+            at_store: dict[tuple[str, str], int] = {}
+            for store_id, run in groupby(map(_STORE, products)):
+                if store_id is not None:
+                    store = (company, store_id)
+                    at_store[store] = at_store.get(store, 0) + len(list(run))
+        else:
+            named, at_store = {}, {}
+            for line in products:
+                named[line.company] = named.get(line.company, 0) + 1
+                if line.store_id is not None:
+                    store = (line.company, line.store_id)
+                    at_store[store] = at_store.get(store, 0) + 1
+        for company, count in named.items():
+            if company not in self._catalogue_read:
+                self._reads_catalogue(company, len(self._asked_skus.get(company, ())) + count)
+        for store, count in at_store.items():
+            if store not in self._store_read and count >= STORE_PRICES_READ_FROM:
+                self._reads_store(store, count)
 
     def _read(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
         keys, add = self.keys, self.observations.add
@@ -483,6 +538,11 @@ class BatchReader:
                 select(*_PRODUCT_STATE_COLUMNS).where(Product.barcode.in_(part))
             ):
                 state.remember(*row)
+
+
+_LINE = itemgetter(1)
+_COMPANY = attrgetter("company")
+_STORE = attrgetter("store_id")
 
 
 _PRODUCT_STATE_COLUMNS = (

@@ -1,4 +1,4 @@
-"""Other work for the client while PostgreSQL stores what it was sent.
+"""Other work for the client while PostgreSQL stores what it was sent, or answers it.
 
 The loader is bound by its own CPU and the database by its own: at the end of a COPY the
 client sent its last row long ago and waits, idle, while the server inserts the rows still
@@ -8,23 +8,27 @@ of a store's prices is a wait of the same kind. With :class:`OverlappingCopyWrit
 that need no database (the loader parses the next lines), taken while the server is busy,
 until it answers or the work runs out. Nothing changes in what is sent or when the
 statement counts as done: its result is read, and checked, before the call returns.
+:func:`waits_with_side_work` does the same for a pipeline of questions (a batch's reads of
+SKUs, catalogue and prices), whose answers would otherwise be waited for idle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import select
+import selectors
 from typing import TYPE_CHECKING, Any
 
 from psycopg import errors, pq
 from psycopg.copy import LibpqWriter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator, Iterator
 
     from psycopg import Connection, Cursor
     from psycopg.abc import Buffer
 
-__all__ = ["OverlappingCopyWriter", "execute_with_side_work"]
+__all__ = ["OverlappingCopyWriter", "execute_with_side_work", "waits_with_side_work"]
 
 
 class OverlappingCopyWriter(LibpqWriter):
@@ -119,3 +123,73 @@ def execute_with_side_work(
         wait(write=True)
     _take_results(connection, wait)
     wait.raise_failure()
+
+
+@contextlib.contextmanager
+def waits_with_side_work(
+    connection: Connection[Any], side_work: Callable[[], bool]
+) -> Iterator[list[BaseException]]:
+    """Inside the block, the connection's waits for the server run ``side_work`` (until
+    the server is ready or the work runs out): a pipeline's answers, taken when the block
+    leaves the pipeline, are waited for while the client works.
+
+    psycopg waits by consuming a generator that yields what it waits for (read, write)
+    and is sent what is ready; :meth:`psycopg.Connection.wait` is given a generator that
+    polls first and runs side work while nothing is ready. A side work that fails is not
+    asked again: its error is put in the list the block gets, for the caller to raise
+    once the statements in flight are done.
+    """
+    state = _SideWorkState(side_work)
+    wait = connection.wait
+
+    def side_work_wait(gen: Any, *args: Any, **kwargs: Any) -> Any:
+        return wait(_polling(gen, connection.pgconn.socket, state), *args, **kwargs)
+
+    connection.wait = side_work_wait  # type: ignore[method-assign]
+    try:
+        yield state.failures
+    finally:
+        del connection.wait
+
+
+class _SideWorkState:
+    """The side work of a block of waits: not asked again once it ran out or failed."""
+
+    def __init__(self, side_work: Callable[[], bool]) -> None:
+        self.side_work: Callable[[], bool] | None = side_work
+        self.failures: list[BaseException] = []
+
+    def step(self) -> None:
+        if self.side_work is None:
+            return
+        try:
+            if not self.side_work():
+                self.side_work = None
+        except Exception as error:  # the answers first, the failure afterwards
+            self.failures.append(error)
+            self.side_work = None
+
+
+def _polling(gen: Generator[Any, Any, Any], fileno: int, state: _SideWorkState) -> Any:
+    """psycopg's wait generator ``gen``, with side work while the socket is not ready."""
+    try:
+        wanted = next(gen)
+        while True:
+            ready = 0
+            while state.side_work is not None:
+                reading, writing, _ = select.select(
+                    [fileno] if wanted & _READ else [], [fileno] if wanted & _WRITE else [], [], 0
+                )
+                ready = (_READ if reading else 0) | (_WRITE if writing else 0)
+                if ready:
+                    break
+                state.step()
+            if not ready:
+                ready = yield wanted
+            wanted = gen.send(ready)
+    except StopIteration as stop:
+        return stop.value
+
+
+# what psycopg's wait generators ask for and are told (``psycopg.abc.PQGen``)
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
