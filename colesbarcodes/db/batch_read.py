@@ -309,7 +309,7 @@ class BatchReader:
         Lines that come in many at once (a batch parsed while the one before it was stored)
         would otherwise be asked about part by part, key by key, until they had named
         enough SKUs for those reads: a few thousand look-ups that the reads bring anyway.
-        Lines are counted, not their distinct SKUs (a tenth of the cost): a batch that names
+        Lines are counted, not their distinct SKUs (a third of the cost): a batch that names
         its SKUs many times over may read a catalogue or a store it could have asked about
         key by key, which costs time, never a wrong answer."""
         products = list(map(_LINE, lines))
