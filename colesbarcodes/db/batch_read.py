@@ -279,16 +279,16 @@ class BatchReader:
             pipeline.__exit__(kind, error, traceback)
             return
         self._ask()
+        side = None
         if self.side_work is None or not self._answers:
             pipeline.__exit__(None, None, None)  # sends what is queued, waits for answers
-            failures: list[BaseException] = []
         else:
-            with waits_with_side_work(self._driver_connection(), self.side_work) as failures:
+            with waits_with_side_work(self._driver_connection(), self.side_work) as side:
                 pipeline.__exit__(None, None, None)
         self._take_answers()
         self._ask_held_barcodes()
-        if failures:
-            raise failures[0]
+        if side is not None:
+            side.raise_failure()
 
     def _driver_connection(self) -> Any:
         return self.session.connection().connection.driver_connection
@@ -296,7 +296,8 @@ class BatchReader:
     def read(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
         """Take the next lines of the batch."""
         if self._pipeline is not None and len(lines) > _READ_AHEAD_LINES:
-            self._plan_reads(lines)
+            if not self.keys:  # the batch's first lines: a batch parsed ahead is all here
+                self._plan_reads(lines)
             for part in chunked(lines, _READ_AHEAD_LINES):  # keep the queries small
                 self._read(part)
         else:

@@ -75,17 +75,24 @@ class _SideWorkWait:
         self.failure: BaseException | None = None
 
     def __call__(self, *, write: bool) -> None:
-        if self.side_work is not None:
-            try:
-                if self.side_work():
-                    return
-            except Exception as error:  # finish the statement first, raise afterwards
-                self.failure = error
-            self.side_work = None
+        if self.step():
+            return
         if write:
             select.select([], [self.pgconn.socket], [])
         else:
             select.select([self.pgconn.socket], [], [])
+
+    def step(self) -> bool:
+        """One step of the side work, if any is left; whether more is."""
+        if self.side_work is None:
+            return False
+        try:
+            if self.side_work():
+                return True
+        except Exception as error:  # finish the statement first, raise afterwards
+            self.failure = error
+        self.side_work = None
+        return False
 
     def raise_failure(self) -> None:
         failure, self.failure = self.failure, None
@@ -128,7 +135,7 @@ def execute_with_side_work(
 @contextlib.contextmanager
 def waits_with_side_work(
     connection: Connection[Any], side_work: Callable[[], bool]
-) -> Iterator[list[BaseException]]:
+) -> Iterator[_SideWorkWait]:
     """Inside the block, the connection's waits for the server run ``side_work`` (until
     the server is ready or the work runs out): a pipeline's answers, taken when the block
     leaves the pipeline, are waited for while the client works.
@@ -136,54 +143,37 @@ def waits_with_side_work(
     psycopg waits by consuming a generator that yields what it waits for (read, write)
     and is sent what is ready; :meth:`psycopg.Connection.wait` is given a generator that
     polls first and runs side work while nothing is ready. A side work that fails is not
-    asked again: its error is put in the list the block gets, for the caller to raise
-    once the statements in flight are done.
+    asked again; the block gets the wait, whose ``raise_failure()`` raises the failure
+    once the caller has taken the answers.
     """
-    state = _SideWorkState(side_work)
+    side = _SideWorkWait(connection.pgconn, side_work)
     wait = connection.wait
 
     def side_work_wait(gen: Any, *args: Any, **kwargs: Any) -> Any:
-        return wait(_polling(gen, connection.pgconn.socket, state), *args, **kwargs)
+        return wait(_polling(gen, side), *args, **kwargs)
 
     connection.wait = side_work_wait  # type: ignore[method-assign]
     try:
-        yield state.failures
+        yield side
     finally:
         del connection.wait
 
 
-class _SideWorkState:
-    """The side work of a block of waits: not asked again once it ran out or failed."""
-
-    def __init__(self, side_work: Callable[[], bool]) -> None:
-        self.side_work: Callable[[], bool] | None = side_work
-        self.failures: list[BaseException] = []
-
-    def step(self) -> None:
-        if self.side_work is None:
-            return
-        try:
-            if not self.side_work():
-                self.side_work = None
-        except Exception as error:  # the answers first, the failure afterwards
-            self.failures.append(error)
-            self.side_work = None
-
-
-def _polling(gen: Generator[Any, Any, Any], fileno: int, state: _SideWorkState) -> Any:
+def _polling(gen: Generator[Any, Any, Any], side: _SideWorkWait) -> Any:
     """psycopg's wait generator ``gen``, with side work while the socket is not ready."""
+    fileno = side.pgconn.socket
     try:
         wanted = next(gen)
         while True:
             ready = 0
-            while state.side_work is not None:
+            while side.side_work is not None:
                 reading, writing, _ = select.select(
                     [fileno] if wanted & _READ else [], [fileno] if wanted & _WRITE else [], [], 0
                 )
                 ready = (_READ if reading else 0) | (_WRITE if writing else 0)
                 if ready:
                     break
-                state.step()
+                side.step()
             if not ready:
                 ready = yield wanted
             wanted = gen.send(ready)
