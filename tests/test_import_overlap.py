@@ -129,3 +129,101 @@ def test_a_file_claimed_ahead_of_a_cycle_that_fails_is_imported_whole_by_the_nex
     assert _in_processing(inbox) == []
     with slow_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM store_prices")).scalar_one() == 120
+
+
+def _listing_file(inbox: Inbox, name: str, skus: range, mtime: float) -> None:
+    """One file of three stores' lines, store after store (a listing file)."""
+    rows = [row for store in ("0584", "0601", "0720") for row in canonical_rows(store, skus)]
+    write_jsonl(inbox.root / name, rows, mtime=mtime)
+
+
+class _BatchLines(LogProgress):
+    """The lines of each batch of each file, in the order they were committed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_file: dict[str, list[int]] = {}
+        self._current: list[int] = []
+
+    def advance(self, lines: int) -> None:
+        super().advance(lines)
+        self._current.append(lines)
+
+    def file_done(self, report: FileReport) -> None:
+        super().file_done(report)
+        self.per_file[report.name], self._current = self._current, []
+
+
+_SLOW_PRICE_STATEMENTS = """
+    CREATE FUNCTION slow_prices() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$;
+    CREATE TRIGGER slow_prices AFTER INSERT ON store_prices
+        FOR EACH STATEMENT EXECUTE FUNCTION slow_prices();
+"""
+
+
+def test_a_cycle_begins_a_file_larger_than_a_batch_with_a_quarter_batch(
+    postgres_url: str, inbox: Inbox
+) -> None:
+    _listing_file(inbox, "coles_listing_a.jsonl", range(1, 3000), mtime=1_700_000_000)
+    _listing_file(inbox, "coles_listing_b.jsonl", range(1, 3000), mtime=1_700_000_001)
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    with engine.begin() as conn:  # each batch's prices take the database 0.2 s to store
+        conn.execute(text(_SLOW_PRICE_STATEMENTS))
+    batches = _BatchLines()
+
+    try:
+        run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER slow_prices ON store_prices"))
+            conn.execute(text("DROP FUNCTION slow_prices()"))
+
+    assert batches.per_file == {
+        # nothing to overlap the first batch's parse with: a quarter of a batch, which the
+        # database stores while the next one is parsed; no more batches than full ones
+        "coles_listing_a.jsonl": [1000, 4000, 3997],
+        # parsed while the database stored the file before it: full batches
+        "coles_listing_b.jsonl": [4000, 4000, 997],
+    }
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM store_prices")).scalar_one() == 8997
+    engine.dispose()
+
+
+def test_a_file_no_larger_than_a_batch_stays_one_batch(postgres_url: str, inbox: Inbox) -> None:
+    _listing_file(inbox, "coles_listing_a.jsonl", range(1, 1001), mtime=1_700_000_000)
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    batches = _BatchLines()
+
+    run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
+
+    # split, its second batch would read the catalogue again for 2,000 lines
+    assert batches.per_file == {"coles_listing_a.jsonl": [3000]}
+    engine.dispose()
+
+
+def test_a_file_resumed_after_a_batch_begins_again_with_a_quarter_batch(
+    postgres_url: str, inbox: Inbox
+) -> None:
+    _listing_file(inbox, "coles_listing_a.jsonl", range(1, 4001), mtime=1_700_000_000)
+    engine = make_engine(postgres_url)
+    migrate(engine)
+
+    class StopAfterTheFirstBatch(_BatchLines):
+        def advance(self, lines: int) -> None:
+            super().advance(lines)
+            raise KeyboardInterrupt  # the loader is stopped once a batch is committed
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cycle(engine, inbox, ImportOptions(batch_size=4000), StopAfterTheFirstBatch())
+    batches = _BatchLines()
+    run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
+
+    # 12,000 lines: 1,000 before the stop; of the 11,000 left, a quarter batch first again
+    assert batches.per_file == {"coles_listing_a.jsonl": [1000, 4000, 4000, 2000]}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM store_prices")).scalar_one() == 12000
+    engine.dispose()
