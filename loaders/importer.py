@@ -285,9 +285,11 @@ def first_batch_size(fd: int, lines_done: int, batch_size: int) -> int | None:
     A batch is parsed while the database stores the one before it, but the first batch of
     a cycle's first file (or of a resumed file) has nothing before it: the database waits
     idle until it is parsed. A file that holds more than a batch begins with a quarter of
-    one, so that the database starts storing a quarter as soon (measured on a listing file
-    of 210,000 lines at the default size: the command ~13 % sooner, with no more batches
-    than before). A smaller file is one batch as before: a second batch would read the
+    one, so that the database starts storing four times as soon (a listing file of 210,000
+    lines at the default size: the command ~13 % sooner, in as many batches as before). A
+    file whose last batch would be more than three quarters full gets one batch more, which
+    reads the catalogue once more (~0.1 s for 30,000 SKUs against the ~0.5 s gained). A
+    file of a batch or less stays one batch: split, its second batch would read the
     catalogue again for the few lines left. The file's lines are estimated from the
     newlines in its first MiB, read with ``pread`` (the stream's position stays).
     """
