@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -127,11 +126,17 @@ def total_lines(
             sizes.append(0)
     if sum(sizes) <= exact_bytes:
         return LineTotal(sum(count_lines(p)[0] for p in paths), exact=True)
-    lines = 0
-    for path, size in zip(paths, sizes, strict=True):
-        newlines, read = count_lines(path, sample_bytes)
-        lines += newlines if read >= size else round(newlines * size / max(read, 1))
+    lines = sum(
+        estimated_lines(path, size, sample_bytes) for path, size in zip(paths, sizes, strict=True)
+    )
     return LineTotal(lines, exact=False)
+
+
+def estimated_lines(path: Path, size: int, sample_bytes: int = SAMPLE_BYTES) -> int:
+    """The lines of a file of ``size`` bytes: its newlines in its first ``sample_bytes``,
+    scaled by its size (counted, when the sample is the whole file)."""
+    newlines, read = count_lines(path, sample_bytes)
+    return newlines if read >= size else round(newlines * size / max(read, 1))
 
 
 @dataclass
@@ -278,9 +283,9 @@ class _Parser:
         return batch.lines[start:]
 
 
-def first_batch_size(fd: int, lines_done: int, batch_size: int) -> int | None:
-    """The size of a file's first batch when nothing overlaps its parse, ``None`` for the
-    batch size.
+def first_batch_size(path: Path, size: int, lines_done: int, batch_size: int) -> int | None:
+    """The size of the first batch of the file at ``path`` (``size`` bytes, ``lines_done``
+    of its lines done before) when nothing overlaps its parse, ``None`` for the batch size.
 
     A batch is parsed while the database stores the one before it, but the first batch of
     a cycle's first file (or of a resumed file) has nothing before it: the database waits
@@ -291,17 +296,12 @@ def first_batch_size(fd: int, lines_done: int, batch_size: int) -> int | None:
     reads the catalogue once more (~0.1 s for 30,000 SKUs against the ~0.5 s gained). A
     file of a batch or less stays one batch: split, its second batch would read the
     catalogue again for the few lines left. The file's lines are estimated from the
-    newlines in its first MiB, read with ``pread`` (the stream's position stays).
+    newlines in its first MiB (:func:`estimated_lines`).
     """
-    size = max(batch_size // FIRST_BATCH_SHARE, _PARSE_CHUNK)
-    if size >= batch_size:
+    first = max(batch_size // FIRST_BATCH_SHARE, _PARSE_CHUNK)
+    if first >= batch_size:
         return None
-    sample = os.pread(fd, SAMPLE_BYTES, 0)
-    newlines = sample.count(b"\n")
-    if not newlines:
-        return None
-    lines = newlines * os.fstat(fd).st_size / len(sample) - lines_done
-    return size if lines > batch_size else None
+    return first if estimated_lines(path, size) - lines_done > batch_size else None
 
 
 @contextlib.contextmanager
@@ -395,7 +395,9 @@ class _FileImport:
             source = _Source(iter_lines(stream, self.options.max_line_bytes), lines_done)
             batch = _Batch(
                 last_line=source.position,
-                size=first_batch_size(stream.fileno(), lines_done, self.options.batch_size),
+                size=first_batch_size(
+                    self.claimed.path, self.claimed.size, lines_done, self.options.batch_size
+                ),
             )
         with stream:
             upcoming: _Batch | None = batch

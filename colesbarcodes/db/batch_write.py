@@ -410,7 +410,7 @@ class BatchWriter:
             stats.prices_written += len(by_sku)
         history += changes
         if history:
-            self._copy(PriceHistory.__table__, HISTORY_COLUMNS, history)  # type: ignore[arg-type]
+            self.copy_rows(PriceHistory.__table__, HISTORY_COLUMNS, history)  # type: ignore[arg-type]
             stats.price_changes += len(history)
 
     def _write_prices_postgresql(
@@ -476,7 +476,7 @@ class BatchWriter:
             (store_pk, sku_pk, *p.last, p.available, p.url, p.last_seen, *p.first, p.first_seen)
             for sku_pk, p in keyed
         ]
-        self._copy(stage_prices, STAGE_COLUMNS, rows)
+        self.copy_rows(stage_prices, STAGE_COLUMNS, rows)
         result = conn.execute(_SQLITE_HISTORY, execution_options={"preserve_rowcount": True})
         stats.price_changes += max(result.rowcount or 0, 0)
         conn.execute(_SQLITE_UPSERT)
@@ -490,7 +490,9 @@ class BatchWriter:
             ).first()
         )
 
-    def _copy(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def copy_rows(
+        self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
         """Bulk-load rows: COPY on PostgreSQL, one executemany on SQLite."""
         if self.dialect.name == "postgresql":
             self._copy_text(table, columns, ["".join(map(copy_row, rows))])
@@ -538,7 +540,7 @@ class BatchWriter:
         todo = rows if self.dialect.name == "postgresql" else rows[1:]
         if todo:
             columns = list(todo[0])
-            self._copy(table, columns, [[row[c] for c in columns] for row in todo])
+            self.copy_rows(table, columns, [[row[c] for c in columns] for row in todo])
         return ids
 
 

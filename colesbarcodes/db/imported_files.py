@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select, update
 
-from colesbarcodes.db.copy_text import copy_row
+from colesbarcodes.db.batch_write import BatchWriter
 from colesbarcodes.db.models import ImportedFile, QuarantinedLine, utcnow
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ __all__ = [
 
 _RAW_KEEP = 10_000  # characters of a bad line kept in the database (the file is archived)
 _QUARANTINED_COLUMNS = ("file_id", "line_no", "reason", "imported", "raw")
-_COPY_QUARANTINED = f"COPY quarantined_lines ({', '.join(_QUARANTINED_COLUMNS)}) FROM STDIN"
 
 
 @dataclass
@@ -94,17 +93,13 @@ def record_batch(
             )
             for q in quarantined
         ]
-        if session.get_bind().dialect.name == "postgresql":
-            # COPY: a fourth of the time of as many INSERTs (a file of hostile lines
-            # quarantines hundreds a batch), and no ORM work per row
-            driver = session.connection().connection.driver_connection
-            with driver.cursor() as cursor, cursor.copy(_COPY_QUARANTINED) as copy:  # type: ignore[union-attr]
-                copy.write("".join(map(copy_row, rows)).encode())
-        else:
-            session.execute(
-                insert(QuarantinedLine),
-                [dict(zip(_QUARANTINED_COLUMNS, row, strict=True)) for row in rows],
-            )
+        # COPY on PostgreSQL: a fourth of the time of as many INSERTs through the ORM (a
+        # file of hostile lines quarantines hundreds a batch)
+        BatchWriter(session).copy_rows(
+            QuarantinedLine.__table__,  # type: ignore[arg-type]
+            _QUARANTINED_COLUMNS,
+            rows,
+        )
     bad_lines = sum(1 for q in quarantined if not q.imported or q.partly)
     session.execute(
         update(ImportedFile)
