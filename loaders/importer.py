@@ -1,14 +1,15 @@
 """Importing product inbox files: claim, stream, batch, commit, archive.
 
 A file moves ``inbox → processing/ → archive/``. Each batch of lines is applied and the
-file's record (``imported_files``) advanced in one transaction, so a crash anywhere loses nothing and re-running
-resumes after the last committed batch. Bad lines go to the quarantine file
+record (``imported_files``) of each file in it advanced in one transaction, so a crash
+anywhere loses nothing and re-running resumes after the last committed batch; a batch may
+end one file and begin the next (:class:`CycleImport`). Bad lines go to the quarantine file
 (``quarantine/<file>.quarantine.jsonl``) with their line number and reason; the rest of
 the file is imported. Transient database errors (deadlocks, serialization failures,
 a concurrent writer taking the same new barcode, a dropped connection) retry the batch.
 
 A batch's lines are parsed inside its transaction, a thousand at a time, and the database
-is asked about each part's SKUs while the next part is parsed
+is asked about each thousand's SKUs while the next thousand is parsed
 (:class:`~colesbarcodes.db.catalog.BatchReader`): parsing and the database's reads overlap
 without a second thread (which would have to share the interpreter lock with this one).
 """
@@ -37,6 +38,7 @@ from colesbarcodes.inbox.reading import iter_lines
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from datetime import datetime
     from pathlib import Path
     from typing import BinaryIO
 
@@ -45,7 +47,15 @@ if TYPE_CHECKING:
 
     from colesbarcodes.inbox.claims import ClaimedFile, Inbox
 
-__all__ = ["CycleFiles", "FileReport", "ImportOptions", "LineTotal", "import_file", "total_lines"]
+__all__ = [
+    "CycleImport",
+    "FileDone",
+    "FileReport",
+    "ImportOptions",
+    "LineTotal",
+    "import_files",
+    "total_lines",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +89,7 @@ class FileReport:
     unknown_fields: dict[str, str | None] = field(default_factory=dict)
 
 
-LinesDone = Callable[[int], None]  # told how many more lines a file has had applied
+LinesDone = Callable[[int], None]  # told how many more lines a batch has had applied
 
 
 EXACT_COUNT_BYTES = 16 << 20  # up to this much in all, the lines are counted exactly
@@ -140,7 +150,11 @@ def estimated_lines(path: Path, size: int, sample_bytes: int = SAMPLE_BYTES) -> 
 
 
 @dataclass
-class _Batch:
+class _Part:
+    """A file's lines in one batch: the good ones, the bad ones, the skipped rows."""
+
+    file: _File
+    source: _Source  # the file's lines not read yet
     lines: list[tuple[int, ProductLine]] = field(default_factory=list)
     bad: list[imported_files.Quarantined] = field(default_factory=list)
     bad_bytes: int = 0  # of the bad lines kept for the quarantine
@@ -148,8 +162,23 @@ class _Batch:
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
     count: int = 0  # lines read, good or bad
     last_line: int = 0
-    filled: bool = False  # all its lines are read: the batch is full or the file ended
-    size: int | None = None  # the most lines it takes (None: the batch size)
+    ends: bool = False  # the file's last lines are in it (the next batch may read on)
+
+
+@dataclass
+class _Batch:
+    """The lines one transaction applies: a part of one file, or the end of a file and the
+    start of the files after it (see :class:`CycleImport`)."""
+
+    size: int  # the most lines it takes
+    parts: list[_Part] = field(default_factory=list)
+    count: int = 0  # lines read, good or bad, of all its parts
+    filled: bool = False  # all its lines are read: the batch is full or the files ended
+
+    def lines(self) -> list[tuple[int, ProductLine]]:
+        if len(self.parts) == 1:
+            return self.parts[0].lines
+        return [line for part in self.parts for line in part.lines]
 
 
 # Lines parsed between two reads ahead of the database (see BatchReader), and at most
@@ -203,15 +232,15 @@ class _Source:
 
 @dataclass
 class _Parser:
-    """Parses a file's lines into batches (pure: no database)."""
+    """Parses a file's lines into the parts of batches (pure: no database)."""
 
     reader: LineReader
     options: ImportOptions
 
-    def parse(self, batch: _Batch, part: list[tuple[int, bytes | None]]) -> None:
-        """Parse a part of the batch's lines into it: good ones, bad ones, skipped rows."""
-        lines, bad, read = batch.lines, batch.bad, self.reader.read
-        for number, raw in part:
+    def parse(self, part: _Part, raw_lines: list[tuple[int, bytes | None]]) -> None:
+        """Parse the next lines of the part's file into it: good ones, bad ones, skipped rows."""
+        lines, bad, read = part.lines, part.bad, self.reader.read
+        for number, raw in raw_lines:
             if raw is None:
                 reason = f"line longer than {self.options.max_line_bytes} bytes"
                 bad.append(imported_files.Quarantined(number, reason, None))
@@ -220,35 +249,35 @@ class _Parser:
                 line = read(raw)
             except LineError as exc:
                 kept = raw[:_RAW_KEEP]
-                batch.bad_bytes += len(kept)
+                part.bad_bytes += len(kept)
                 bad.append(imported_files.Quarantined(number, exc.reason, kept))
                 continue
             if line.__class__ is not ProductLine:
-                self._rows(batch, number, raw, line)  # type: ignore[arg-type]
+                self._rows(part, number, raw, line)  # type: ignore[arg-type]
                 continue
             if line.barcode_error is not None:
                 reason = f"barcode rejected ({line.barcode_error}); line imported without it"
                 kept = raw[:_RAW_KEEP]
-                batch.bad_bytes += len(kept)
+                part.bad_bytes += len(kept)
                 bad.append(imported_files.Quarantined(number, reason, kept, imported=True))
             lines.append((number, line))
-        if part:
-            batch.count += len(part)
-            batch.last_line = part[-1][0]
+        if raw_lines:
+            part.count += len(raw_lines)
+            part.last_line = raw_lines[-1][0]
 
     @staticmethod
-    def _rows(batch: _Batch, number: int, raw: bytes, rows: LineRows) -> None:
+    def _rows(part: _Part, number: int, raw: bytes, rows: LineRows) -> None:
         """A line that is not one product: skipped rows are counted by reason; the product
         lines of a line of several rows are imported, and the rows that could not be read
         (or lost their barcode) are quarantined together as the line, by their place."""
         if rows.skipped:
-            batch.skipped += len(rows.skipped)
-            batch.skipped_by_reason.update(rows.skipped)
+            part.skipped += len(rows.skipped)
+            part.skipped_by_reason.update(rows.skipped)
         notes = list(rows.errors)
         for place, line in rows.lines:
             if line.barcode_error is not None:
                 notes.append(f"{place}: barcode rejected ({line.barcode_error}), row imported")
-            batch.lines.append((number, line))
+            part.lines.append((number, line))
         if not notes:
             return
         if rows.errors:
@@ -261,8 +290,8 @@ class _Parser:
         if len(reason) > _MAX_ROWS_REASON:
             reason = reason[: _MAX_ROWS_REASON - 1] + "…"
         kept = raw[:_RAW_KEEP]
-        batch.bad_bytes += len(kept)
-        batch.bad.append(
+        part.bad_bytes += len(kept)
+        part.bad.append(
             imported_files.Quarantined(
                 number,
                 reason,
@@ -271,16 +300,6 @@ class _Parser:
                 partly=bool(rows.errors and rows.lines),
             )
         )
-
-    def fill(self, batch: _Batch, source: _Source, lines: int) -> list[tuple[int, ProductLine]]:
-        """Parse up to ``lines`` more of the batch's lines; returns the good ones."""
-        start = len(batch.lines)
-        size = self.options.batch_size if batch.size is None else batch.size
-        self.parse(batch, source.take(min(lines, size - batch.count)))
-        batch.filled = (
-            batch.count >= size or source.exhausted or batch.bad_bytes >= _BAD_BYTES_PER_BATCH
-        )
-        return batch.lines[start:]
 
 
 def first_batch_size(path: Path, size: int, lines_done: int, batch_size: int) -> int | None:
@@ -323,138 +342,311 @@ def _collector_tuned_for(batch_size: int) -> Iterator[None]:
         gc.set_threshold(young, middle, old)
 
 
-class _FileImport:
+@dataclass
+class _File:
+    """A claimed file of the cycle: where its lines are read from, and its report."""
+
+    claimed: ClaimedFile
+    report: FileReport
+    parser: _Parser
+    started: float  # when it was claimed (monotonic)
+    default_seen: datetime  # the observation time of its lines without ``scraped_at``
+    stream: BinaryIO | None = None
+    # its record's id: a resumed claim's is read before its lines are; a fresh claim has
+    # none until the transaction of its first batch creates it
+    file_id: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.claimed.original_name
+
+    def open(self, lines_done: int, max_line_bytes: int) -> _Source:
+        """Its lines after the first ``lines_done``."""
+        self.stream = self.claimed.open()
+        return _Source(iter_lines(self.stream, max_line_bytes), lines_done)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
+
+FileDone = Callable[[FileReport], None]  # told of each file imported, in the cycle's order
+
+
+class CycleImport:
+    """Imports a cycle's files, batch after batch; a batch may span files.
+
+    Files are claimed one after the other (abandoned claims first) and read as one stream
+    of lines cut into batches: when a file ends before its batch is full, the batch goes on
+    with the next file, so that a day of small files (a store's day, ~29,000 lines) pays a
+    batch's fixed work (a catalogue read, a rewrite of each product renamed in it, a commit)
+    once per batch, not once per file. The transaction of a batch applies the lines of
+    every file in it and advances each file's record (``imported_files``), creating the
+    record of a file that begins in it: a stop anywhere resumes each file after its last
+    committed line, as with one file a batch. A file whose lines are all committed is
+    finished (quarantine file written, record marked done, file archived) right after the
+    batch's commit, and reported to ``on_file``.
+
+    A file resumed from an earlier run never joins a batch: where it resumes is read from
+    its record before its lines are, so it begins a batch of its own. A batch's changes
+    (new products, merges, conflicts, price rows) are counted in the report of its first
+    file.
+
+    Each batch is parsed while the database stores the one before it (the batch's side
+    work, see :class:`~colesbarcodes.db.catalog.BatchReader`), claiming the next files as
+    it reaches them; a claim made ahead is an ordinary claim, resumed by the next run should
+    this one stop before its lines are committed.
+    """
+
     def __init__(
         self,
         engine: Engine,
-        claimed: ClaimedFile,
+        inbox: Inbox,
+        names: set[str],
         options: ImportOptions,
         progress: LinesDone,
-        files: CycleFiles | None = None,
+        on_file: FileDone,
     ) -> None:
-        self.files = files
         self.engine = engine
-        self.claimed = claimed
+        self.inbox = inbox
         self.options = options
         self.progress = progress
-        self.report = FileReport(claimed.original_name)
-        self.parser = _Parser(LineReader(claimed.original_name), options)
-        self.default_seen = claimed.mtime
-        self.file_id = 0
+        self.on_file = on_file
+        self._names = names  # the files the cycle may claim (its snapshot of the inbox)
+        self._no_more = False
+        self._waiting: ClaimedFile | None = None  # a resumed claim that begins a batch
+        self._files: list[_File] = []  # claimed and not finished yet
         self._next: _Batch | None = None  # the batch after the one being applied
 
-    def run(self, inbox: Inbox) -> FileReport:
-        started = time.monotonic()
-        progress = with_retries(
+    def run(self) -> None:
+        """Import the files to the end; :meth:`close` afterwards, even on failure."""
+        with _collector_tuned_for(self.options.batch_size):
+            self._import()
+
+    def _import(self) -> None:
+        """(A method of its own so that the batches are gone when the collector is set
+        back.)"""
+        batch: _Batch | None = None
+        while True:
+            if batch is None or not batch.parts:
+                batch = self._begin_batch()
+                if batch is None:
+                    return
+            for part, file_id in zip(batch.parts, self._commit(batch), strict=True):
+                if part.ends:
+                    self._finish(part.file, file_id)
+            batch, self._next = self._next, None
+
+    def close(self) -> None:
+        """Let go of the files claimed and not finished (the cycle failed): each stays in
+        ``processing/`` for the next run, which resumes it after its last committed line."""
+        for file in self._files:
+            file.close()
+            file.claimed.release()
+        self._files.clear()
+        if self._waiting is not None:
+            self._waiting.release()
+            self._waiting = None
+
+    def _claim(self) -> ClaimedFile | None:
+        if self._no_more:
+            return None
+        claimed = self.inbox.claim_next(only=self._names)
+        if claimed is None:
+            self._no_more = True
+        else:
+            self._names.discard(claimed.path.name)
+            self._names.discard(claimed.original_name)
+        return claimed
+
+    def _take(self, claimed: ClaimedFile) -> _File:
+        file = _File(
+            claimed,
+            FileReport(claimed.original_name),
+            _Parser(LineReader(claimed.original_name), self.options),
+            time.monotonic(),
+            claimed.mtime,
+        )
+        self._files.append(file)
+        return file
+
+    def _begin_batch(self) -> _Batch | None:
+        """A batch that nothing was parsed ahead of: of the resumed claim waiting, or of the
+        next file; ``None`` when no file is left. A resumed file found done (its last batch
+        committed before the stop) is finished on the way."""
+        while True:
+            claimed, self._waiting = self._waiting or self._claim(), None
+            if claimed is None:
+                return None
+            file = self._take(claimed)
+            lines_done = 0
+            if claimed.resumed:
+                record = self._open_record(claimed)
+                file.file_id, lines_done = record.file_id, record.lines_done
+                file.report.resumed_from = lines_done
+                if record.done:
+                    self._finish(file, record.file_id)
+                    continue
+            source = file.open(lines_done, self.options.max_line_bytes)
+            size = first_batch_size(claimed.path, claimed.size, lines_done, self.options.batch_size)
+            batch = _Batch(size or self.options.batch_size)
+            batch.parts.append(_Part(file, source, last_line=source.position))
+            return batch
+
+    def _open_record(self, claimed: ClaimedFile) -> imported_files.FileProgress:
+        return with_retries(
             self.engine,
             lambda session: imported_files.open_file(
-                session, INBOX_NAME, self.claimed.claim_name, self.claimed.original_name
+                session, INBOX_NAME, claimed.claim_name, claimed.original_name
             ),
             attempts=self.options.retries,
             what="Opening the file's record",
         )
-        self.file_id = progress.file_id
-        self.report.resumed_from = progress.lines_done
-        if not progress.done:
-            with _collector_tuned_for(self.options.batch_size):
-                self._import_lines(progress.lines_done)
-        self.report.quarantine_file = with_retries(
+
+    def _joining(self) -> _Part | None:
+        """The next file, opened to go on with a batch; ``None`` when none is left, or when
+        the next is a resumed claim (it waits to begin a batch of its own)."""
+        claimed = self._claim()
+        if claimed is None:
+            return None
+        if claimed.resumed:
+            self._waiting = claimed
+            return None
+        file = self._take(claimed)
+        return _Part(file, file.open(0, self.options.max_line_bytes))
+
+    def _following(self, batch: _Batch) -> _Batch:
+        """The batch after ``batch`` (filled): the rest of its last file, or the next files."""
+        following = _Batch(self.options.batch_size)
+        last = batch.parts[-1]
+        if not last.ends:
+            following.parts.append(_Part(last.file, last.source, last_line=last.last_line))
+        return following
+
+    def _fill(
+        self, batch: _Batch, lines: int
+    ) -> tuple[_Part | None, list[tuple[int, ProductLine]]]:
+        """Parse up to ``lines`` more of the batch's lines, all of one file: the part they
+        went to and its new good lines. A file that ends before the batch is full is
+        followed by the next (see :meth:`_joining`)."""
+        part = batch.parts[-1] if batch.parts else None
+        if part is None or part.ends:
+            joining = self._joining() if self._waiting is None else None
+            if joining is None:
+                batch.filled = True
+                return part, []
+            part = joining
+            batch.parts.append(part)
+        start, count = len(part.lines), part.count
+        part.file.parser.parse(part, part.source.take(min(lines, batch.size - batch.count)))
+        part.ends = part.source.exhausted
+        batch.count += part.count - count
+        batch.filled = batch.count >= batch.size or (
+            sum(p.bad_bytes for p in batch.parts) >= _BAD_BYTES_PER_BATCH
+        )
+        return part, part.lines[start:]
+
+    def _parse_ahead(self) -> bool:
+        """Side work: parse a few of the next batch's lines while the database answers this
+        one's questions or stores it."""
+        upcoming = self._next
+        if upcoming is None or upcoming.filled:
+            return False
+        self._fill(upcoming, _PARSE_AHEAD_STEP)
+        return not upcoming.filled
+
+    def _commit(self, batch: _Batch) -> list[int]:
+        """Read the rest of the batch's lines and apply them, with each file's record;
+        returns the records' ids, part by part.
+
+        The lines are parsed in the batch's transaction, a thousand at a time, each part's
+        SKUs asked about before the next is parsed. A retried batch keeps what it parsed and
+        goes on from there.
+        """
+        stats = BatchStats()
+        file_ids: list[int] = []
+
+        def work(session: Session) -> None:
+            nonlocal stats, file_ids
+            reader = BatchReader(session, side_work=self._parse_ahead)
+            with reader:  # its last answers are waited for with the side work
+                if len(batch.parts) > 1:  # parsed ahead across files: plan for all of it
+                    reader.plan(batch.lines())
+                for part in batch.parts:
+                    reader.read(part.lines, part.file.default_seen)
+                while not batch.filled:
+                    filled, lines = self._fill(batch, _PARSE_CHUNK)
+                    if filled is not None and lines:
+                        reader.read(lines, filled.file.default_seen)
+                if self._next is None:
+                    self._next = self._following(batch)
+            stats = apply_lines(
+                session,
+                batch.lines(),
+                source=[(part.file.name, len(part.lines)) for part in batch.parts],
+                reader=reader,
+                side_work=self._parse_ahead,
+            )
+            file_ids = []
+            for part in batch.parts:
+                file = part.file
+                file_id = file.file_id
+                if file_id is None:  # a fresh claim: its record begins with this batch
+                    file_id = imported_files.open_file(
+                        session, INBOX_NAME, file.claimed.claim_name, file.name
+                    ).file_id
+                imported_files.record_batch(
+                    session,
+                    file_id,
+                    lines_done=part.last_line,
+                    imported=len(part.lines),
+                    skipped=part.skipped,
+                    quarantined=part.bad,
+                )
+                file_ids.append(file_id)
+
+        with_retries(self.engine, work, attempts=self.options.retries, what="A batch")
+        batch.parts[0].file.report.stats.add(stats)
+        for part, file_id in zip(batch.parts, file_ids, strict=True):
+            file = part.file
+            file.file_id = file_id
+            file.report.lines += part.count
+            file.report.skipped_by_reason.update(part.skipped_by_reason)
+        self.progress(batch.count)
+        return file_ids
+
+    def _finish(self, file: _File, file_id: int) -> None:
+        """Write the file's quarantine file, mark its record done, archive it, report it."""
+        file.close()
+        report = file.report
+        report.unknown_fields = file.parser.reader.unknown_fields
+        report.quarantine_file = with_retries(
             self.engine,
-            lambda session: self._write_quarantine(inbox, session),
+            lambda session: self._write_quarantine(file.claimed, file_id, session),
             attempts=self.options.retries,
             what="Writing the quarantine file",
         )
 
         def finish(session: Session) -> dict[str, int]:
-            imported_files.finish(session, self.file_id)
-            return imported_files.file_counts(session, self.file_id)
+            imported_files.finish(session, file_id)
+            return imported_files.file_counts(session, file_id)
 
         counts = with_retries(
             self.engine, finish, attempts=self.options.retries, what="Finishing the file"
         )
-        inbox.finish(self.claimed, keep=self.options.archive)
-        self.report.imported = counts["imported"]
-        self.report.quarantined = counts["quarantined"]
-        self.report.skipped = counts["skipped"]
-        self.report.barcodes_rejected = counts["barcodes_rejected"]
-        self.report.seconds = time.monotonic() - started
-        return self.report
+        self._files.remove(file)
+        self.inbox.finish(file.claimed, keep=self.options.archive)
+        report.imported = counts["imported"]
+        report.quarantined = counts["quarantined"]
+        report.skipped = counts["skipped"]
+        report.barcodes_rejected = counts["barcodes_rejected"]
+        report.seconds = time.monotonic() - file.started
+        self.on_file(report)
 
-    def _import_lines(self, lines_done: int) -> None:
-        """Import the lines after ``lines_done``, batch by batch. (A method of its own so
-        that the batches are gone when the collector is set back.)"""
-        started = self.files.started(self.claimed) if self.files is not None else None
-        if started is not None and lines_done:  # not where it was parsed from: start over
-            started.close()
-            started = None
-        if started is not None:
-            stream, source, batch = started.stream, started.source, started.batch
-            self.parser = started.parser  # it has read the first lines
-        else:
-            stream = self.claimed.open()
-            source = _Source(iter_lines(stream, self.options.max_line_bytes), lines_done)
-            batch = _Batch(
-                last_line=source.position,
-                size=first_batch_size(
-                    self.claimed.path, self.claimed.size, lines_done, self.options.batch_size
-                ),
-            )
-        with stream:
-            upcoming: _Batch | None = batch
-            while upcoming is not None:  # the last batch may be empty: it records the end
-                self._commit(upcoming, source)
-                upcoming, self._next = self._next, None
-
-    def _commit(self, batch: _Batch, source: _Source) -> None:
-        """Read the next batch of lines from ``source`` and apply it, with the file's record.
-
-        The lines are parsed in the batch's transaction, part by part, each part's SKUs
-        asked about before the next is parsed. A retried batch keeps what it parsed and
-        goes on from there.
-        """
-        name = self.claimed.original_name
-        stats = BatchStats()
-
-        def parse_ahead() -> bool:
-            """Parse a few of the next batch's lines (while the database answers this one's
-            questions or stores it): of this file, or after its last batch, of the next file."""
-            upcoming = self._next
-            if upcoming is None:
-                return self.files.parse_ahead() if self.files is not None else False
-            if upcoming.filled:
-                return False
-            self.parser.fill(upcoming, source, _PARSE_AHEAD_STEP)
-            return not upcoming.filled
-
-        def work(session: Session) -> None:
-            nonlocal stats
-            reader = BatchReader(session, self.default_seen, side_work=parse_ahead)
-            with reader:  # its last answers are waited for with the side work
-                reader.read(batch.lines)
-                while not batch.filled:
-                    reader.read(self.parser.fill(batch, source, _PARSE_CHUNK))
-                if self._next is None and not source.exhausted:
-                    self._next = _Batch(last_line=source.position)
-            stats = apply_lines(
-                session, batch.lines, source=name, reader=reader, side_work=parse_ahead
-            )
-            imported_files.record_batch(
-                session,
-                self.file_id,
-                lines_done=batch.last_line,
-                imported=len(batch.lines),
-                skipped=batch.skipped,
-                quarantined=batch.bad,
-            )
-
-        with_retries(self.engine, work, attempts=self.options.retries, what="A batch")
-        self.report.stats.add(stats)
-        self.report.lines += batch.count
-        self.report.skipped_by_reason.update(batch.skipped_by_reason)
-        self.report.unknown_fields = self.parser.reader.unknown_fields
-        self.progress(batch.count)
-
-    def _write_quarantine(self, inbox: Inbox, session: Session) -> Path | None:
+    def _write_quarantine(
+        self, claimed: ClaimedFile, file_id: int, session: Session
+    ) -> Path | None:
         """Write the file's quarantine records (from its record, so a re-run rewrites, never
         duplicates them); atomically, and only if there are any."""
         rows = session.execute(  # plain rows: ORM objects cost more than the file write
@@ -464,14 +656,14 @@ class _FileImport:
                 QuarantinedLine.imported,
                 QuarantinedLine.raw,
             )
-            .where(QuarantinedLine.file_id == self.file_id)
+            .where(QuarantinedLine.file_id == file_id)
             .order_by(QuarantinedLine.line_no)
             .execution_options(yield_per=1000)
         )
         records = (
             {
-                "file": self.claimed.original_name,
-                "archived_as": self.claimed.claim_name,
+                "file": claimed.original_name,
+                "archived_as": claimed.claim_name,
                 "line": row.line_no,
                 "reason": row.reason,
                 "imported": row.imported,
@@ -479,118 +671,32 @@ class _FileImport:
             }
             for row in rows
         )
-        target = inbox.quarantine_path(self.claimed)
+        target = self.inbox.quarantine_path(claimed)
         if not write_json_lines(target, records):
             target.unlink()  # nothing was quarantined: no file
             return None
         return target
 
 
-def import_file(
+def import_files(
     engine: Engine,
     inbox: Inbox,
-    claimed: ClaimedFile,
+    names: set[str],
     options: ImportOptions | None = None,
     progress: LinesDone | None = None,
-    files: CycleFiles | None = None,
-) -> FileReport:
-    """Import one claimed file to the end, resuming after its last committed batch.
-
-    ``files``, the cycle the file was claimed from, lets the file's last batch parse the
-    start of the cycle's next file while the database stores it.
-    """
+    on_file: FileDone | None = None,
+) -> None:
+    """Import the inbox's files of these ``names`` (abandoned claims first, then the oldest
+    new file), each to the end, resuming a file after its last committed batch."""
+    cycle = CycleImport(
+        engine,
+        inbox,
+        names,
+        options or ImportOptions(),
+        progress or (lambda _: None),
+        on_file or (lambda _: None),
+    )
     try:
-        return _FileImport(
-            engine, claimed, options or ImportOptions(), progress or (lambda _: None), files
-        ).run(inbox)
+        cycle.run()
     finally:
-        claimed.release()
-
-
-@dataclass
-class _StartedFile:
-    """A file claimed ahead of its turn, with its first lines parsed."""
-
-    claimed: ClaimedFile
-    stream: BinaryIO
-    source: _Source
-    parser: _Parser
-    batch: _Batch
-
-    def close(self) -> None:
-        self.stream.close()
-
-
-class CycleFiles:
-    """The files of one cycle, claimed one after the other.
-
-    While the database stores a file's last batch, the loader has nothing else to do:
-    :meth:`parse_ahead` (the batch's side work) claims the next file then and parses its
-    first lines, which its import then starts from. A claim made ahead is an ordinary
-    claim: should the loader stop before importing the file, the file stays in
-    ``processing/`` and the next run resumes it from its first line. A file resumed from
-    an earlier run is claimed ahead but not parsed (where it resumes is in the database).
-    """
-
-    def __init__(self, inbox: Inbox, names: set[str], options: ImportOptions) -> None:
-        self.inbox = inbox
-        self.options = options
-        self._names = names  # the files the cycle may claim (its snapshot of the inbox)
-        self._ahead: ClaimedFile | None = None
-        self._started: _StartedFile | None = None
-        self._no_more = False
-
-    def claim_next(self) -> ClaimedFile | None:
-        """The next file, claimed ahead already or now; ``None`` when none is left."""
-        if self._ahead is None and self._started is not None:  # handed out, never begun
-            self._started.close()
-            self._started = None
-        claimed, self._ahead = self._ahead, None
-        return claimed if claimed is not None else self._claim()
-
-    def _claim(self) -> ClaimedFile | None:
-        claimed = self.inbox.claim_next(only=self._names)
-        if claimed is None:
-            self._no_more = True
-        else:
-            self._names.discard(claimed.path.name)
-            self._names.discard(claimed.original_name)
-        return claimed
-
-    def parse_ahead(self) -> bool:
-        """Side work: claim the next file and parse a few of its first lines."""
-        if self._ahead is None:
-            if self._no_more or self._started is not None:
-                return False
-            claimed = self._claim()
-            if claimed is None:
-                return False
-            self._ahead = claimed
-            if claimed.resumed:
-                return False
-            stream = claimed.open()
-            parser = _Parser(LineReader(claimed.original_name), self.options)
-            source = _Source(iter_lines(stream, self.options.max_line_bytes), 0)
-            self._started = _StartedFile(claimed, stream, source, parser, _Batch())
-        started = self._started
-        if started is None or started.batch.filled:
-            return False
-        started.parser.fill(started.batch, started.source, _PARSE_AHEAD_STEP)
-        return not started.batch.filled
-
-    def started(self, claimed: ClaimedFile) -> _StartedFile | None:
-        """The file's import as begun ahead (taken: its stream is the caller's to close)."""
-        started = self._started
-        if started is None or started.claimed is not claimed:
-            return None
-        self._started = None
-        return started
-
-    def close(self) -> None:
-        """Let go of a file claimed ahead and never imported (the cycle failed)."""
-        if self._started is not None:
-            self._started.close()
-            self._started = None
-        if self._ahead is not None:
-            self._ahead.release()
-            self._ahead = None
+        cycle.close()

@@ -16,14 +16,7 @@ from colesbarcodes.db.catalog import BatchStats
 from colesbarcodes.db.engine import DATABASE_ERRORS, error_detail, session_factory, with_retries
 from colesbarcodes.db.maintenance import GroupStats, ReconcileStats, maintain_groups, reconcile
 from colesbarcodes.db.runs import ImportRunRecord, record_import_run
-from loaders.importer import (
-    CycleFiles,
-    FileReport,
-    ImportOptions,
-    LineTotal,
-    import_file,
-    total_lines,
-)
+from loaders.importer import FileReport, ImportOptions, LineTotal, import_files, total_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -213,17 +206,17 @@ def run_cycle(
     report = CycleReport()
     todo = inbox.abandoned() + inbox.pending()
     progress.start(total_lines(todo), len(todo))
-    files = CycleFiles(inbox, {p.name for p in todo}, options)
+
+    def file_done(file_report: FileReport) -> None:
+        report.files.append(file_report)
+        progress.file_done(file_report)
+        _warn_unknown_fields(file_report)
+        if on_file is not None:
+            on_file(file_report)
+
     try:
-        while (claimed := files.claim_next()) is not None:
-            file_report = import_file(engine, inbox, claimed, options, progress.advance, files)
-            report.files.append(file_report)
-            progress.file_done(file_report)
-            _warn_unknown_fields(file_report)
-            if on_file is not None:
-                on_file(file_report)
+        import_files(engine, inbox, {p.name for p in todo}, options, progress.advance, file_done)
     finally:
-        files.close()
         progress.close()
     if post:
         report.post_process = post_process(engine)

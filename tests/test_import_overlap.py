@@ -102,7 +102,7 @@ def test_parsing_ahead_leaves_the_database_as_an_import_without_it(
     plain.dispose()
 
 
-def test_a_file_claimed_ahead_of_a_cycle_that_fails_is_imported_whole_by_the_next_run(
+def test_a_file_begun_in_a_cycle_that_fails_is_resumed_after_its_committed_lines(
     slow_engine: Engine, inbox: Inbox
 ) -> None:
     _three_store_files(inbox)
@@ -118,13 +118,15 @@ def test_a_file_claimed_ahead_of_a_cycle_that_fails_is_imported_whole_by_the_nex
             LogProgress(),
             on_file=fail_after_the_first_file,
         )
-    assert _in_processing(inbox) == ["coles_store-0601.jsonl"]  # claimed ahead, let go
+    # the batch that ended the first file (its last 10 lines) began the second (5 lines):
+    # that file was let go, with those lines committed
+    assert _in_processing(inbox) == ["coles_store-0601.jsonl"]
 
     report = run_cycle(slow_engine, inbox, ImportOptions(batch_size=15), LogProgress())
 
-    assert [(f.name, f.resumed_from, f.imported) for f in report.files] == [
-        ("coles_store-0601.jsonl", 0, 40),
-        ("coles_store-0720.jsonl", 0, 40),
+    assert [(f.name, f.resumed_from, f.lines, f.imported) for f in report.files] == [
+        ("coles_store-0601.jsonl", 5, 35, 40),
+        ("coles_store-0720.jsonl", 0, 40, 40),
     ]
     assert _in_processing(inbox) == []
     with slow_engine.connect() as conn:
@@ -138,20 +140,21 @@ def _listing_file(inbox: Inbox, name: str, skus: range, mtime: float) -> None:
 
 
 class _BatchLines(LogProgress):
-    """The lines of each batch of each file, in the order they were committed."""
+    """The lines of each batch, in the order they were committed, and how many batches
+    were committed when each file was done."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.per_file: dict[str, list[int]] = {}
-        self._current: list[int] = []
+        self.batches: list[int] = []
+        self.done_after: dict[str, int] = {}
 
     def advance(self, lines: int) -> None:
         super().advance(lines)
-        self._current.append(lines)
+        self.batches.append(lines)
 
     def file_done(self, report: FileReport) -> None:
         super().file_done(report)
-        self.per_file[report.name], self._current = self._current, []
+        self.done_after[report.name] = len(self.batches)
 
 
 _SLOW_PRICE_STATEMENTS = """
@@ -180,13 +183,12 @@ def test_a_cycle_begins_a_file_larger_than_a_batch_with_a_quarter_batch(
             conn.execute(text("DROP TRIGGER slow_prices ON store_prices"))
             conn.execute(text("DROP FUNCTION slow_prices()"))
 
-    assert batches.per_file == {
-        # nothing to overlap the first batch's parse with: a quarter of a batch, which the
-        # database stores while the next one is parsed; no more batches than full ones
-        "coles_listing_a.jsonl": [1000, 4000, 3997],
-        # parsed while the database stored the file before it: full batches
-        "coles_listing_b.jsonl": [4000, 4000, 997],
-    }
+    # nothing to overlap the first batch's parse with: a quarter of a batch, which the
+    # database stores while the next one is parsed; no more batches than full ones. The
+    # others were parsed while the database stored the one before: full batches, the
+    # third ending the first file (3,997 lines) and beginning the second (3)
+    assert batches.batches == [1000, 4000, 4000, 4000, 4000, 994]
+    assert batches.done_after == {"coles_listing_a.jsonl": 3, "coles_listing_b.jsonl": 6}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM store_prices")).scalar_one() == 8997
     engine.dispose()
@@ -201,7 +203,7 @@ def test_a_file_no_larger_than_a_batch_stays_one_batch(postgres_url: str, inbox:
     run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
 
     # split, its second batch would read the catalogue again for 2,000 lines
-    assert batches.per_file == {"coles_listing_a.jsonl": [3000]}
+    assert batches.batches == [3000]
     engine.dispose()
 
 
@@ -223,7 +225,7 @@ def test_a_file_resumed_after_a_batch_begins_again_with_a_quarter_batch(
     run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
 
     # 12,000 lines: 1,000 before the stop; of the 11,000 left, a quarter batch first again
-    assert batches.per_file == {"coles_listing_a.jsonl": [1000, 4000, 4000, 2000]}
+    assert batches.batches == [1000, 4000, 4000, 2000]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM store_prices")).scalar_one() == 12000
     engine.dispose()

@@ -247,6 +247,7 @@ class BatchReader:
         # how many SKUs there can be at most (read when the look-ups start)
         self._catalogue_read: set[str] = set()
         self._sku_bound: int | None = None
+        self._planned = False  # the reads the batch's lines call for were sent
         # barcodes held back once a catalogue is read: most are owned by its products, and
         # only the others are asked about, when its answer is in
         self._held_barcodes: list[str] = []
@@ -293,19 +294,26 @@ class BatchReader:
     def _driver_connection(self) -> Any:
         return self.session.connection().connection.driver_connection
 
-    def read(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
-        """Take the next lines of the batch."""
+    def read(
+        self, lines: Sequence[tuple[int, ProductLine]], default_seen: datetime | None = None
+    ) -> None:
+        """Take the next lines of the batch (``default_seen``: from these lines on, the
+        observation time of lines without ``scraped_at``, when they come from another
+        file than the lines before)."""
+        if default_seen is not None:
+            self.observations.default_seen = default_seen
         if self._pipeline is not None and len(lines) > _READ_AHEAD_LINES:
-            if not self.keys:  # the batch's first lines: a batch parsed ahead is all here
-                self._plan_reads(lines)
+            if not self.keys and not self._planned:  # a batch parsed ahead is all here
+                self.plan(lines)
             for part in chunked(lines, _READ_AHEAD_LINES):  # keep the queries small
                 self._read(part)
         else:
             self._read(lines)
 
-    def _plan_reads(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
-        """Send the catalogue and store price reads that ``lines`` call for before their
-        first question.
+    def plan(self, lines: Sequence[tuple[int, ProductLine]]) -> None:
+        """Send the catalogue and store price reads that ``lines``, all the batch's lines
+        that are here, call for before their first question (PostgreSQL, inside the
+        ``with`` block; :meth:`read` does it for its first lines).
 
         Lines that come in many at once (a batch parsed while the one before it was stored)
         would otherwise be asked about part by part, key by key, until they had named
@@ -313,6 +321,9 @@ class BatchReader:
         Lines are counted, not their distinct SKUs (a third of the cost): a batch that names
         its SKUs many times over may read a catalogue or a store it could have asked about
         key by key, which costs time, never a wrong answer."""
+        if self._pipeline is None or self._planned or len(lines) <= _READ_AHEAD_LINES:
+            return
+        self._planned = True
         products = list(map(_LINE, lines))
         companies = set(map(_COMPANY, products))
         if len(companies) == 1:  # the common case: runs of a store, counted in C

@@ -20,6 +20,7 @@ prices and rows are COPYed; SQLite goes through a staging table for prices."""
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from colesbarcodes.db.batch_read import BatchReader
@@ -41,7 +42,7 @@ def apply_lines(
     session: Session,
     lines: Sequence[tuple[int, ProductLine]],
     *,
-    source: str,
+    source: str | Sequence[tuple[str, int]],
     default_seen: datetime | None = None,
     reader: BatchReader | None = None,
     side_work: Callable[[], bool] | None = None,
@@ -49,7 +50,8 @@ def apply_lines(
     """Apply numbered product lines, in order, inside the caller's transaction.
 
     ``source`` (e.g. the file name) is recorded with each merge and conflict, with the
-    line number; ``default_seen`` is the observation time of lines without ``scraped_at``.
+    line number: one for all the lines, or ``(source, lines)`` runs of them in order (a
+    batch of several files); ``default_seen`` is the observation time of lines without ``scraped_at``.
     ``reader``, if given, has read exactly these lines already (and ``default_seen`` is
     its own). ``side_work``, if given, runs while the database stores COPYed rows: steps
     of CPU work that need no database (see :class:`BatchWriter`).
@@ -67,8 +69,13 @@ def apply_lines(
     stores = writer.store_ids(reader.observations.stores)
     with writer.new_prices_copied(prices, stores, state.sku_pk):
         observe = state.observe
-        for key, (number, line) in zip(reader.keys, lines, strict=True):
-            observe(key, line, source, number)
+        runs = [(source, len(lines))] if isinstance(source, str) else source
+        if sum(count for _, count in runs) != len(lines) or len(reader.keys) != len(lines):
+            raise ValueError("the sources' runs, the lines and the lines read differ in number")
+        keyed = zip(reader.keys, lines, strict=True)
+        for name, count in runs:
+            for key, (number, line) in islice(keyed, count):
+                observe(key, line, name, number)
     stats.barcodes_set = state.barcodes_set
     real = writer.write_products(state, stats)
     writer.write_merges(state, real, stats)
