@@ -719,12 +719,14 @@ def child_loader(inbox: Path, url: str, batch_size: int, statements: bool) -> di
     updates_before = product_updates(url)
     before = snapshot(url) if statements else None
     started, cpu = time.perf_counter(), time.process_time()
+    done_at: list[float] = []  # when each file was done (files share batches: not its own time)
     report = run_cycle(
         engine,
         Inbox(inbox),
         ImportOptions(batch_size=batch_size),
         LogProgress(every=1e9),
         post=False,
+        on_file=lambda _: done_at.append(time.perf_counter() - started),
     )
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     engine.dispose()  # its sessions end: their table statistics reach the server's
@@ -746,7 +748,7 @@ def child_loader(inbox: Path, url: str, batch_size: int, statements: bool) -> di
         "price_changes": stats.price_changes,
         "product_updates": updates[0],
         "product_updates_hot": updates[1],
-        "file_rates": [(f.lines, f.seconds) for f in report.files],  # in import order
+        "files_done": [(f.lines, at) for f, at in zip(report.files, done_at, strict=True)],
     }
     if before is not None and imported is not None:
         result["statements"] = kinds_between(before, imported)
@@ -1028,12 +1030,14 @@ def run_scale(args: argparse.Namespace, server: Server) -> None:
         f"database {size / 1e9:.2f} GB ({size / max(step.lines, 1):.0f} bytes per line)"
     )
     # the rate of the first and of the last tenth of the files: how it falls as tables grow
-    rates: list[tuple[int, float]] = [tuple(r) for r in step.extra.get("file_rates", [])]
-    tenth = max(1, len(rates) // 10)
-    first, last = (
-        sum(n for n, _ in part) / max(sum(t for _, t in part), 1e-9)
-        for part in (rates[:tenth], rates[-tenth:])
-    )
+    # (from the moments files were done: a batch spans files, whose times overlap)
+    done: list[tuple[int, float]] = [tuple(r) for r in step.extra.get("files_done", [])]
+    if not done:
+        raise SystemExit("the loader imported no file")
+    tenth = max(1, len(done) // 10)
+    first = sum(n for n, _ in done[:tenth]) / max(done[tenth - 1][1], 1e-9)
+    last_start = done[-tenth - 1][1] if len(done) > tenth else 0.0
+    last = sum(n for n, _ in done[-tenth:]) / max(done[-1][1] - last_start, 1e-9)
     print(f"  import rate over the first tenth of the files {first:,.0f} lines/s, last {last:,.0f}")
     full = FULL_SCALE[0] * FULL_SCALE[1]
     goal = f"goal < {GOAL_SCALE_SECONDS / 60:.0f} min"
