@@ -302,24 +302,30 @@ class _Parser:
         )
 
 
-def first_batch_size(path: Path, size: int, lines_done: int, batch_size: int) -> int | None:
-    """The size of the first batch of the file at ``path`` (``size`` bytes, ``lines_done``
-    of its lines done before) when nothing overlaps its parse, ``None`` for the batch size.
+def first_batch_size(
+    path: Path, size: int, lines_done: int, batch_size: int, *, files_follow: bool = False
+) -> int | None:
+    """The size of a batch that nothing overlaps the parse of, beginning at the file at
+    ``path`` (``size`` bytes, ``lines_done`` of its lines done before); ``None`` for the
+    batch size. ``files_follow``: other files of the cycle come after it.
 
     A batch is parsed while the database stores the one before it, but the first batch of
-    a cycle's first file (or of a resumed file) has nothing before it: the database waits
-    idle until it is parsed. A file that holds more than a batch begins with a quarter of
-    one, so that the database starts storing four times as soon (a listing file of 210,000
-    lines at the default size: the command ~13 % sooner, in as many batches as before). A
-    file whose last batch would be more than three quarters full gets one batch more, which
-    reads the catalogue once more (~0.1 s for 30,000 SKUs against the ~0.5 s gained). A
-    file of a batch or less stays one batch: split, its second batch would read the
-    catalogue again for the few lines left. The file's lines are estimated from the
-    newlines in its first MiB (:func:`estimated_lines`).
+    a cycle (or of a resumed file) has nothing before it: the database waits idle until it
+    is parsed. When more than a batch lies ahead (the file holds more than a batch, or
+    other files follow it, which the batch goes on with), it is a quarter of one, so that
+    the database starts storing four times as soon (a listing file of 210,000 lines at the
+    default size: the command ~13 % sooner, in as many batches as before). A file whose
+    last batch would be more than three quarters full gets one batch more, which reads the
+    catalogue once more (~0.1 s for 30,000 SKUs against the ~0.5 s gained). A lone file of
+    a batch or less stays one batch: split, its second batch would read the catalogue
+    again for the few lines left. The file's lines are estimated from the newlines in its
+    first MiB (:func:`estimated_lines`).
     """
     first = max(batch_size // FIRST_BATCH_SHARE, _PARSE_CHUNK)
     if first >= batch_size:
         return None
+    if files_follow:
+        return first
     return first if estimated_lines(path, size) - lines_done > batch_size else None
 
 
@@ -489,7 +495,13 @@ class CycleImport:
                     self._finish(file, record.file_id)
                     continue
             source = file.open(lines_done, self.options.max_line_bytes)
-            size = first_batch_size(claimed.path, claimed.size, lines_done, self.options.batch_size)
+            size = first_batch_size(
+                claimed.path,
+                claimed.size,
+                lines_done,
+                self.options.batch_size,
+                files_follow=bool(self._names) and not self._no_more,
+            )
             batch = _Batch(size or self.options.batch_size)
             batch.parts.append(_Part(file, source, last_line=source.position))
             return batch

@@ -194,6 +194,29 @@ def test_a_cycle_begins_a_file_larger_than_a_batch_with_a_quarter_batch(
     engine.dispose()
 
 
+def test_a_cycle_of_small_files_begins_with_a_quarter_batch(
+    postgres_url: str, inbox: Inbox
+) -> None:
+    for number, store in enumerate(["0584", "0601", "0720"]):
+        rows = canonical_rows(store, range(1, 2901))
+        write_jsonl(inbox.root / f"coles_store-{store}.jsonl", rows, mtime=1_700_000_000 + number)
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    batches = _BatchLines()
+
+    run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
+
+    # the first file (2,900 lines) is smaller than a batch, but the batch would go on with
+    # the files after it: a quarter first, then full batches that span the files
+    assert batches.batches == [1000, 4000, 3700]
+    assert batches.done_after == {
+        "coles_store-0584.jsonl": 2,
+        "coles_store-0601.jsonl": 3,
+        "coles_store-0720.jsonl": 3,
+    }
+    engine.dispose()
+
+
 def test_a_file_no_larger_than_a_batch_stays_one_batch(postgres_url: str, inbox: Inbox) -> None:
     _listing_file(inbox, "coles_listing_a.jsonl", range(1, 1001), mtime=1_700_000_000)
     engine = make_engine(postgres_url)
