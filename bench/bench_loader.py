@@ -942,7 +942,7 @@ def repeat_scenarios(
 
 def run_file(args: argparse.Namespace, server: Server) -> None:
     """(a), and (b) if asked, on a user's file or folder of files."""
-    from loaders.importer import count_lines
+    from loaders.line_count import count_lines
 
     source: Path = args.file
     paths = sorted(source.glob("*.jsonl")) if source.is_dir() else [source]

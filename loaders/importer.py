@@ -33,8 +33,9 @@ from colesbarcodes.db.engine import with_retries
 from colesbarcodes.db.models import QuarantinedLine
 from colesbarcodes.files import write_json_lines
 from colesbarcodes.inbox.line_reader import LineReader
-from colesbarcodes.inbox.lines import LineError, LineRows, ProductLine
 from colesbarcodes.inbox.reading import iter_lines
+from loaders.line_count import estimated_lines
+from loaders.line_parsing import LineParser, LineSource, ParsedLines
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -46,16 +47,9 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from colesbarcodes.inbox.claims import ClaimedFile, Inbox
+    from colesbarcodes.inbox.lines import ProductLine
 
-__all__ = [
-    "CycleImport",
-    "FileDone",
-    "FileReport",
-    "ImportOptions",
-    "LineTotal",
-    "import_files",
-    "total_lines",
-]
+__all__ = ["CycleImport", "FileDone", "FileReport", "ImportOptions", "import_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,76 +86,12 @@ class FileReport:
 LinesDone = Callable[[int], None]  # told how many more lines a batch has had applied
 
 
-EXACT_COUNT_BYTES = 16 << 20  # up to this much in all, the lines are counted exactly
-SAMPLE_BYTES = 1 << 20  # beyond it, each file's lines are estimated from its first MiB
-
-
-@dataclass(frozen=True)
-class LineTotal:
-    """The lines a cycle has to import, for the progress bar: counted, or estimated from
-    the files' sizes when counting would read a large day twice (once here, once to
-    import it)."""
-
-    lines: int
-    exact: bool
-
-    def __str__(self) -> str:
-        return f"{self.lines} lines" if self.exact else f"~{self.lines} lines (estimated)"
-
-
-def count_lines(path: Path, limit: int | None = None) -> tuple[int, int]:
-    """Newlines in a file and the bytes read, in 1 MiB blocks, up to ``limit`` bytes;
-    (0, 0) for a file that is gone (another loader took it after the inbox was listed)."""
-    total = read = 0
-    try:
-        with path.open("rb") as handle:
-            while block := handle.read(1 << 20 if limit is None else min(1 << 20, limit - read)):
-                total += block.count(b"\n")
-                read += len(block)
-    except FileNotFoundError:
-        return 0, 0
-    return total, read
-
-
-def total_lines(
-    paths: list[Path], exact_bytes: int = EXACT_COUNT_BYTES, sample_bytes: int = SAMPLE_BYTES
-) -> LineTotal:
-    """The lines in ``paths``: counted when they hold ``exact_bytes`` or less in all,
-    else each file's newlines in its first ``sample_bytes`` scaled by its size."""
-    sizes = []
-    for path in paths:
-        try:
-            sizes.append(path.stat().st_size)
-        except FileNotFoundError:
-            sizes.append(0)
-    if sum(sizes) <= exact_bytes:
-        return LineTotal(sum(count_lines(p)[0] for p in paths), exact=True)
-    lines = sum(
-        estimated_lines(path, size, sample_bytes) for path, size in zip(paths, sizes, strict=True)
-    )
-    return LineTotal(lines, exact=False)
-
-
-def estimated_lines(path: Path, size: int, sample_bytes: int = SAMPLE_BYTES) -> int:
-    """The lines of a file of ``size`` bytes: its newlines in its first ``sample_bytes``,
-    scaled by its size (counted, when the sample is the whole file)."""
-    newlines, read = count_lines(path, sample_bytes)
-    return newlines if read >= size else round(newlines * size / max(read, 1))
-
-
-@dataclass
-class _Part:
-    """A file's lines in one batch: the good ones, the bad ones, the skipped rows."""
+@dataclass(kw_only=True)
+class _Part(ParsedLines):
+    """A file's lines in one batch."""
 
     file: _File
-    source: _Source  # the file's lines not read yet
-    lines: list[tuple[int, ProductLine]] = field(default_factory=list)
-    bad: list[imported_files.Quarantined] = field(default_factory=list)
-    bad_bytes: int = 0  # of the bad lines kept for the quarantine
-    skipped: int = 0
-    skipped_by_reason: Counter[str] = field(default_factory=Counter)
-    count: int = 0  # lines read, good or bad
-    last_line: int = 0
+    source: LineSource  # the file's lines not read yet
     ends: bool = False  # the file's last lines are in it (the next batch may read on)
 
 
@@ -181,125 +111,17 @@ class _Batch:
         return [line for part in self.parts for line in part.lines]
 
 
-# Lines parsed between two reads ahead of the database (see BatchReader), and at most
-# this many bytes of them: a part of long lines is read in fewer lines.
+# Lines parsed between two reads ahead of the database (see BatchReader).
 _PARSE_CHUNK = 1000
 # Lines parsed ahead at a time while the database stores a batch (about a millisecond's
 # work: the client looks again soon after the database is done).
 _PARSE_AHEAD_STEP = 100
-_PARSE_CHUNK_BYTES = 16 << 20
 # A file's first batch, when nothing overlaps its parse, is this share of a batch (see
 # first_batch_size).
 FIRST_BATCH_SHARE = 4
-# The start of a bad line kept for the quarantine (as much as the record keeps), and how
-# many such bytes a batch gathers before it is committed early: a file of long bad lines
-# never holds more than that in memory.
-_RAW_KEEP = 10_000
-_MAX_ROWS_REASON = 1000  # characters of the reason of a line of several rows
+# How many bytes of bad lines kept for the quarantine a batch gathers before it is
+# committed early: a file of long bad lines never holds more than that in memory.
 _BAD_BYTES_PER_BATCH = 32 << 20
-
-
-class _Source:
-    """The numbered lines of a file after its committed ones, read on demand."""
-
-    def __init__(self, lines: Iterator[tuple[int, bytes | None]], lines_done: int) -> None:
-        self._lines = lines
-        self.position = lines_done  # the number of the last line taken (or done before)
-        self.exhausted = False
-
-    def take(
-        self, count: int, max_bytes: int = _PARSE_CHUNK_BYTES
-    ) -> list[tuple[int, bytes | None]]:
-        """Up to ``count`` more lines, fewer when they add up to ``max_bytes``."""
-        taken: list[tuple[int, bytes | None]] = []
-        if count <= 0:
-            return taken
-        size = 0
-        for number, raw in self._lines:
-            if number <= self.position:
-                continue
-            taken.append((number, raw))
-            if raw is not None:
-                size += len(raw)
-            if len(taken) >= count or size >= max_bytes:
-                self.position = number
-                return taken
-        self.exhausted = True
-        if taken:
-            self.position = taken[-1][0]
-        return taken
-
-
-@dataclass
-class _Parser:
-    """Parses a file's lines into the parts of batches (pure: no database)."""
-
-    reader: LineReader
-    options: ImportOptions
-
-    def parse(self, part: _Part, raw_lines: list[tuple[int, bytes | None]]) -> None:
-        """Parse the next lines of the part's file into it: good ones, bad ones, skipped rows."""
-        lines, bad, read = part.lines, part.bad, self.reader.read
-        for number, raw in raw_lines:
-            if raw is None:
-                reason = f"line longer than {self.options.max_line_bytes} bytes"
-                bad.append(imported_files.Quarantined(number, reason, None))
-                continue
-            try:
-                line = read(raw)
-            except LineError as exc:
-                kept = raw[:_RAW_KEEP]
-                part.bad_bytes += len(kept)
-                bad.append(imported_files.Quarantined(number, exc.reason, kept))
-                continue
-            if line.__class__ is not ProductLine:
-                self._rows(part, number, raw, line)  # type: ignore[arg-type]
-                continue
-            if line.barcode_error is not None:
-                reason = f"barcode rejected ({line.barcode_error}); line imported without it"
-                kept = raw[:_RAW_KEEP]
-                part.bad_bytes += len(kept)
-                bad.append(imported_files.Quarantined(number, reason, kept, imported=True))
-            lines.append((number, line))
-        if raw_lines:
-            part.count += len(raw_lines)
-            part.last_line = raw_lines[-1][0]
-
-    @staticmethod
-    def _rows(part: _Part, number: int, raw: bytes, rows: LineRows) -> None:
-        """A line that is not one product: skipped rows are counted by reason; the product
-        lines of a line of several rows are imported, and the rows that could not be read
-        (or lost their barcode) are quarantined together as the line, by their place."""
-        if rows.skipped:
-            part.skipped += len(rows.skipped)
-            part.skipped_by_reason.update(rows.skipped)
-        notes = list(rows.errors)
-        for place, line in rows.lines:
-            if line.barcode_error is not None:
-                notes.append(f"{place}: barcode rejected ({line.barcode_error}), row imported")
-            part.lines.append((number, line))
-        if not notes:
-            return
-        if rows.errors:
-            total = len(rows.lines) + len(rows.skipped) + len(rows.errors)
-            head = f"{len(rows.errors)} of {total} rows not imported"
-            head += ", the others were" if rows.lines else ""
-        else:
-            head = "rows imported without their barcode"
-        reason = f"{head}: {'; '.join(notes)}"
-        if len(reason) > _MAX_ROWS_REASON:
-            reason = reason[: _MAX_ROWS_REASON - 1] + "…"
-        kept = raw[:_RAW_KEEP]
-        part.bad_bytes += len(kept)
-        part.bad.append(
-            imported_files.Quarantined(
-                number,
-                reason,
-                kept,
-                imported=bool(rows.lines),
-                partly=bool(rows.errors and rows.lines),
-            )
-        )
 
 
 def first_batch_size(
@@ -354,7 +176,7 @@ class _File:
 
     claimed: ClaimedFile
     report: FileReport
-    parser: _Parser
+    parser: LineParser
     started: float  # when it was claimed (monotonic)
     default_seen: datetime  # the observation time of its lines without ``scraped_at``
     stream: BinaryIO | None = None
@@ -366,10 +188,10 @@ class _File:
     def name(self) -> str:
         return self.claimed.original_name
 
-    def open(self, lines_done: int, max_line_bytes: int) -> _Source:
+    def open(self, lines_done: int, max_line_bytes: int) -> LineSource:
         """Its lines after the first ``lines_done``."""
         self.stream = self.claimed.open()
-        return _Source(iter_lines(self.stream, max_line_bytes), lines_done)
+        return LineSource(iter_lines(self.stream, max_line_bytes), lines_done)
 
     def close(self) -> None:
         if self.stream is not None:
@@ -470,7 +292,7 @@ class CycleImport:
         file = _File(
             claimed,
             FileReport(claimed.original_name),
-            _Parser(LineReader(claimed.original_name), self.options),
+            LineParser(LineReader(claimed.original_name), self.options.max_line_bytes),
             time.monotonic(),
             claimed.mtime,
         )
@@ -503,7 +325,7 @@ class CycleImport:
                 files_follow=bool(self._names) and not self._no_more,
             )
             batch = _Batch(size or self.options.batch_size)
-            batch.parts.append(_Part(file, source, last_line=source.position))
+            batch.parts.append(_Part(file=file, source=source, last_line=source.position))
             return batch
 
     def _open_record(self, claimed: ClaimedFile) -> imported_files.FileProgress:
@@ -526,14 +348,16 @@ class CycleImport:
             self._waiting = claimed
             return None
         file = self._take(claimed)
-        return _Part(file, file.open(0, self.options.max_line_bytes))
+        return _Part(file=file, source=file.open(0, self.options.max_line_bytes))
 
     def _following(self, batch: _Batch) -> _Batch:
         """The batch after ``batch`` (filled): the rest of its last file, or the next files."""
         following = _Batch(self.options.batch_size)
         last = batch.parts[-1]
         if not last.ends:
-            following.parts.append(_Part(last.file, last.source, last_line=last.last_line))
+            following.parts.append(
+                _Part(file=last.file, source=last.source, last_line=last.last_line)
+            )
         return following
 
     def _fill(

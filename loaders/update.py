@@ -16,7 +16,8 @@ from colesbarcodes.db.catalog import BatchStats
 from colesbarcodes.db.engine import DATABASE_ERRORS, error_detail, session_factory, with_retries
 from colesbarcodes.db.maintenance import GroupStats, ReconcileStats, maintain_groups, reconcile
 from colesbarcodes.db.runs import ImportRunRecord, record_import_run
-from loaders.importer import FileReport, ImportOptions, LineTotal, import_files, total_lines
+from loaders.importer import FileReport, ImportOptions, import_files
+from loaders.line_count import LineTotal, total_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -29,7 +29,7 @@ from colesbarcodes.db.models import (
     QuarantinedLine,
     StorePrice,
 )
-from loaders.importer import ImportOptions, LineTotal
+from loaders.importer import ImportOptions
 from loaders.update import LogProgress, run_cycle
 from tests.helpers import PROJECT, dump, run_loader
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from colesbarcodes.inbox.claims import Inbox
+    from loaders.line_count import LineTotal
 
 MAX_LINE = ImportOptions().max_line_bytes  # 1 MiB
 TOO_LONG = f"line longer than {MAX_LINE} bytes"

@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 
 from colesbarcodes.db.models import CompanySku, ImportedFile, Product, Store, StorePrice
 from loaders.cli import cli
-from loaders.importer import ImportOptions, LineTotal, total_lines
+from loaders.importer import ImportOptions
+from loaders.line_count import LineTotal, total_lines
 from tests.helpers import canonical_rows, dump, run_loader, write_jsonl
 
 if TYPE_CHECKING:
