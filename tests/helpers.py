@@ -36,6 +36,7 @@ from colesbarcodes.db.models import (
     StorePrice,
 )
 from loaders.cli import cli
+from loaders.update import LogProgress
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
     from click.testing import Result
     from sqlalchemy.engine import Engine
+
+    from loaders.importer import FileReport
 
 
 def write_jsonl(path: Path, rows: list[Any], mtime: float | None = None) -> Path:
@@ -390,3 +393,21 @@ def scrapyd_process(folder: Path, cwd: Path, env: Mapping[str, str]) -> Iterator
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+class BatchLines(LogProgress):
+    """Progress that keeps the lines of each batch, in the order they were committed, and
+    how many batches were committed when each file was done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.done_after: dict[str, int] = {}
+
+    def advance(self, lines: int) -> None:
+        super().advance(lines)
+        self.batches.append(lines)
+
+    def file_done(self, report: FileReport) -> None:
+        super().file_done(report)
+        self.done_after[report.name] = len(self.batches)

@@ -19,9 +19,9 @@ from stdnum import ean
 from colesbarcodes.db.engine import make_engine, migrate
 from colesbarcodes.db.models import ImportedFile
 from colesbarcodes.inbox.claims import Inbox
-from loaders.importer import FileReport, ImportOptions
+from loaders.importer import ImportOptions
 from loaders.update import LogProgress, run_cycle
-from tests.helpers import canonical_rows, dump, write_jsonl
+from tests.helpers import BatchLines, canonical_rows, dump, write_jsonl
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,24 +62,6 @@ def _day_of_small_files(root: Path) -> list[str]:
     return files
 
 
-class _Batches(LogProgress):
-    """The lines of each batch in the order they were committed, and how many batches were
-    committed when each file was done."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[int] = []
-        self.done_after: dict[str, int] = {}
-
-    def advance(self, lines: int) -> None:
-        super().advance(lines)
-        self.batches.append(lines)
-
-    def file_done(self, report: FileReport) -> None:
-        super().file_done(report)
-        self.done_after[report.name] = len(self.batches)
-
-
 @pytest.fixture
 def one_file_a_cycle(tmp_path: Path) -> Engine:
     """The day imported one file a cycle (no batch spans files), on SQLite."""
@@ -99,7 +81,7 @@ def test_a_day_of_small_files_is_imported_in_batches_that_span_them(
     engine: Engine, inbox: Inbox, one_file_a_cycle: Engine
 ) -> None:
     _day_of_small_files(inbox.root)
-    batches = _Batches()
+    batches = BatchLines()
 
     report = run_cycle(engine, inbox, _BATCH, batches, post=False)
 
@@ -135,7 +117,7 @@ def test_a_stopped_cycle_resumes_each_file_after_its_committed_lines(
 ) -> None:
     _day_of_small_files(inbox.root)
 
-    class StopAfterTheFirstBatch(_Batches):
+    class StopAfterTheFirstBatch(BatchLines):
         def advance(self, lines: int) -> None:
             super().advance(lines)
             raise KeyboardInterrupt  # stopped once a batch is committed
@@ -148,7 +130,7 @@ def test_a_stopped_cycle_resumes_each_file_after_its_committed_lines(
         )
     assert committed == {"coles_store-0584.jsonl": 61, "coles_store-0601.jsonl": 39}
 
-    batches = _Batches()
+    batches = BatchLines()
     report = run_cycle(engine, inbox, _BATCH, batches, post=False)
 
     # each resumed file begins a batch of its own (where it resumes is in its record): the

@@ -18,7 +18,7 @@ from colesbarcodes.db.engine import make_engine, migrate
 from colesbarcodes.inbox.claims import Inbox
 from loaders.importer import FileReport, ImportOptions
 from loaders.update import LogProgress, run_cycle
-from tests.helpers import canonical_rows, dump, write_jsonl
+from tests.helpers import BatchLines, canonical_rows, dump, write_jsonl
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -139,24 +139,6 @@ def _listing_file(inbox: Inbox, name: str, skus: range, mtime: float) -> None:
     write_jsonl(inbox.root / name, rows, mtime=mtime)
 
 
-class _BatchLines(LogProgress):
-    """The lines of each batch, in the order they were committed, and how many batches
-    were committed when each file was done."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[int] = []
-        self.done_after: dict[str, int] = {}
-
-    def advance(self, lines: int) -> None:
-        super().advance(lines)
-        self.batches.append(lines)
-
-    def file_done(self, report: FileReport) -> None:
-        super().file_done(report)
-        self.done_after[report.name] = len(self.batches)
-
-
 _SLOW_PRICE_STATEMENTS = """
     CREATE FUNCTION slow_prices() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$;
@@ -174,7 +156,7 @@ def test_a_cycle_begins_a_file_larger_than_a_batch_with_a_quarter_batch(
     migrate(engine)
     with engine.begin() as conn:  # each batch's prices take the database 0.2 s to store
         conn.execute(text(_SLOW_PRICE_STATEMENTS))
-    batches = _BatchLines()
+    batches = BatchLines()
 
     try:
         run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
@@ -202,7 +184,7 @@ def test_a_cycle_of_small_files_begins_with_a_quarter_batch(
         write_jsonl(inbox.root / f"coles_store-{store}.jsonl", rows, mtime=1_700_000_000 + number)
     engine = make_engine(postgres_url)
     migrate(engine)
-    batches = _BatchLines()
+    batches = BatchLines()
 
     run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
 
@@ -221,7 +203,7 @@ def test_a_file_no_larger_than_a_batch_stays_one_batch(postgres_url: str, inbox:
     _listing_file(inbox, "coles_listing_a.jsonl", range(1, 1001), mtime=1_700_000_000)
     engine = make_engine(postgres_url)
     migrate(engine)
-    batches = _BatchLines()
+    batches = BatchLines()
 
     run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
 
@@ -237,14 +219,14 @@ def test_a_file_resumed_after_a_batch_begins_again_with_a_quarter_batch(
     engine = make_engine(postgres_url)
     migrate(engine)
 
-    class StopAfterTheFirstBatch(_BatchLines):
+    class StopAfterTheFirstBatch(BatchLines):
         def advance(self, lines: int) -> None:
             super().advance(lines)
             raise KeyboardInterrupt  # the loader is stopped once a batch is committed
 
     with pytest.raises(KeyboardInterrupt):
         run_cycle(engine, inbox, ImportOptions(batch_size=4000), StopAfterTheFirstBatch())
-    batches = _BatchLines()
+    batches = BatchLines()
     run_cycle(engine, inbox, ImportOptions(batch_size=4000), batches, post=False)
 
     # 12,000 lines: 1,000 before the stop; of the 11,000 left, a quarter batch first again
