@@ -198,6 +198,12 @@ class _File:
             self.stream.close()
             self.stream = None
 
+    def record(self, session: Session) -> imported_files.FileProgress:
+        """Its record in ``imported_files``, created on first sight."""
+        return imported_files.open_file(
+            session, INBOX_NAME, self.claimed.claim_name, self.claimed.original_name
+        )
+
 
 FileDone = Callable[[FileReport], None]  # told of each file imported, in the cycle's order
 
@@ -310,7 +316,12 @@ class CycleImport:
             file = self._take(claimed)
             lines_done = 0
             if claimed.resumed:
-                record = self._open_record(claimed)
+                record = with_retries(
+                    self.engine,
+                    file.record,
+                    attempts=self.options.retries,
+                    what="Opening the file's record",
+                )
                 file.file_id, lines_done = record.file_id, record.lines_done
                 file.report.resumed_from = lines_done
                 if record.done:
@@ -327,16 +338,6 @@ class CycleImport:
             batch = _Batch(size or self.options.batch_size)
             batch.parts.append(_Part(file=file, source=source, last_line=source.position))
             return batch
-
-    def _open_record(self, claimed: ClaimedFile) -> imported_files.FileProgress:
-        return with_retries(
-            self.engine,
-            lambda session: imported_files.open_file(
-                session, INBOX_NAME, claimed.claim_name, claimed.original_name
-            ),
-            attempts=self.options.retries,
-            what="Opening the file's record",
-        )
 
     def _joining(self) -> _Part | None:
         """The next file, opened to go on with a batch; ``None`` when none is left, or when
@@ -429,9 +430,7 @@ class CycleImport:
                 file = part.file
                 file_id = file.file_id
                 if file_id is None:  # a fresh claim: its record begins with this batch
-                    file_id = imported_files.open_file(
-                        session, INBOX_NAME, file.claimed.claim_name, file.name
-                    ).file_id
+                    file_id = file.record(session).file_id
                 imported_files.record_batch(
                     session,
                     file_id,
