@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
 import pytest
 from sqlalchemy import func, select
 
@@ -361,6 +362,7 @@ def test_a_large_day_is_estimated_from_each_files_start_not_read_twice(tmp_path:
 
 
 def test_the_commands_batch_size_is_the_importers_default() -> None:
-    update = cli.commands["update"]
+    update = cli.get_command(click.Context(cli), "update")
+    assert update is not None
     option = next(p for p in update.params if p.name == "batch_size")
     assert option.default == ImportOptions().batch_size

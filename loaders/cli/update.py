@@ -150,6 +150,13 @@ def update(
       groups          links products of different companies with the same brand,
                       name and size that have no barcode link
     """
+    app = app_of(ctx)
+    if once and watch:
+        raise click.UsageError("--once and --watch exclude each other")
+    if not (products or post_process_only):
+        raise click.UsageError("nothing to update: pass --products (or --post-process-only)")
+    app.prepare()  # the schema is checked while the modules below are imported
+
     from colesbarcodes.inbox.claims import Inbox
     from loaders.importer import ImportOptions
     from loaders.update import (
@@ -161,14 +168,9 @@ def update(
         run_cycles,
     )
 
-    app = app_of(ctx)
-    if once and watch:
-        raise click.UsageError("--once and --watch exclude each other")
     if post_process_only:
         click.echo(_post_summary(post_process(app.engine())))
         return
-    if not products:
-        raise click.UsageError("nothing to update: pass --products (or --post-process-only)")
     engine = app.engine()
     box = Inbox(inbox)
     box.ensure()
