@@ -211,12 +211,28 @@ def _is_global(barcode: str | None, scope: str | None) -> bool:
     return gtin is not None and gtin.is_global
 
 
+def _several_companies(session: Session) -> bool:
+    """Whether SKUs of two companies or more are stored: the first company, then any after
+    it, each one descent of the (company, sku) index. (``DISTINCT .. LIMIT 2`` reads every
+    SKU when there is one company: 13 ms for 30,000 of them, measured.)"""
+    first = session.scalar(select(CompanySku.company).order_by(CompanySku.company).limit(1))
+    if first is None:
+        return False
+    after = (
+        select(CompanySku.company)
+        .where(CompanySku.company > first)
+        .order_by(CompanySku.company)
+        .limit(1)
+    )
+    return session.scalar(after) is not None
+
+
 def maintain_groups(session: Session) -> GroupStats:
     companies: dict[int, set[str]] = defaultdict(set)
     members: dict[str, list[tuple[int, str | None, bool]]] = defaultdict(list)
     # A group spans two companies at least: with one company in the database there is none
     # to look for, only stale groups to remove (and the products are not read at all).
-    several = len(session.scalars(select(CompanySku.company).distinct().limit(2)).all()) >= 2
+    several = _several_companies(session)
     if several:
         for product_id, company in session.execute(
             select(CompanySku.product_id, CompanySku.company).distinct()
