@@ -76,7 +76,6 @@ class App:
                 self._preparing = None
                 fail_database(self.url, exc)
             self._engine, self._preparing = preparing.engine, None
-            collect_from_here()  # the command's own imports are done too
         return self._engine
 
     def close(self) -> None:
@@ -213,7 +212,9 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
             param_hint="'--database-url'",
         )
     _configure_logging(verbose)
-    collect_from_here()  # SQLAlchemy and psycopg are imported: the bulk of the start-up
+    # SQLAlchemy and psycopg are imported, the bulk of the start-up; every command goes
+    # through here, those that never make an engine too (replica, frontier, scrapyd)
+    collect_from_here()
     ctx.obj = App(resolve_url(database_url))
     ctx.call_on_close(ctx.obj.close)
 
