@@ -17,6 +17,14 @@ if TYPE_CHECKING:
 from tests.helpers import run_loader
 
 
+def python_prints(code: str) -> str:
+    """What ``code`` prints, run by a fresh interpreter (nothing of this test's loaded)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout
+
+
 def test_every_command_is_found_in_the_module_the_group_names() -> None:
     for module in set(COMMAND_MODULES.values()):
         importlib.import_module(f"loaders.cli.{module}")
@@ -36,10 +44,7 @@ def test_a_command_starts_without_the_other_commands_modules() -> None:
         "assert cli.get_command(None, 'update') is not None\n"
         "print(sorted(m for m in sys.modules if m.startswith('loaders.cli.')))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.strip() == "['loaders.cli.update']"
+    assert python_prints(code).strip() == "['loaders.cli.update']"
 
 
 def test_the_commands_are_loaded_by_name_when_the_process_did_not_load_them() -> None:
@@ -49,10 +54,7 @@ def test_the_commands_are_loaded_by_name_when_the_process_did_not_load_them() ->
         "context = click.Context(cli)\n"
         "print(len([n for n in cli.list_commands(context) if cli.get_command(context, n)]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert int(done.stdout) == len(COMMAND_MODULES)
+    assert int(python_prints(code)) == len(COMMAND_MODULES)
 
 
 def test_the_collector_held_during_the_start_up_runs_again_without_its_objects() -> None:
@@ -63,10 +65,7 @@ def test_the_collector_held_during_the_start_up_runs_again_without_its_objects()
         "collect_from_here()\n"
         "print(gc.isenabled(), gc.get_freeze_count() > 1000)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.split() == ["True", "True"]
+    assert python_prints(code).split() == ["True", "True"]
 
 
 def test_a_process_that_did_not_hold_the_collector_is_left_as_it_was() -> None:
